@@ -1,0 +1,188 @@
+//! `#[theseus::main]` and `#[theseus::test]`: the attributes that replace
+//! `#[tokio::main]` and `#[tokio::test]`.
+//!
+//! Both accept tokio's `flavor = "multi_thread" | "current_thread"` and
+//! `worker_threads = N`. Use them through the `theseus` crate, which
+//! re-exports them; the expansion calls `::theseus::__private`.
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{quote, quote_spanned};
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, ItemFn, Lit, Meta, Token};
+
+/// Runs an `async fn main` on a theseus runtime and writes its profile when
+/// it returns (see the `theseus` crate docs).
+///
+/// ```ignore
+/// #[theseus::main(worker_threads = 4)]
+/// async fn main() -> std::io::Result<()> {
+///     theseus::spawn(async { /* ... */ }).await?;
+///     Ok(())
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand(args.into(), item.into(), Kind::Main)
+        .unwrap_or_else(|e| e.to_compile_error())
+        .into()
+}
+
+/// Runs an `async fn` test on a theseus runtime (current-thread by default,
+/// as with `#[tokio::test]`). Tests do not write profiles.
+///
+/// ```ignore
+/// #[theseus::test(flavor = "multi_thread", worker_threads = 2)]
+/// async fn adds() {
+///     assert_eq!(theseus::spawn(async { 1 + 1 }).await.unwrap(), 2);
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand(args.into(), item.into(), Kind::Test)
+        .unwrap_or_else(|e| e.to_compile_error())
+        .into()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Main,
+    Test,
+}
+
+impl Kind {
+    fn attribute(self) -> &'static str {
+        match self {
+            Kind::Main => "#[theseus::main]",
+            Kind::Test => "#[theseus::test]",
+        }
+    }
+}
+
+struct Config {
+    multi_thread: bool,
+    worker_threads: Option<(usize, Span)>,
+}
+
+fn parse_config(args: TokenStream2, kind: Kind) -> syn::Result<Config> {
+    let mut config = Config {
+        multi_thread: kind == Kind::Main,
+        worker_threads: None,
+    };
+    let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args)?;
+    for meta in metas {
+        let Meta::NameValue(pair) = &meta else {
+            return Err(syn::Error::new(
+                meta.span(),
+                format!(
+                    "{} accepts `flavor = \"...\"` and `worker_threads = N`",
+                    kind.attribute()
+                ),
+            ));
+        };
+        let name = pair
+            .path
+            .get_ident()
+            .map(|i| i.to_string())
+            .unwrap_or_default();
+        match (name.as_str(), &pair.value) {
+            ("flavor", Expr::Lit(ExprLit { lit: Lit::Str(flavor), .. })) => {
+                config.multi_thread = match flavor.value().as_str() {
+                    "multi_thread" => true,
+                    "current_thread" => false,
+                    other => {
+                        return Err(syn::Error::new(
+                            flavor.span(),
+                            format!("unknown flavor {other:?}: expected \"multi_thread\" or \"current_thread\""),
+                        ))
+                    }
+                }
+            }
+            ("worker_threads", Expr::Lit(ExprLit { lit: Lit::Int(count), .. })) => {
+                let value: usize = count.base10_parse()?;
+                if value == 0 {
+                    return Err(syn::Error::new(count.span(), "`worker_threads` must be at least 1"));
+                }
+                config.worker_threads = Some((value, count.span()));
+            }
+            ("flavor", value) => {
+                return Err(syn::Error::new(value.span(), "`flavor` takes a string: \"multi_thread\" or \"current_thread\""))
+            }
+            ("worker_threads", value) => {
+                return Err(syn::Error::new(value.span(), "`worker_threads` takes an integer, e.g. `worker_threads = 4`"))
+            }
+            (other, _) => {
+                return Err(syn::Error::new(
+                    pair.path.span(),
+                    format!(
+                        "unknown option `{other}` for {}: accepted are `flavor = \"multi_thread\" | \"current_thread\"` and `worker_threads = N`",
+                        kind.attribute()
+                    ),
+                ))
+            }
+        }
+    }
+    if let (false, Some((_, span))) = (config.multi_thread, config.worker_threads) {
+        return Err(syn::Error::new(
+            span,
+            "`worker_threads` applies only to `flavor = \"multi_thread\"`: a current-thread runtime runs on one thread",
+        ));
+    }
+    Ok(config)
+}
+
+fn expand(args: TokenStream2, item: TokenStream2, kind: Kind) -> syn::Result<TokenStream2> {
+    let config = parse_config(args, kind)?;
+    let mut function: ItemFn = syn::parse2(item)?;
+    if function.sig.asyncness.take().is_none() {
+        return Err(syn::Error::new(
+            function.sig.fn_token.span(),
+            format!(
+                "{} goes on an `async fn`: the `async` keyword is missing",
+                kind.attribute()
+            ),
+        ));
+    }
+    if kind == Kind::Main && function.sig.ident != "main" {
+        return Err(syn::Error::new(
+            function.sig.ident.span(),
+            "#[theseus::main] goes on `async fn main`",
+        ));
+    }
+    if !function.sig.inputs.is_empty() {
+        return Err(syn::Error::new(
+            function.sig.inputs.span(),
+            format!("{} goes on a function without arguments", kind.attribute()),
+        ));
+    }
+    let builder = if config.multi_thread {
+        let workers = config
+            .worker_threads
+            .map(|(n, span)| quote_spanned!(span=> builder.worker_threads(#n);));
+        quote! {
+            let mut builder = ::theseus::runtime::Builder::new_multi_thread();
+            #workers
+        }
+    } else {
+        quote! { let mut builder = ::theseus::runtime::Builder::new_current_thread(); }
+    };
+    let body = &function.block;
+    let run = match kind {
+        Kind::Main => quote!(::theseus::__private::run_main),
+        Kind::Test => quote!(::theseus::__private::run_test),
+    };
+    let test_attr = (kind == Kind::Test).then(|| quote!(#[::core::prelude::v1::test]));
+    let attrs = &function.attrs;
+    let vis = &function.vis;
+    let sig = &function.sig;
+    Ok(quote! {
+        #test_attr
+        #(#attrs)*
+        #vis #sig {
+            #builder
+            #run(builder, async move #body)
+        }
+    })
+}

@@ -1,0 +1,68 @@
+//! theseus: an async-aware profiler for Rust, built as a drop-in instrumented
+//! executor.
+//!
+//! CPU profilers show where threads burn CPU; in async programs most latency
+//! is waiting. theseus runs your tasks on its own work-stealing runtime,
+//! times every task from spawn to completion, and writes, for every spawn
+//! site's logical call stack, how long its tasks lived, polled, waited for a
+//! worker and waited for a wake, as a callgrind file that KCachegrind,
+//! `callgrind_annotate` and gprof2dot open.
+//!
+//! Moving a tokio program over is two substitutions:
+//!
+//! ```text
+//! #[tokio::main]   ->  #[theseus::main]
+//! tokio::spawn     ->  theseus::spawn
+//! ```
+//!
+//! tokio's I/O, timers and sync types keep working inside theseus tasks.
+//! `tokio::spawn` still works too, but such tasks run on tokio and are not
+//! profiled.
+//!
+//! ```
+//! #[theseus::main(worker_threads = 2)]
+//! async fn main() {
+//!     let handle = theseus::spawn(async { 40 + 2 });
+//!     assert_eq!(handle.await.unwrap(), 42);
+//! }
+//! # // doctests run `main` themselves only when it is called:
+//! # fn _call() { main() }
+//! ```
+
+pub use theseus_executor::{spawn, spawn_blocking, JoinError, JoinHandle};
+pub use theseus_macros::{main, test};
+
+/// Tasks: spawning, joining, yielding, as in `tokio::task`.
+pub mod task {
+    pub use theseus_executor::task::*;
+}
+
+/// The runtime, as in `tokio::runtime`.
+pub mod runtime {
+    pub use theseus_executor::{Builder, EnterGuard, Handle, Runtime};
+}
+
+#[doc(hidden)]
+pub mod __private {
+    use std::future::Future;
+
+    /// What `#[theseus::main]` expands to.
+    pub fn run_main<T>(mut builder: crate::runtime::Builder, future: impl Future<Output = T>) -> T {
+        let runtime = builder.build().unwrap_or_else(|error| {
+            eprintln!("theseus: cannot start the runtime: {error}");
+            std::process::exit(2)
+        });
+        let output =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(future)));
+        runtime.shutdown();
+        output.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
+    /// What `#[theseus::test]` expands to.
+    pub fn run_test<T>(mut builder: crate::runtime::Builder, future: impl Future<Output = T>) -> T {
+        let runtime = builder
+            .build()
+            .expect("theseus: cannot start the test runtime");
+        runtime.block_on(future)
+    }
+}
