@@ -142,6 +142,7 @@ impl Registry {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         (0..SHARDS)
             .map(|i| self.shard(i).entries.iter().flatten().count())

@@ -692,6 +692,29 @@ mod tests {
     }
 
     #[test]
+    fn finished_tasks_leave_the_registry() {
+        let runtime = Builder::new_multi_thread().worker_threads(2).build().unwrap();
+        let registry = runtime.handle().inner.shared.registry.clone();
+        runtime.block_on(async {
+            let handles: Vec<_> = (0..1000).map(|i| spawn(async move { i })).collect();
+            for handle in handles {
+                handle.await.unwrap();
+            }
+            let panicked = spawn(async { panic!("leaves too") });
+            assert!(panicked.await.is_err());
+            let aborted = spawn(std::future::pending::<()>());
+            aborted.abort();
+            assert!(aborted.await.is_err());
+        });
+        assert_eq!(registry.len(), 0);
+        let waiting = runtime.spawn(std::future::pending::<()>());
+        drop(waiting);
+        assert_eq!(registry.len(), 1);
+        drop(runtime);
+        assert_eq!(registry.len(), 0, "shutdown left tasks behind");
+    }
+
+    #[test]
     fn builder_rejects_zero_workers() {
         let error = Builder::new_multi_thread()
             .worker_threads(0)

@@ -1,0 +1,128 @@
+//! `#[theseus::main]` as a whole program: each case re-runs this test binary
+//! as a child process whose `main` is one of the functions below, and checks
+//! its exit status and output.
+
+use std::process::{Command, Output};
+
+/// The child side: runs the named program when asked to.
+fn child_program() -> Option<&'static str> {
+    let name = std::env::var("THESEUS_TEST_PROGRAM").ok()?;
+    Some(match name.as_str() {
+        "ok" => {
+            programs::ok::main();
+            "ok"
+        }
+        "fixed" => {
+            programs::fixed::main();
+            "fixed"
+        }
+        "panics" => {
+            programs::panics::main();
+            "panics"
+        }
+        "fails" => {
+            if let Err(error) = programs::fails::main() {
+                eprintln!("Error: {error}");
+                std::process::exit(1);
+            }
+            "fails"
+        }
+        other => panic!("unknown program {other}"),
+    })
+}
+
+mod programs {
+    pub mod ok {
+        #[theseus::main]
+        pub async fn main() {
+            let value = theseus::spawn(async { 21 * 2 }).await.unwrap();
+            println!("answer {value}");
+        }
+    }
+    pub mod fixed {
+        #[theseus::main(worker_threads = 2)]
+        pub async fn main() {
+            theseus::spawn(async {}).await.unwrap();
+        }
+    }
+    pub mod panics {
+        #[theseus::main(flavor = "current_thread")]
+        pub async fn main() {
+            theseus::spawn(async { std::future::pending::<()>().await });
+            panic!("main gives up");
+        }
+    }
+    pub mod fails {
+        #[theseus::main]
+        pub async fn main() -> Result<(), std::io::Error> {
+            theseus::spawn(async {}).await?;
+            Err(std::io::Error::other("no such thing"))
+        }
+    }
+}
+
+fn run(program: &str, env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env("THESEUS_TEST_PROGRAM", program)
+        .env("THESEUS", "0");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+/// The entry point of child processes; does nothing in the parent.
+#[test]
+fn child() {
+    if let Some(program) = child_program() {
+        eprintln!("child program {program} returned");
+    }
+}
+
+#[test]
+fn main_runs_and_returns() {
+    let output = run("ok", &[]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("answer 42"));
+}
+
+#[test]
+fn a_panic_in_main_ends_the_program_as_under_tokio() {
+    let output = run("panics", &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(101), "{stderr}");
+    assert!(stderr.contains("main gives up"), "{stderr}");
+    assert!(
+        !stderr.contains("child program panics returned"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn main_returning_err_is_passed_through() {
+    let output = run("fails", &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no such thing"), "{stderr}");
+}
+
+#[test]
+fn a_bad_worker_count_is_a_clear_error() {
+    for bad in ["zero", "0", "99999"] {
+        let output = run("ok", &[("THESEUS_WORKERS", bad)]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("THESEUS_WORKERS=\"{bad}\"")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("1 to 1024"), "{stderr}");
+    }
+    // A worker count given in code wins over the variable, as in tokio.
+    let output = run("fixed", &[("THESEUS_WORKERS", "zero")]);
+    assert!(output.status.success(), "{output:?}");
+    let output = run("ok", &[("THESEUS_WORKERS", "3")]);
+    assert!(output.status.success(), "{output:?}");
+}
