@@ -31,6 +31,21 @@
 
 pub use theseus_executor::{spawn, spawn_blocking, JoinError, JoinHandle};
 pub use theseus_macros::{main, test};
+pub use theseus_profiler::Tracer;
+
+/// The profiler: tracers, capture modes, and the join point for samplers.
+///
+/// `#[theseus::main]` starts a profiling session from the environment
+/// (`THESEUS`, `THESEUS_OUT`, `THESEUS_STACKS`) and writes the profile when
+/// `main` returns or panics, or the program gets SIGINT or SIGTERM. Programs
+/// that build their own runtime can do the same with [`profiler::Session`],
+/// or install a [`Tracer`] around the part they want to see.
+pub mod profiler {
+    pub use theseus_profiler::{
+        capture_mode, current_stack, resolve, set_capture_mode, CaptureMode, Config, ConfigError,
+        Destination, ResolvedFrame, Session, StackId, Tracer,
+    };
+}
 
 /// Tasks: spawning, joining, yielding, as in `tokio::task`.
 pub mod task {
@@ -46,15 +61,30 @@ pub mod runtime {
 pub mod __private {
     use std::future::Future;
 
-    /// What `#[theseus::main]` expands to.
+    use theseus_profiler::{Destination, Session};
+
+    /// What `#[theseus::main]` expands to: start the profiling session (a bad
+    /// setting or an unwritable output path stops the program here, before
+    /// it runs), run `main`, cancel what is left, write the profile, and
+    /// only then pass on `main`'s result or panic.
     pub fn run_main<T>(mut builder: crate::runtime::Builder, future: impl Future<Output = T>) -> T {
+        let session = Session::from_env().unwrap_or_else(|error| {
+            eprintln!("theseus: {error}");
+            std::process::exit(2)
+        });
         let runtime = builder.build().unwrap_or_else(|error| {
             eprintln!("theseus: cannot start the runtime: {error}");
             std::process::exit(2)
         });
         let output =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(future)));
+        // Cancelled tasks are recorded as they drop, so shut down first.
         runtime.shutdown();
+        if let Some(session) = session {
+            if let Destination::Out(path) = session.finish() {
+                eprintln!("theseus: profile written to {}", path.display());
+            }
+        }
         output.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 

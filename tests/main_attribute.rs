@@ -2,11 +2,14 @@
 //! as a child process whose `main` is one of the functions below, and checks
 //! its exit status and output.
 
-use std::process::{Command, Output};
+mod common;
+
+use common::child;
+use std::process::Output;
 
 /// The child side: runs the named program when asked to.
 fn child_program() -> Option<&'static str> {
-    let name = std::env::var("THESEUS_TEST_PROGRAM").ok()?;
+    let name = child::program()?;
     Some(match name.as_str() {
         "ok" => {
             programs::ok::main();
@@ -61,16 +64,12 @@ mod programs {
     }
 }
 
+/// Runs `program` with profiling off: these tests are about the runtime.
 fn run(program: &str, env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env("THESEUS_TEST_PROGRAM", program)
-        .env("THESEUS", "0");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.output().unwrap()
+    child::command(program, env)
+        .env("THESEUS", "0")
+        .output()
+        .unwrap()
 }
 
 /// The entry point of child processes; does nothing in the parent.

@@ -693,7 +693,10 @@ mod tests {
 
     #[test]
     fn finished_tasks_leave_the_registry() {
-        let runtime = Builder::new_multi_thread().worker_threads(2).build().unwrap();
+        let runtime = Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
         let registry = runtime.handle().inner.shared.registry.clone();
         runtime.block_on(async {
             let handles: Vec<_> = (0..1000).map(|i| spawn(async move { i })).collect();

@@ -16,10 +16,25 @@
 //! Everything else (symbols, files, callgrind) happens when a profile is
 //! written, never on the executor's hot path.
 
+pub mod aggregate;
+pub mod callgrind;
+pub mod config;
+pub mod output;
 mod record;
+pub mod signal;
 mod stack;
+mod tracer;
+
+pub use aggregate::{Aggregate, Costs};
+pub use callgrind::{write_callgrind, Header, ProfileStack};
+pub use config::{Config, ConfigError};
+pub use output::{Destination, Session};
+pub use tracer::Tracer;
 
 pub use record::{is_active, record, register_live_tasks, LiveTasks, Outcome, TaskRecord};
+pub use stack::{
+    capture_mode, interned_nodes, poll_boundary, set_capture_mode, ParseCaptureModeError,
+};
 pub use stack::{
     current_stack, enter_poll, resolve, spawn_stack, CaptureMode, PollScope, ResolvedFrame, StackId,
 };

@@ -1,7 +1,45 @@
 //! Logical stacks: capture at spawn, interning, and resolution to frames.
-//! (being written)
+//!
+//! A task's logical stack is its parent task's logical stack, then the frames
+//! of the parent's current poll from the poll boundary down to the `spawn`
+//! call, then a leaf naming the spawned future:
+//!
+//! ```text
+//! main                               (frames above main: gone)
+//! accept_loop        src/server.rs:40   <- parent's spawn site
+//! [task] accept_loop                     <- the parent task
+//! handle_conn        src/server.rs:77   <- frames inside the parent's poll
+//! [task] handle_conn                     <- this task
+//! ```
+//!
+//! The pieces, each in its own module:
+//!
+//! - **Poll context** (`context`): a const-initialized thread-local holding
+//!   the running task's [`StackId`] and the poll boundary. [`enter_poll`]
+//!   writes it on every poll; [`current_stack`] reads it, also from a signal
+//!   handler.
+//! - **Capture** (`capture`): at [`spawn_stack`], unwind the machine stack
+//!   from the spawn call out to the poll boundary, keeping unresolved return
+//!   addresses only. How often that happens is the [`CaptureMode`].
+//! - **Interning** (`intern`): a global trie of `(parent, frame key)` nodes.
+//!   A frame key is a return address, a spawn location or a leaf name, so
+//!   identical stacks share one id and memory grows with the number of
+//!   distinct stacks, not of spawns.
+//! - **Resolution** (`symbols`): [`resolve`], at write time only, symbolizes
+//!   each distinct address once and removes the runtime, `async-task`,
+//!   `backtrace`, std's future and panic plumbing and thread start-up.
 
+mod capture;
+mod context;
+mod intern;
+mod symbols;
+
+pub use context::{current_stack, enter_poll, poll_boundary, PollScope};
+
+use std::fmt;
 use std::panic::Location;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 /// Identifies one interned logical stack. `StackId::ROOT` is the empty stack
 /// (a task spawned from outside any task, e.g. by the main future).
@@ -14,15 +52,146 @@ impl StackId {
 }
 
 /// How much of the machine stack is captured at each spawn (`THESEUS_STACKS`).
+///
+/// Unwinding costs about 0.1 µs per frame, more than a spawn itself, so the
+/// default avoids repeating it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum CaptureMode {
     /// Capture in full once per (parent stack, spawn location, future type), then reuse.
+    ///
+    /// The steady state is a lookup in a thread-local hash map: no
+    /// unwinding, no lock. A miss there checks a global map (one lock), and
+    /// only a spawn site never seen before is unwound.
+    ///
+    /// What it can merge: two different call paths that reach the same
+    /// spawn line, spawning the same future type, within the same parent
+    /// task. For example, `handler` calling both `a()` and `b()`, each of
+    /// which calls a shared `spawn_worker()` helper: both spawns report
+    /// whichever path was seen first (`handler → a → spawn_worker`), and
+    /// their costs are added together under it. Paths in different parent
+    /// tasks, different spawn lines or different future types are never
+    /// merged. A `#[track_caller]` helper moves the location to its caller,
+    /// which separates such paths again; [`CaptureMode::Full`] always does.
     #[default]
     Default,
-    /// Capture every spawn in full.
+    /// Capture every spawn in full: exact stacks, at the cost of one unwind
+    /// (unresolved addresses only, never symbols) per spawn.
     Full,
-    /// Record only the spawn call's file and line.
+    /// Record only the spawn call's file and line: no unwinding at all. The
+    /// stack is the parent's stack, a `file:line` frame and the leaf.
     Location,
+}
+
+impl CaptureMode {
+    /// The name `THESEUS_STACKS` accepts for this mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureMode::Default => "default",
+            CaptureMode::Full => "full",
+            CaptureMode::Location => "location",
+        }
+    }
+
+    /// The mode `THESEUS_STACKS` asks for: [`CaptureMode::Default`] when it
+    /// is unset or empty, an error naming the variable and the accepted
+    /// values when it holds anything else.
+    pub fn from_env() -> Result<CaptureMode, ParseCaptureModeError> {
+        match std::env::var_os(ENV_VAR) {
+            None => Ok(CaptureMode::Default),
+            Some(v) => {
+                let v = v.to_string_lossy();
+                if v.trim().is_empty() {
+                    Ok(CaptureMode::Default)
+                } else {
+                    v.parse()
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for CaptureMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The environment variable that selects the [`CaptureMode`].
+const ENV_VAR: &str = "THESEUS_STACKS";
+
+/// A `THESEUS_STACKS` value that names no [`CaptureMode`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseCaptureModeError {
+    value: String,
+}
+
+impl fmt::Display for ParseCaptureModeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid {ENV_VAR} value {:?}: expected one of `default`, `full`, `location`",
+            self.value
+        )
+    }
+}
+
+impl std::error::Error for ParseCaptureModeError {}
+
+impl FromStr for CaptureMode {
+    type Err = ParseCaptureModeError;
+
+    /// `default`, `full` or `location`, ignoring case and surrounding blanks.
+    fn from_str(s: &str) -> Result<CaptureMode, ParseCaptureModeError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "default" => Ok(CaptureMode::Default),
+            "full" => Ok(CaptureMode::Full),
+            "location" => Ok(CaptureMode::Location),
+            _ => Err(ParseCaptureModeError {
+                value: s.to_string(),
+            }),
+        }
+    }
+}
+
+/// The process-wide mode: 0 until set or read from the environment, else
+/// `1 + ` the mode's index.
+static MODE: AtomicU8 = AtomicU8::new(0);
+
+fn mode_code(mode: CaptureMode) -> u8 {
+    match mode {
+        CaptureMode::Default => 1,
+        CaptureMode::Full => 2,
+        CaptureMode::Location => 3,
+    }
+}
+
+/// Sets the capture mode for every later spawn, in the whole process.
+/// Stacks already captured keep their ids.
+pub fn set_capture_mode(mode: CaptureMode) {
+    MODE.store(mode_code(mode), Relaxed);
+}
+
+/// The capture mode in force. Until [`set_capture_mode`] is called it is
+/// read once from `THESEUS_STACKS`; a bad value there is reported on stderr
+/// and the default used (call [`CaptureMode::from_env`] at start-up to
+/// report it as an error instead).
+pub fn capture_mode() -> CaptureMode {
+    match MODE.load(Relaxed) {
+        1 => CaptureMode::Default,
+        2 => CaptureMode::Full,
+        3 => CaptureMode::Location,
+        _ => {
+            let mode = CaptureMode::from_env().unwrap_or_else(|e| {
+                eprintln!("theseus: {e}; using `default`");
+                CaptureMode::Default
+            });
+            // A concurrent `set_capture_mode` wins over the environment.
+            match MODE.compare_exchange(0, mode_code(mode), Relaxed, Relaxed) {
+                Ok(_) => mode,
+                Err(_) => capture_mode(),
+            }
+        }
+    }
 }
 
 /// One frame of a resolved logical stack.
@@ -36,34 +205,79 @@ pub struct ResolvedFrame {
     pub line: u32,
 }
 
-/// Restores the previous poll context when dropped.
-pub struct PollScope {
-    _private: (),
-}
-
-/// Marks the start of a poll of the task whose logical stack is `stack`.
-/// `boundary` is an address inside the executor's frame that calls `poll`:
-/// frames of the machine stack deeper than it belong to the task.
-pub fn enter_poll(stack: StackId, boundary: usize) -> PollScope {
-    let _ = (stack, boundary);
-    PollScope { _private: () }
-}
-
-/// The logical stack of the task running on this thread (`ROOT` if none).
-pub fn current_stack() -> StackId {
-    StackId::ROOT
-}
-
 /// Returns the logical stack of a task being spawned here, from `location`
 /// (the `#[track_caller]` location of the spawn call), with a leaf named
 /// after `future_type` (`std::any::type_name` of the spawned future).
+///
+/// The parent is [`current_stack`]; the frames are those of the current
+/// poll, below the boundary given to [`enter_poll`] (or the whole thread
+/// when no poll runs here). Never looks up a symbol; what it costs depends
+/// on the [`CaptureMode`].
 pub fn spawn_stack(location: &'static Location<'static>, future_type: &'static str) -> StackId {
-    let _ = (location, future_type);
-    StackId::ROOT
+    capture::spawn_stack(location, future_type)
 }
 
 /// The frames of `id`, outermost first, the task's leaf last.
+///
+/// Meant for write time: the first call for each distinct return address
+/// looks up its symbols (inlined calls included, outermost first); later
+/// calls reuse them. Frames of theseus itself, `async-task`, `backtrace`,
+/// thread start-up and std's future, closure and panic plumbing are removed,
+/// async-fn bodies are named after their function, and consecutive repeats
+/// are merged. The innermost frame of each poll carries the spawn call's
+/// exact line. The leaf is `[task] <future type>`, at the spawn location.
+/// An unknown id resolves to no frames.
 pub fn resolve(id: StackId) -> Vec<ResolvedFrame> {
-    let _ = id;
-    Vec::new()
+    symbols::resolve(id)
+}
+
+/// How many distinct stack nodes have been interned: grows with distinct
+/// stacks, never with the number of spawns.
+pub fn interned_nodes() -> usize {
+    intern::node_count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_and_errors_name_the_variable_and_choices() {
+        assert_eq!("default".parse(), Ok(CaptureMode::Default));
+        assert_eq!(" Full ".parse(), Ok(CaptureMode::Full));
+        assert_eq!("location".parse(), Ok(CaptureMode::Location));
+        let err = "fast".parse::<CaptureMode>().unwrap_err().to_string();
+        for needle in ["THESEUS_STACKS", "\"fast\"", "default", "full", "location"] {
+            assert!(err.contains(needle), "{err:?} lacks {needle}");
+        }
+        for mode in [
+            CaptureMode::Default,
+            CaptureMode::Full,
+            CaptureMode::Location,
+        ] {
+            assert_eq!(mode.to_string().parse(), Ok(mode));
+        }
+    }
+
+    #[test]
+    fn poll_scopes_nest_and_restore() {
+        assert_eq!(current_stack(), StackId::ROOT);
+        assert_eq!(poll_boundary(), 0);
+        {
+            let _outer = enter_poll(StackId(7), 100);
+            assert_eq!((current_stack(), poll_boundary()), (StackId(7), 100));
+            {
+                let _inner = enter_poll(StackId(9), 50);
+                assert_eq!((current_stack(), poll_boundary()), (StackId(9), 50));
+            }
+            assert_eq!((current_stack(), poll_boundary()), (StackId(7), 100));
+        }
+        assert_eq!((current_stack(), poll_boundary()), (StackId::ROOT, 0));
+    }
+
+    #[test]
+    fn unknown_and_root_ids_resolve_to_nothing() {
+        assert!(resolve(StackId::ROOT).is_empty());
+        assert!(resolve(StackId(u32::MAX)).is_empty());
+    }
 }

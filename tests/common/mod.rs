@@ -1,6 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod callgrind;
+pub mod child;
+pub mod readers;
+
 use std::sync::mpsc;
 use std::time::Duration;
 

@@ -1,0 +1,248 @@
+//! Costs of tasks summed by (logical stack, outcome).
+//!
+//! An [`Aggregate`] has one entry per distinct `(StackId, Outcome)` pair, so
+//! its size follows the number of distinct spawn stacks of a program, never
+//! the number of tasks it ran.
+
+use crate::{Outcome, StackId, TaskRecord};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// The summed costs of one or more tasks. Durations in nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Costs {
+    /// Spawn to completion (or to the moment of writing, for unfinished tasks).
+    pub wall_ns: u64,
+    /// Time spent inside `poll`.
+    pub busy_ns: u64,
+    /// Time between being scheduled (spawn or wake) and the poll that followed.
+    pub sched_ns: u64,
+    /// Time awaiting something: `wall - busy - sched`, saturating at zero for
+    /// each task before summing.
+    pub idle_ns: u64,
+    /// Number of polls.
+    pub polls: u64,
+    /// Number of wakes.
+    pub wakes: u64,
+    /// Number of tasks these costs belong to.
+    pub tasks: u64,
+}
+
+impl Costs {
+    /// The costs of the single task described by `rec`.
+    pub fn from_record(rec: &TaskRecord) -> Costs {
+        Costs {
+            wall_ns: rec.wall_ns,
+            busy_ns: rec.busy_ns,
+            sched_ns: rec.sched_ns,
+            idle_ns: rec
+                .wall_ns
+                .saturating_sub(rec.busy_ns)
+                .saturating_sub(rec.sched_ns),
+            polls: rec.polls,
+            wakes: rec.wakes,
+            tasks: 1,
+        }
+    }
+
+    /// Adds `other` to `self`, saturating instead of wrapping.
+    pub fn add(&mut self, other: &Costs) {
+        self.wall_ns = self.wall_ns.saturating_add(other.wall_ns);
+        self.busy_ns = self.busy_ns.saturating_add(other.busy_ns);
+        self.sched_ns = self.sched_ns.saturating_add(other.sched_ns);
+        self.idle_ns = self.idle_ns.saturating_add(other.idle_ns);
+        self.polls = self.polls.saturating_add(other.polls);
+        self.wakes = self.wakes.saturating_add(other.wakes);
+        self.tasks = self.tasks.saturating_add(other.tasks);
+    }
+
+    /// The costs in the order of the callgrind `events:` line:
+    /// `WallNs BusyNs SchedNs IdleNs Polls Wakes Tasks`.
+    pub fn to_array(&self) -> [u64; 7] {
+        [
+            self.wall_ns,
+            self.busy_ns,
+            self.sched_ns,
+            self.idle_ns,
+            self.polls,
+            self.wakes,
+            self.tasks,
+        ]
+    }
+}
+
+/// Costs keyed by `(StackId, Outcome)`.
+///
+/// Memory is proportional to the number of distinct keys: adding a million
+/// records of the same stack and outcome leaves one entry.
+#[derive(Clone, Debug, Default)]
+pub struct Aggregate {
+    entries: HashMap<u64, Costs, BuildHasherDefault<KeyHasher>>,
+}
+
+impl Aggregate {
+    /// An empty aggregate.
+    pub fn new() -> Aggregate {
+        Aggregate::default()
+    }
+
+    /// Adds one task's record under its stack and outcome.
+    pub fn add_record(&mut self, rec: &TaskRecord) {
+        self.add(rec.stack, rec.outcome, &Costs::from_record(rec));
+    }
+
+    /// Adds `costs` under `(stack, outcome)`.
+    pub fn add(&mut self, stack: StackId, outcome: Outcome, costs: &Costs) {
+        self.entries
+            .entry(pack(stack, outcome))
+            .or_default()
+            .add(costs);
+    }
+
+    /// Adds every entry of `other` to `self`.
+    pub fn merge(&mut self, other: &Aggregate) {
+        for (stack, outcome, costs) in other.iter() {
+            self.add(stack, outcome, &costs);
+        }
+    }
+
+    /// The number of distinct `(stack, outcome)` entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no task has been added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The summed costs of `(stack, outcome)`, if any task had them.
+    pub fn get(&self, stack: StackId, outcome: Outcome) -> Option<Costs> {
+        self.entries.get(&pack(stack, outcome)).copied()
+    }
+
+    /// Every entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (StackId, Outcome, Costs)> + '_ {
+        self.entries.iter().map(|(&key, &costs)| {
+            let (stack, outcome) = unpack(key);
+            (stack, outcome, costs)
+        })
+    }
+
+    /// The sum of all entries.
+    pub fn total(&self) -> Costs {
+        let mut total = Costs::default();
+        for costs in self.entries.values() {
+            total.add(costs);
+        }
+        total
+    }
+}
+
+/// Packs a key into one integer: the stack id above two bits of outcome.
+/// One integer keeps the per-record hash to a multiply and a shift.
+fn pack(stack: StackId, outcome: Outcome) -> u64 {
+    let tag = match outcome {
+        Outcome::Completed => 0,
+        Outcome::Panicked => 1,
+        Outcome::Cancelled => 2,
+        Outcome::Unfinished => 3,
+    };
+    (u64::from(stack.0) << 2) | tag
+}
+
+fn unpack(key: u64) -> (StackId, Outcome) {
+    let outcome = match key & 3 {
+        0 => Outcome::Completed,
+        1 => Outcome::Panicked,
+        2 => Outcome::Cancelled,
+        _ => Outcome::Unfinished,
+    };
+    // The key was built from a u32 shifted left by two, so this fits.
+    (StackId((key >> 2) as u32), outcome)
+}
+
+/// A hasher for the packed `u64` keys. The keys are small integers chosen by
+/// this crate, not by an attacker, so a multiplicative hash is enough and
+/// much cheaper than SipHash on the per-task path.
+#[derive(Default)]
+pub(crate) struct KeyHasher {
+    hash: u64,
+}
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // An odd constant close to 2^64 / golden ratio spreads consecutive
+        // keys; folding the high half down feeds the bucket index, which uses
+        // the low bits.
+        let h = (self.hash ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.hash = h ^ (h >> 32);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(stack: u32, outcome: Outcome, wall: u64, busy: u64, sched: u64) -> TaskRecord {
+        TaskRecord {
+            stack: StackId(stack),
+            wall_ns: wall,
+            busy_ns: busy,
+            sched_ns: sched,
+            polls: 2,
+            wakes: 1,
+            outcome,
+        }
+    }
+
+    #[test]
+    fn idle_is_wall_minus_busy_minus_sched_saturating() {
+        let c = Costs::from_record(&rec(1, Outcome::Completed, 100, 30, 20));
+        assert_eq!(c.idle_ns, 50);
+        let c = Costs::from_record(&rec(1, Outcome::Completed, 10, 30, 20));
+        assert_eq!(c.idle_ns, 0);
+    }
+
+    #[test]
+    fn pack_round_trips_every_outcome_and_large_ids() {
+        for outcome in [
+            Outcome::Completed,
+            Outcome::Panicked,
+            Outcome::Cancelled,
+            Outcome::Unfinished,
+        ] {
+            for id in [0, 1, 7, u32::MAX] {
+                assert_eq!(unpack(pack(StackId(id), outcome)), (StackId(id), outcome));
+            }
+        }
+    }
+
+    #[test]
+    fn entries_are_keyed_by_stack_and_outcome() {
+        let mut a = Aggregate::new();
+        a.add_record(&rec(1, Outcome::Completed, 10, 1, 1));
+        a.add_record(&rec(1, Outcome::Completed, 20, 2, 2));
+        a.add_record(&rec(1, Outcome::Cancelled, 5, 1, 1));
+        a.add_record(&rec(2, Outcome::Completed, 7, 1, 1));
+        assert_eq!(a.len(), 3);
+        let c = a.get(StackId(1), Outcome::Completed).unwrap();
+        assert_eq!((c.wall_ns, c.tasks, c.polls, c.idle_ns), (30, 2, 4, 24));
+        assert_eq!(a.total().tasks, 4);
+        let mut b = Aggregate::new();
+        b.merge(&a);
+        b.merge(&a);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.total().wall_ns, 2 * a.total().wall_ns);
+    }
+}

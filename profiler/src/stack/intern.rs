@@ -1,0 +1,197 @@
+//! The global trie of logical stacks.
+//!
+//! A stack is a path from the root: each node is `(parent, frame key)` and
+//! its index is the [`StackId`]. A frame key is an unresolved instruction
+//! pointer, a spawn location or a task leaf, so interning never needs
+//! symbols. Identical paths get the same id, and memory grows with the
+//! number of distinct stacks, never with the number of spawns.
+
+use super::StackId;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::panic::Location;
+use std::sync::{LazyLock, PoisonError, RwLock};
+
+/// One step of a logical stack, unresolved.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum FrameKey {
+    /// A return address inside the poll that spawned (resolved at write time).
+    Ip(usize),
+    /// The `#[track_caller]` location of a spawn call.
+    Location(&'static Location<'static>),
+    /// The spawned future's type name, as `std::any::type_name` gives it.
+    Leaf(&'static str),
+}
+
+// Locations and leaves compare by content: the same source position or type
+// name may sit at different addresses (one copy per codegen unit), and must
+// still make the same stack.
+impl PartialEq for FrameKey {
+    fn eq(&self, other: &FrameKey) -> bool {
+        match (self, other) {
+            (FrameKey::Ip(a), FrameKey::Ip(b)) => a == b,
+            (FrameKey::Location(a), FrameKey::Location(b)) => {
+                std::ptr::eq(*a, *b)
+                    || (a.line() == b.line() && a.column() == b.column() && a.file() == b.file())
+            }
+            (FrameKey::Leaf(a), FrameKey::Leaf(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for FrameKey {}
+
+impl Hash for FrameKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            FrameKey::Ip(ip) => state.write_usize(*ip),
+            FrameKey::Location(l) => {
+                state.write_u32(l.line());
+                state.write_u32(l.column());
+                state.write(l.file().as_bytes());
+            }
+            FrameKey::Leaf(s) => state.write(s.as_bytes()),
+        }
+    }
+}
+
+/// A small multiply-rotate hasher: keys here are a few machine words, and
+/// SipHash's DoS resistance buys nothing for addresses.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FastHasher(u64);
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+}
+
+impl Hasher for FastHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8-byte chunk")));
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(tail) ^ ((rest.len() as u64) << 56));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+}
+
+/// `HashMap` with [`FastHasher`].
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// One trie node: the stack of `parent` extended by `key`.
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    parent: StackId,
+    key: FrameKey,
+}
+
+struct Trie {
+    /// Indexed by `StackId`; index 0 is the root and its entry is unused.
+    nodes: Vec<Node>,
+    children: FastMap<(StackId, FrameKey), StackId>,
+}
+
+static TRIE: LazyLock<RwLock<Trie>> = LazyLock::new(|| {
+    RwLock::new(Trie {
+        nodes: vec![Node {
+            parent: StackId::ROOT,
+            key: FrameKey::Ip(0),
+        }],
+        children: FastMap::default(),
+    })
+});
+
+/// The stack `parent` extended by `keys` (outermost first).
+///
+/// Walks under the read lock while every step exists (the common case once
+/// a program has warmed up), and takes the write lock only to add nodes.
+pub(crate) fn intern(parent: StackId, keys: &[FrameKey]) -> StackId {
+    let mut id = parent;
+    let mut done = 0;
+    {
+        let trie = TRIE.read().unwrap_or_else(PoisonError::into_inner);
+        for key in keys {
+            match trie.children.get(&(id, *key)) {
+                Some(&child) => {
+                    id = child;
+                    done += 1;
+                }
+                None => break,
+            }
+        }
+    }
+    if done == keys.len() {
+        return id;
+    }
+    let mut trie = TRIE.write().unwrap_or_else(PoisonError::into_inner);
+    for key in &keys[done..] {
+        // Another thread may have added this step since the read lock.
+        if let Some(&child) = trie.children.get(&(id, *key)) {
+            id = child;
+            continue;
+        }
+        let child =
+            StackId(u32::try_from(trie.nodes.len()).expect("more than 2^32 distinct stack frames"));
+        trie.nodes.push(Node {
+            parent: id,
+            key: *key,
+        });
+        trie.children.insert((id, *key), child);
+        id = child;
+    }
+    id
+}
+
+/// The keys of `id`, outermost first. Empty for the root or an id this trie
+/// never handed out.
+pub(crate) fn path(id: StackId) -> Vec<FrameKey> {
+    let trie = TRIE.read().unwrap_or_else(PoisonError::into_inner);
+    let mut out = Vec::new();
+    let mut cur = id;
+    while cur != StackId::ROOT {
+        let Some(node) = trie.nodes.get(cur.0 as usize) else {
+            return Vec::new();
+        };
+        out.push(node.key);
+        cur = node.parent;
+    }
+    out.reverse();
+    out
+}
+
+/// How many nodes the trie holds (the root included).
+pub(crate) fn node_count() -> usize {
+    TRIE.read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .nodes
+        .len()
+}

@@ -1,0 +1,219 @@
+//! A small callgrind reader for the tests: enough of the format to get each
+//! function's self cost and each call edge's count and inclusive cost, and
+//! strict about what theseus promises to write (header order, `fl=` before
+//! `fn=`, `cfi=` with `cfn=`, one cost line after `calls=`, integers only).
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default)]
+pub struct Profile {
+    pub events: Vec<String>,
+    pub summary: Vec<u64>,
+    pub totals: Vec<u64>,
+    /// Function name -> self cost per event.
+    pub self_cost: BTreeMap<String, Vec<u64>>,
+    pub calls: BTreeMap<CallSite, CallCost>,
+}
+
+/// (caller, callee, call line).
+pub type CallSite = (String, String, u64);
+/// (calls, inclusive cost per event).
+pub type CallCost = (u64, Vec<u64>);
+
+impl Profile {
+    pub fn event(&self, name: &str) -> usize {
+        self.events
+            .iter()
+            .position(|e| e == name)
+            .unwrap_or_else(|| panic!("no event {name} in {:?}", self.events))
+    }
+
+    /// The self cost of `event` of the function named `function`.
+    pub fn self_of(&self, function: &str, event: &str) -> u64 {
+        let index = self.event(event);
+        let cost = self.self_cost.get(function).unwrap_or_else(|| {
+            panic!(
+                "no function {function:?}; functions: {:#?}",
+                self.self_cost.keys()
+            )
+        });
+        cost[index]
+    }
+
+    /// Names of functions that contain `needle`.
+    pub fn functions(&self, needle: &str) -> Vec<&str> {
+        self.self_cost
+            .keys()
+            .chain(self.calls.keys().flat_map(|(a, b, _)| [a, b]))
+            .filter(|name| name.contains(needle))
+            .map(String::as_str)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    /// Call edges whose caller contains `from` and callee contains `to`.
+    pub fn edges(&self, from: &str, to: &str) -> Vec<(&CallSite, &CallCost)> {
+        self.calls
+            .iter()
+            .filter(|((a, b, _), _)| a.contains(from) && b.contains(to))
+            .collect()
+    }
+}
+
+fn numbers(text: &str, what: &str) -> Vec<u64> {
+    text.split(' ')
+        .map(|n| {
+            n.parse().unwrap_or_else(|_| {
+                panic!("{what}: {n:?} is not a non-negative integer in {text:?}")
+            })
+        })
+        .collect()
+}
+
+/// Splits `(id) name` / `(id)`, remembering names by id.
+fn name(value: &str, table: &mut BTreeMap<String, String>) -> String {
+    let value = value.trim();
+    assert!(
+        value.starts_with('('),
+        "name without compression: {value:?}"
+    );
+    let close = value.find(')').unwrap();
+    let id = &value[..=close];
+    let rest = value[close + 1..].trim();
+    if rest.is_empty() {
+        table
+            .get(id)
+            .unwrap_or_else(|| panic!("compressed name {id} used before it was defined"))
+            .clone()
+    } else {
+        assert!(
+            table.insert(id.to_string(), rest.to_string()).is_none(),
+            "{id} defined twice"
+        );
+        rest.to_string()
+    }
+}
+
+pub fn parse(text: &str) -> Profile {
+    let mut profile = Profile::default();
+    let mut lines = text.lines();
+    let header = [
+        "# callgrind format",
+        "version: 1",
+        "creator: ",
+        "pid: ",
+        "cmd: ",
+        "positions: line",
+    ];
+    for expected in header {
+        let line = lines.next().expect("truncated header");
+        assert!(
+            line.starts_with(expected),
+            "header line {line:?}, expected {expected:?}"
+        );
+    }
+    let mut files = BTreeMap::new();
+    let mut functions = BTreeMap::new();
+    let (mut fl, mut function, mut cfi, mut cfn) = (
+        None::<String>,
+        None::<String>,
+        None::<String>,
+        None::<String>,
+    );
+    let mut pending_call: Option<(u64, u64)> = None;
+    for line in lines.by_ref() {
+        if line.starts_with("event:") {
+            continue;
+        }
+        if let Some(events) = line.strip_prefix("events: ") {
+            profile.events = events.split(' ').map(str::to_string).collect();
+            break;
+        }
+        panic!("unexpected line in header: {line:?}");
+    }
+    assert_eq!(
+        profile.events.first().map(String::as_str),
+        Some("WallNs"),
+        "WallNs must come first"
+    );
+    let summary = lines.next().expect("no summary");
+    profile.summary = numbers(
+        summary
+            .strip_prefix("summary: ")
+            .expect("summary: after events:"),
+        "summary",
+    );
+    for line in lines {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(value) = line.strip_prefix("fl=") {
+            fl = Some(name(value, &mut files));
+            function = None;
+        } else if let Some(value) = line.strip_prefix("fn=") {
+            assert!(fl.is_some(), "fn= without fl= before it: {line}");
+            function = Some(name(value, &mut functions));
+            profile
+                .self_cost
+                .entry(function.clone().unwrap())
+                .or_insert_with(|| vec![0; profile.events.len()]);
+        } else if let Some(value) = line
+            .strip_prefix("cfi=")
+            .or_else(|| line.strip_prefix("cfl="))
+        {
+            cfi = Some(name(value, &mut files));
+        } else if let Some(value) = line.strip_prefix("cfn=") {
+            assert!(cfi.is_some(), "cfn= without cfi=: {line}");
+            cfn = Some(name(value, &mut functions));
+        } else if let Some(value) = line.strip_prefix("calls=") {
+            assert!(cfn.is_some(), "calls= without cfn=: {line}");
+            let parts = numbers(value, "calls");
+            assert_eq!(parts.len(), 2, "calls=COUNT LINE: {line}");
+            pending_call = Some((parts[0], parts[1]));
+        } else if let Some(value) = line.strip_prefix("totals: ") {
+            profile.totals = numbers(value, "totals");
+        } else {
+            let mut parts = numbers(line, "cost line");
+            assert_eq!(
+                parts.len(),
+                profile.events.len() + 1,
+                "cost line width: {line}"
+            );
+            let source_line = parts.remove(0);
+            let caller = function
+                .clone()
+                .unwrap_or_else(|| panic!("cost line outside a function: {line}"));
+            match pending_call.take() {
+                Some((count, _target)) => {
+                    let callee = cfn.take().unwrap();
+                    let edge = profile
+                        .calls
+                        .entry((caller, callee, source_line))
+                        .or_insert((0, vec![0; parts.len()]));
+                    edge.0 += count;
+                    edge.1.iter_mut().zip(&parts).for_each(|(a, b)| *a += b);
+                    cfi = None;
+                }
+                None => {
+                    let cost = profile.self_cost.get_mut(&caller).unwrap();
+                    cost.iter_mut().zip(&parts).for_each(|(a, b)| *a += b);
+                }
+            }
+        }
+    }
+    assert!(
+        pending_call.is_none(),
+        "calls= at the end of the file without its cost line"
+    );
+    assert!(!profile.totals.is_empty(), "no totals: line");
+    let sum: Vec<u64> = (0..profile.events.len())
+        .map(|i| profile.self_cost.values().map(|c| c[i]).sum())
+        .collect();
+    assert_eq!(
+        profile.totals, sum,
+        "totals must equal the sum of self costs"
+    );
+    assert_eq!(profile.summary, profile.totals, "summary must equal totals");
+    profile
+}

@@ -1,0 +1,46 @@
+//! Whole-program tests: a test binary re-runs itself as a child process whose
+//! `main` is one of its `#[theseus::main]` programs, chosen by an
+//! environment variable, and checks what the process did.
+
+use std::process::{Child, Command, Output, Stdio};
+
+const PROGRAM_VAR: &str = "THESEUS_TEST_PROGRAM";
+
+/// In the child: the program this process is to run, if any.
+pub fn program() -> Option<String> {
+    std::env::var(PROGRAM_VAR).ok()
+}
+
+/// A command that runs `program` in a child copy of this test binary. The
+/// binary must have a test named `child` that dispatches on [`program`].
+pub fn command(program: &str, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env(PROGRAM_VAR, program)
+        .stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+}
+
+pub fn run(program: &str, env: &[(&str, &str)]) -> Output {
+    command(program, env).output().unwrap()
+}
+
+pub fn spawn(program: &str, env: &[(&str, &str)]) -> Child {
+    command(program, env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// A fresh, empty directory for one test's files.
+pub fn scratch_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("theseus-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

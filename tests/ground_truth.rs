@@ -1,0 +1,362 @@
+//! Ground truth: programs with a known shape, profiled, and the figures
+//! checked against what the programs did. Tolerances: 5% for times that are
+//! set by a sleep or a spin; counts exact.
+
+mod common;
+
+use common::callgrind::{parse, Profile};
+use common::readers::check_with_real_readers;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One profile at a time: the tracer is process-wide.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const MS: u64 = 1_000_000;
+
+/// Runs `main` on a fresh runtime with `workers` workers under a tracer,
+/// writes the profile to a file, checks the real readers accept it and
+/// agree on the totals, and returns it parsed.
+fn profile(name: &str, workers: usize, main: impl Future<Output = ()>) -> Profile {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tracer = theseus::Tracer::new();
+    tracer.install();
+    let runtime = theseus::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .build()
+        .unwrap();
+    runtime.block_on(main);
+    drop(runtime);
+    tracer.uninstall();
+    let path = std::env::temp_dir().join(format!(
+        "theseus-ground-truth-{}-{name}.callgrind",
+        std::process::id()
+    ));
+    let mut file = std::fs::File::create(&path).unwrap();
+    tracer.write_data(&mut file).unwrap();
+    drop(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let profile = parse(&text);
+    assert_eq!(
+        check_with_real_readers(&path),
+        profile.totals,
+        "callgrind_annotate disagrees on totals"
+    );
+    profile
+}
+
+fn assert_within(what: &str, measured: u64, expected: u64, tolerance: f64) {
+    let error = (measured as f64 - expected as f64).abs() / expected as f64;
+    assert!(
+        error <= tolerance,
+        "{what}: measured {:.3} ms, expected {:.3} ms (off by {:.1}%, tolerance {:.0}%)",
+        measured as f64 / 1e6,
+        expected as f64 / 1e6,
+        error * 100.0,
+        tolerance * 100.0
+    );
+}
+
+async fn sleeper(duration: Duration) {
+    tokio::time::sleep(duration).await;
+}
+
+#[test]
+fn sleeping_tasks_show_their_sleep_as_wall_time_and_no_busy_time() {
+    let profile = profile("sleep", 2, async {
+        let handles: Vec<_> = (0..8)
+            .map(|_| theseus::spawn(sleeper(Duration::from_millis(100))))
+            .collect();
+        for handle in handles {
+            handle.await.unwrap();
+        }
+    });
+    let leaf = "[task] ground_truth::sleeper";
+    assert_eq!(profile.self_of(leaf, "Tasks"), 8);
+    assert_within(
+        "WallNs of 8 tasks sleeping 100 ms",
+        profile.self_of(leaf, "WallNs"),
+        800 * MS,
+        0.05,
+    );
+    let busy = profile.self_of(leaf, "BusyNs");
+    assert!(busy < 8 * MS, "sleeping tasks were busy {busy} ns");
+    let idle = profile.self_of(leaf, "IdleNs");
+    assert_within("IdleNs of the sleepers", idle, 800 * MS, 0.05);
+    assert_eq!(
+        profile.self_of(leaf, "Polls"),
+        16,
+        "a sleep is polled at spawn and once when it fires"
+    );
+    assert_eq!(profile.self_of(leaf, "Wakes"), 8);
+}
+
+async fn spinner(duration: Duration) -> u64 {
+    let start = Instant::now();
+    let mut x = 1u64;
+    while start.elapsed() < duration {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+    }
+    x
+}
+
+#[test]
+fn spinning_tasks_show_their_spin_as_busy_time() {
+    let profile = profile("spin", 2, async {
+        let handles: Vec<_> = (0..4)
+            .map(|_| theseus::spawn(spinner(Duration::from_millis(50))))
+            .collect();
+        for handle in handles {
+            handle.await.unwrap();
+        }
+    });
+    let leaf = "[task] ground_truth::spinner";
+    assert_eq!(profile.self_of(leaf, "Tasks"), 4);
+    assert_eq!(profile.self_of(leaf, "Polls"), 4);
+    assert_within(
+        "BusyNs of 4 tasks spinning 50 ms",
+        profile.self_of(leaf, "BusyNs"),
+        200 * MS,
+        0.05,
+    );
+}
+
+async fn blocker() {
+    // Holds the only worker without yielding.
+    std::thread::sleep(Duration::from_millis(100));
+}
+
+async fn late_riser(woken_at: std::sync::Arc<Mutex<Option<Instant>>>) {
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    *woken_at.lock().unwrap() = Some(Instant::now());
+}
+
+#[test]
+fn a_wake_while_every_worker_is_blocked_shows_as_scheduling_delay() {
+    let polled_at = std::sync::Arc::new(Mutex::new(None));
+    let started = Instant::now();
+    let polled = polled_at.clone();
+    let profile = profile("sched", 1, async move {
+        let late = theseus::spawn(late_riser(polled));
+        // Let `late_riser` start its timer before the worker is blocked.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let block = theseus::spawn(blocker());
+        late.await.unwrap();
+        block.await.unwrap();
+    });
+    let leaf = "[task] ground_truth::late_riser";
+    // The timer fires at ~10 ms; the worker is free again at ~102 ms.
+    let polled_after = polled_at.lock().unwrap().unwrap() - started;
+    assert!(
+        polled_after >= Duration::from_millis(100),
+        "{polled_after:?}"
+    );
+    let sched = profile.self_of(leaf, "SchedNs");
+    assert!(
+        (80 * MS..=100 * MS).contains(&sched),
+        "SchedNs {:.1} ms, expected about 92 ms",
+        sched as f64 / 1e6
+    );
+    assert_eq!(profile.self_of(leaf, "Wakes"), 1);
+    let blocked = profile.self_of("[task] ground_truth::blocker", "BusyNs");
+    assert_within("BusyNs of the blocker", blocked, 100 * MS, 0.05);
+}
+
+async fn parent() {
+    theseus::spawn(child()).await.unwrap();
+}
+
+async fn child() {
+    theseus::spawn(grandchild()).await.unwrap();
+}
+
+async fn grandchild() {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+}
+
+#[test]
+fn a_spawn_chain_shows_as_one_logical_stack() {
+    let profile = profile("chain", 2, async {
+        theseus::spawn(parent()).await.unwrap();
+    });
+    // main -> [task] parent -> parent -> [task] child -> child -> [task] grandchild
+    let chain = [
+        (
+            "ground_truth::a_spawn_chain_shows_as_one_logical_stack",
+            "[task] ground_truth::parent",
+        ),
+        ("[task] ground_truth::parent", "ground_truth::parent"),
+        ("ground_truth::parent", "[task] ground_truth::child"),
+        ("[task] ground_truth::child", "ground_truth::child"),
+        ("ground_truth::child", "[task] ground_truth::grandchild"),
+    ];
+    for (caller, callee) in chain {
+        let edges: Vec<_> = profile
+            .calls
+            .iter()
+            .filter(|((a, b, _), _)| a == caller && b == callee)
+            .collect();
+        assert_eq!(
+            edges.len(),
+            1,
+            "edge {caller} -> {callee}: {:#?}",
+            profile.calls.keys()
+        );
+        let (_, (calls, inclusive)) = edges[0];
+        assert!(*calls >= 1);
+        // The grandchild's 5 ms sleep is inside every edge above it.
+        assert!(
+            inclusive[profile.event("WallNs")] >= 5 * MS,
+            "{caller} -> {callee}"
+        );
+    }
+    assert_eq!(
+        profile.self_of("[task] ground_truth::grandchild", "Tasks"),
+        1
+    );
+    // Each task's own cost sits at its leaf; inclusive costs never exceed the total.
+    let wall = profile.event("WallNs");
+    for ((a, b, _), (_, inclusive)) in &profile.calls {
+        assert!(
+            inclusive[wall] <= profile.totals[wall],
+            "{a} -> {b} exceeds the total"
+        );
+    }
+}
+
+async fn twin() {}
+
+#[test]
+fn two_spawn_sites_in_one_function_stay_separate() {
+    let profile = profile("sites", 2, async {
+        let first = theseus::spawn(twin());
+        let second = theseus::spawn(twin());
+        let third = theseus::spawn(twin());
+        first.await.unwrap();
+        second.await.unwrap();
+        third.await.unwrap();
+    });
+    let edges = profile.edges(
+        "two_spawn_sites_in_one_function_stay_separate",
+        "[task] ground_truth::twin",
+    );
+    let lines: std::collections::BTreeSet<u64> =
+        edges.iter().map(|((_, _, line), _)| *line).collect();
+    assert_eq!(
+        lines.len(),
+        3,
+        "three spawn lines, three call sites: {edges:#?}"
+    );
+    assert!(
+        edges.iter().all(|(_, (calls, _))| *calls == 1),
+        "{edges:#?}"
+    );
+    assert_eq!(profile.self_of("[task] ground_truth::twin", "Tasks"), 3);
+}
+
+async fn yields_five_times() {
+    for _ in 0..5 {
+        theseus::task::yield_now().await;
+    }
+}
+
+async fn receives_three(mut rx: tokio::sync::mpsc::Receiver<u32>) -> u32 {
+    let mut sum = 0;
+    for _ in 0..3 {
+        sum += rx.recv().await.unwrap();
+    }
+    sum
+}
+
+#[test]
+fn polls_and_wakes_are_counted_exactly() {
+    let profile = profile("counts", 2, async {
+        theseus::spawn(yields_five_times()).await.unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let receiver = theseus::spawn(receives_three(rx));
+        for value in [1, 2, 3] {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            tx.send(value).await.unwrap();
+        }
+        assert_eq!(receiver.await.unwrap(), 6);
+    });
+    let yields = "[task] ground_truth::yields_five_times";
+    assert_eq!(profile.self_of(yields, "Polls"), 6);
+    assert_eq!(profile.self_of(yields, "Wakes"), 5);
+    let receives = "[task] ground_truth::receives_three";
+    assert_eq!(profile.self_of(receives, "Polls"), 4);
+    assert_eq!(profile.self_of(receives, "Wakes"), 3);
+}
+
+#[test]
+fn cancelled_panicked_and_unfinished_tasks_are_shown_apart() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tracer = theseus::Tracer::new();
+    tracer.install();
+    let runtime = theseus::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    // Declared after the runtime, so it is dropped before it: if an assertion
+    // fails, the unwind stops the spinner before the runtime waits for it.
+    let stop = StopOnDrop::default();
+    let (shortest, longest) = runtime.block_on(async {
+        let spawned_before = Instant::now();
+        let aborted = theseus::spawn(sleeper(Duration::from_secs(60)));
+        let spawned_after = Instant::now();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let aborting = Instant::now();
+        aborted.abort();
+        assert!(aborted.await.unwrap_err().is_cancelled());
+        let joined = Instant::now();
+        assert!(theseus::spawn(async { panic!("on purpose") })
+            .await
+            .unwrap_err()
+            .is_panic());
+        drop(theseus::spawn(spin_until(stop.0.clone())));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        (aborting - spawned_after, joined - spawned_before)
+    });
+    // The spinner is mid-poll: a profile written now shows it unfinished.
+    let mut text = Vec::new();
+    tracer.write_data(&mut text).unwrap();
+    let profile = parse(&String::from_utf8(text).unwrap());
+    let aborted = profile.self_of("[task] ground_truth::sleeper (cancelled)", "WallNs");
+    assert!(
+        (shortest.as_nanos() as u64..=longest.as_nanos() as u64).contains(&aborted),
+        "the aborted sleeper lived {aborted} ns; it was aborted between {shortest:?} and {longest:?} after its spawn"
+    );
+    let panicked = profile.functions("(panicked)");
+    assert_eq!(panicked.len(), 1, "{panicked:?}");
+    assert_eq!(profile.self_of(panicked[0], "Tasks"), 1);
+    let unfinished = profile.self_of("[task] ground_truth::spin_until (unfinished)", "BusyNs");
+    assert!(
+        unfinished >= 25 * MS,
+        "the running spinner's busy time so far: {unfinished}"
+    );
+    assert_eq!(
+        profile.self_of("[task] ground_truth::spin_until (unfinished)", "Tasks"),
+        1
+    );
+    drop(stop);
+    drop(runtime);
+    tracer.uninstall();
+}
+
+/// Tells [`spin_until`] to stop when dropped.
+#[derive(Default)]
+struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Spins in a single poll until told to stop.
+async fn spin_until(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::hint::spin_loop();
+    }
+}

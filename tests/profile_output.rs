@@ -1,0 +1,273 @@
+//! Where the profile goes, as a program run by a user sees it: the file at
+//! `THESEUS_OUT` after a normal exit, a panic in `main` and Ctrl-C; clear
+//! errors before the program runs for bad settings; nothing with `THESEUS=0`.
+
+mod common;
+
+use common::callgrind::parse;
+use common::child;
+use common::readers::check_with_real_readers;
+use std::io::BufRead;
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+/// The child side.
+#[test]
+fn child() {
+    match child::program().as_deref() {
+        None => {}
+        Some("work") => programs::work::main(),
+        Some("panics") => programs::panics::main(),
+        Some("serve") => programs::serve::main(),
+        Some(other) => panic!("unknown program {other}"),
+    }
+}
+
+mod programs {
+    use std::time::Duration;
+
+    pub async fn nap() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    pub async fn wait_forever() {
+        std::future::pending::<()>().await;
+    }
+
+    pub mod work {
+        #[theseus::main(worker_threads = 2)]
+        pub async fn main() {
+            for _ in 0..3 {
+                theseus::spawn(super::nap()).await.unwrap();
+            }
+            println!("work done");
+        }
+    }
+
+    pub mod panics {
+        #[theseus::main(worker_threads = 2)]
+        pub async fn main() {
+            theseus::spawn(super::nap()).await.unwrap();
+            theseus::spawn(super::wait_forever());
+            panic!("main gives up");
+        }
+    }
+
+    pub mod serve {
+        #[theseus::main(worker_threads = 2)]
+        pub async fn main() {
+            theseus::spawn(super::nap()).await.unwrap();
+            for _ in 0..4 {
+                theseus::spawn(super::wait_forever());
+            }
+            println!("ready");
+            super::wait_forever().await;
+        }
+    }
+}
+
+fn read_profile(path: &std::path::Path) -> common::callgrind::Profile {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("no profile at {}: {e}", path.display()));
+    let profile = parse(&text);
+    assert_eq!(check_with_real_readers(path), profile.totals);
+    profile
+}
+
+#[test]
+fn the_profile_is_written_where_theseus_out_says() {
+    let dir = child::scratch_dir("out");
+    let out = dir.join("app.callgrind");
+    let output = child::run("work", &[("THESEUS_OUT", out.to_str().unwrap())]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("work done"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("theseus: profile written to {}", out.display())),
+        "{stderr}"
+    );
+    // Nothing but the profile is left in the directory: no temporary files.
+    let entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let profile = read_profile(&out);
+    assert_eq!(
+        profile.self_of("[task] profile_output::programs::nap", "Tasks"),
+        3
+    );
+}
+
+#[test]
+fn the_default_output_is_callgrind_theseus_in_the_working_directory() {
+    let dir = child::scratch_dir("default-out");
+    let output = child::command("work", &[])
+        .env_remove("THESEUS_OUT")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    read_profile(&dir.join("callgrind.theseus"));
+}
+
+#[test]
+fn a_panic_in_main_still_writes_the_profile() {
+    let dir = child::scratch_dir("panic");
+    let out = dir.join("panic.callgrind");
+    let output = child::run("panics", &[("THESEUS_OUT", out.to_str().unwrap())]);
+    assert_eq!(output.status.code(), Some(101), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("main gives up"));
+    let profile = read_profile(&out);
+    assert_eq!(
+        profile.self_of("[task] profile_output::programs::nap", "Tasks"),
+        1
+    );
+    // The task left waiting was cancelled when main ended.
+    assert_eq!(
+        profile.self_of(
+            "[task] profile_output::programs::wait_forever (cancelled)",
+            "Tasks"
+        ),
+        1
+    );
+}
+
+#[test]
+fn ctrl_c_writes_a_complete_profile_and_ends_the_program() {
+    let dir = child::scratch_dir("sigint");
+    let out = dir.join("server.callgrind");
+    let mut server = child::spawn("serve", &[("THESEUS_OUT", out.to_str().unwrap())]);
+    let mut stdout = std::io::BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("ready") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the server exited before it was ready"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            server.kill().unwrap();
+            panic!("the server did not end after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // It ends as it would have without theseus: killed by SIGINT.
+    assert_eq!(status.signal(), Some(libc_sigint()), "{status:?}");
+    let profile = read_profile(&out);
+    assert_eq!(
+        profile.self_of("[task] profile_output::programs::nap", "Tasks"),
+        1
+    );
+    let waiting = profile.self_of(
+        "[task] profile_output::programs::wait_forever (unfinished)",
+        "Tasks",
+    );
+    assert_eq!(waiting, 4);
+    let wall = profile.self_of(
+        "[task] profile_output::programs::wait_forever (unfinished)",
+        "WallNs",
+    );
+    assert!(
+        wall >= 4 * 50_000_000,
+        "4 tasks alive at least 50 ms each: {wall}"
+    );
+}
+
+fn libc_sigint() -> i32 {
+    2
+}
+
+#[test]
+fn an_unwritable_output_path_is_reported_before_the_program_runs() {
+    let output = child::run(
+        "work",
+        &[("THESEUS_OUT", "/nonexistent-theseus-dir/profile.callgrind")],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("THESEUS_OUT"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent-theseus-dir/profile.callgrind"),
+        "{stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("work done"),
+        "the program ran anyway"
+    );
+}
+
+#[test]
+fn bad_settings_name_the_variable_and_what_is_accepted() {
+    let cases = [
+        (
+            "THESEUS_STACKS",
+            "everything",
+            ["default", "full", "location"],
+        ),
+        ("THESEUS", "yes", ["0", "1", "profiling"]),
+    ];
+    for (variable, value, accepted) in cases {
+        let output = child::run("work", &[(variable, value)]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(variable) && stderr.contains(value),
+            "{stderr}"
+        );
+        for word in accepted {
+            assert!(
+                stderr.contains(word),
+                "{variable}: {word} missing from {stderr}"
+            );
+        }
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("work done"));
+    }
+}
+
+#[test]
+fn theseus_0_turns_profiling_off() {
+    let dir = child::scratch_dir("off");
+    let out = dir.join("off.callgrind");
+    let output = child::run(
+        "work",
+        &[("THESEUS", "0"), ("THESEUS_OUT", out.to_str().unwrap())],
+    );
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("work done"));
+    assert!(!out.exists(), "a profile was written with THESEUS=0");
+}
+
+#[test]
+fn every_stacks_mode_writes_a_readable_profile() {
+    for mode in ["default", "full", "location"] {
+        let dir = child::scratch_dir(&format!("stacks-{mode}"));
+        let out = dir.join("p.callgrind");
+        let output = child::run(
+            "work",
+            &[
+                ("THESEUS_STACKS", mode),
+                ("THESEUS_OUT", out.to_str().unwrap()),
+            ],
+        );
+        assert!(output.status.success(), "{mode}: {output:?}");
+        let profile = read_profile(&out);
+        assert_eq!(
+            profile.self_of("[task] profile_output::programs::nap", "Tasks"),
+            3,
+            "{mode}"
+        );
+    }
+}
