@@ -83,7 +83,7 @@ impl<F: Future> Future for TaskFuture<'_, F> {
                 .then(|| theseus_profiler::enter_poll(this.header.stack, boundary));
             // SAFETY: see above; `inner` stays in place until dropped.
             let inner = unsafe { Pin::new_unchecked(inner) };
-            catch_unwind(AssertUnwindSafe(|| inner.poll(cx)))
+            catch_unwind(AssertUnwindSafe(|| poll_below_boundary(inner, cx)))
         };
         let end = this.header.on_poll_end(start);
         match polled {
@@ -98,6 +98,20 @@ impl<F: Future> Future for TaskFuture<'_, F> {
             }
         }
     }
+}
+
+/// Polls `future` in a machine frame of its own.
+///
+/// The profiler keeps the machine frames below the poll boundary (a local in
+/// the caller's frame). Were the task's `poll` inlined into the caller, its
+/// frames would share the caller's machine frame and be cut with it; in this
+/// never-inlined frame, everything inlined into it is below the boundary.
+#[inline(never)]
+pub(crate) fn poll_below_boundary<F: Future + ?Sized>(
+    future: Pin<&mut F>,
+    cx: &mut Context<'_>,
+) -> Poll<F::Output> {
+    future.poll(cx)
 }
 
 impl<F> Drop for TaskFuture<'_, F> {

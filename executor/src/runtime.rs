@@ -563,7 +563,7 @@ fn poll_main<F: Future>(future: std::pin::Pin<&mut F>, cx: &mut Context<'_>) -> 
     let boundary = std::hint::black_box(&marker) as *const u8 as usize;
     let _scope = theseus_profiler::is_active()
         .then(|| theseus_profiler::enter_poll(StackId::ROOT, boundary));
-    future.poll(cx)
+    crate::join::poll_below_boundary(future, cx)
 }
 
 /// The waker of a `block_on` future.

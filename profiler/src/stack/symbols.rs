@@ -370,9 +370,14 @@ fn is_internal(name: &str, file: Option<&str>) -> bool {
 }
 
 /// Glue a reader never thinks of as a call: future and closure forwarding,
-/// panic catching, combinator plumbing.
+/// panic catching, combinator plumbing, and the standard library in general
+/// (`.map(|x| spawn(x)).collect()` should read as the function that wrote
+/// it, not as `Vec::from_iter` and `Map::fold`).
 fn is_plumbing(name: &str, file: Option<&str>) -> bool {
-    if file.is_some_and(is_plumbing_file) {
+    if file.is_some_and(|f| is_plumbing_file(f) || is_std_file(f)) {
+        return true;
+    }
+    if starts_with_any(name, STD_PATHS) || starts_with_any(owner(name), STD_PATHS) {
         return true;
     }
     const PLUMBING: &[&str] = &[
@@ -441,20 +446,24 @@ fn is_startup(name: &str, file: Option<&str>) -> bool {
     is_entry(name) || starts_with_any(name, STARTUP) || name.contains("spawn_unchecked_")
 }
 
-/// Frames to skip at the inner end of a poll: the spawn call itself, and
-/// std code that only leads into it.
-fn is_spawn_machinery(name: &str, file: Option<&str>) -> bool {
-    const STD: &[&str] = &["std::", "core::", "alloc::"];
-    const STD_FILES: &[&str] = &[
+/// The standard library's crates, by path.
+const STD_PATHS: &[&str] = &["std::", "core::", "alloc::"];
+
+/// A source file of the standard library, as debug info spells it.
+fn is_std_file(file: &str) -> bool {
+    [
         "/library/std/src/",
         "/library/core/src/",
         "/library/alloc/src/",
-    ];
-    is_internal(name, file)
-        || is_plumbing(name, file)
-        || file.is_some_and(|f| STD_FILES.iter().any(|s| f.contains(s)))
-        || starts_with_any(name, STD)
-        || starts_with_any(owner(name), STD)
+    ]
+    .iter()
+    .any(|s| file.contains(s))
+}
+
+/// Frames to skip at the inner end of a poll: the spawn call itself, and
+/// std code that only leads into it.
+fn is_spawn_machinery(name: &str, file: Option<&str>) -> bool {
+    is_internal(name, file) || is_plumbing(name, file)
 }
 
 /// A function's name as shown: async-fn bodies and closures read as the
@@ -597,13 +606,19 @@ mod tests {
             "<futures_lite::future::Or<F1,F2> as core::future::future::Future>::poll",
             "<tokio::future::poll_fn::PollFn<F> as core::future::future::Future>::poll",
             "core::ops::function::FnOnce::call_once{{vtable.shim}}",
+            "core::iter::traits::iterator::Iterator::for_each",
+            "<alloc::vec::Vec<T> as alloc::vec::spec_from_iter::SpecFromIter<T,I>>::from_iter",
         ] {
             assert!(is_plumbing(name, None), "{name}");
         }
+        assert!(is_plumbing(
+            "{closure#0}",
+            Some("/rustc/abc/library/core/src/iter/adapters/map.rs")
+        ));
         for name in [
             "<app::MyFuture as core::future::future::Future>::poll",
+            "<app::Lines as core::iter::traits::iterator::Iterator>::next",
             "app::handler::{{closure}}",
-            "core::iter::traits::iterator::Iterator::for_each",
         ] {
             assert!(!is_plumbing(name, None), "{name}");
         }

@@ -1,0 +1,112 @@
+//! The whole promise, checked on an optimized build as users run it: the
+//! service example (a loopback echo server, clients, timers, CPU work)
+//! builds in release, writes a profile that the real readers accept, whose
+//! figures match what the program does, and whose stacks hold the
+//! program's own functions and nothing of the runtime or std's plumbing.
+//!
+//! Optimized builds matter here: inlining moves user code into runtime
+//! frames, which a debug build never shows.
+
+mod common;
+
+use common::callgrind::parse;
+use common::child::scratch_dir;
+use common::readers::check_with_real_readers;
+use std::process::Command;
+
+const MS: u64 = 1_000_000;
+
+#[test]
+fn the_service_example_profiled_in_release() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = env!("CARGO_MANIFEST_DIR");
+    let build = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--example",
+            "service",
+            "--manifest-path",
+        ])
+        .arg(format!("{root}/Cargo.toml"))
+        .status()
+        .unwrap();
+    assert!(
+        build.success(),
+        "cargo build --release --example service failed"
+    );
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{root}/target"));
+    let binary = std::path::Path::new(&target).join("release/examples/service");
+
+    let dir = scratch_dir("release-service");
+    let out = dir.join("service.callgrind");
+    let run = Command::new(&binary)
+        .env("THESEUS_OUT", &out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    assert!(String::from_utf8_lossy(&run.stdout).contains("20 clients echoed 16300 bytes"));
+
+    let profile = parse(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(check_with_real_readers(&out), profile.totals);
+
+    // Figures: what the program does.
+    let cache = "[task] service::refresh_cache";
+    assert_eq!(profile.self_of(cache, "Tasks"), 8);
+    let cache_wall = profile.self_of(cache, "WallNs");
+    assert!(
+        (800 * MS..=840 * MS).contains(&cache_wall),
+        "8 x 100 ms timers: {cache_wall}"
+    );
+    assert!(profile.self_of(cache, "BusyNs") < 8 * MS);
+    let checksum_busy = profile.self_of("[task] service::checksum", "BusyNs");
+    assert!(
+        (40 * MS..=42 * MS).contains(&checksum_busy),
+        "2 x 20 ms of CPU: {checksum_busy}"
+    );
+    let clients = "[task] service::client";
+    assert_eq!(profile.self_of(clients, "Tasks"), 20);
+    // 50 round trips each, with a 2 ms sleep after each.
+    assert!(profile.self_of(clients, "WallNs") >= 20 * 50 * 2 * MS);
+    assert_eq!(
+        profile.self_of(clients, "Polls") - profile.self_of(clients, "Wakes"),
+        20
+    );
+
+    // Stacks: the program's own functions, spawn sites by line.
+    let accept_to_handler: Vec<_> =
+        profile.edges("service::accept_loop", "[task] service::handle_connection");
+    assert!(
+        accept_to_handler
+            .iter()
+            .any(|((caller, _, line), _)| caller == "service::accept_loop" && *line > 0),
+        "no accept_loop -> [task] handle_connection edge: {:#?}",
+        profile.calls.keys()
+    );
+    assert!(!profile
+        .edges("[task] service::accept_loop", "service::accept_loop")
+        .is_empty());
+    let names: Vec<&str> = profile.self_cost.keys().map(String::as_str).collect();
+    for name in &names {
+        for banned in [
+            "theseus_",
+            "async_task",
+            "backtrace",
+            "std::",
+            "core::",
+            "alloc::",
+            "tokio::runtime",
+            "{{closure}}",
+        ] {
+            assert!(
+                !name.contains(banned),
+                "plumbing frame {name:?} in the profile"
+            );
+        }
+        assert!(
+            !name.starts_with("examples/"),
+            "a frame named by location: {name}"
+        );
+    }
+}
