@@ -6,7 +6,7 @@ mod common;
 
 use common::callgrind::parse;
 use common::child;
-use common::readers::check_with_real_readers;
+use common::readers::{check_with_real_readers, check_with_real_readers_in};
 use std::io::BufRead;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
@@ -108,7 +108,13 @@ fn the_default_output_is_callgrind_theseus_in_the_working_directory() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
-    read_profile(&dir.join("callgrind.theseus"));
+    let out = dir.join("callgrind.theseus");
+    let profile = parse(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(check_with_real_readers_in(&out, &dir), profile.totals);
+    assert_eq!(
+        profile.self_of("[task] profile_output::programs::nap", "Tasks"),
+        3
+    );
 }
 
 #[test]

@@ -92,7 +92,27 @@ pub(crate) fn resolve(id: StackId) -> Vec<ResolvedFrame> {
     if !ips.is_empty() {
         poll_frames(&ips, None, &mut out);
     }
+    if let Ok(cwd) = std::env::current_dir() {
+        for frame in &mut out {
+            relative_to(&cwd, &mut frame.file);
+        }
+    }
     out
+}
+
+/// Writes `file` relative to `dir` when it lies inside it.
+///
+/// Debug info spells a file absolute, `#[track_caller]` relative to the
+/// build directory, and `callgrind_annotate` strips its working directory
+/// from a function's file but not from a call's target file: an absolute
+/// path under the directory it runs in would split one function into two.
+/// The profile is written by a program that usually runs where it was built,
+/// so relative paths are the ones every reader agrees on.
+fn relative_to(dir: &std::path::Path, file: &mut String) {
+    let Some(dir) = dir.to_str() else { return };
+    if let Some(rest) = file.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) {
+        *file = rest.to_string();
+    }
 }
 
 /// Appends the user frames of one poll, from the poll boundary (or the
@@ -557,6 +577,23 @@ mod tests {
         );
         assert_eq!(function_name("app::handler::{closure#0}"), "app::handler");
         assert_eq!(function_name("app::handler"), "app::handler");
+    }
+
+    #[test]
+    fn files_under_the_working_directory_are_written_relative() {
+        let dir = std::path::Path::new("/work/app");
+        let mut inside = "/work/app/src/main.rs".to_string();
+        relative_to(dir, &mut inside);
+        assert_eq!(inside, "src/main.rs");
+        for outside in [
+            "/work/application/src/main.rs",
+            "/rustc/abc/library/std/src/rt.rs",
+            "src/lib.rs",
+        ] {
+            let mut file = outside.to_string();
+            relative_to(dir, &mut file);
+            assert_eq!(file, outside);
+        }
     }
 
     #[test]
