@@ -42,8 +42,8 @@ pub use theseus_profiler::Tracer;
 /// or install a [`Tracer`] around the part they want to see.
 pub mod profiler {
     pub use theseus_profiler::{
-        capture_mode, current_stack, resolve, set_capture_mode, CaptureMode, Config, ConfigError,
-        Destination, ResolvedFrame, Session, StackId, Tracer,
+        capture_mode, current_stack, poll_boundary, resolve, set_capture_mode, CaptureMode, Config,
+        ConfigError, Destination, ResolvedFrame, Sampler, Session, StackId, Tracer,
     };
 }
 

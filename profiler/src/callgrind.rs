@@ -9,7 +9,8 @@
 //!   `events:` (the last header line), then `summary:`. Body, then `totals:`.
 //! - Events are `WallNs BusyNs SchedNs IdleNs Polls Wakes Tasks`, integer
 //!   nanoseconds or counts; `WallNs` first because gprof2dot reads only the
-//!   first event.
+//!   first event. Profiles with CPU samples ([`write_callgrind_with_cpu`])
+//!   add `CpuNs` last.
 //! - Files and functions use name compression, `(id) name` at first use and
 //!   `(id)` after. Every `fn=` follows a `fl=`, every `cfn=` a `cfi=`.
 //! - `calls=COUNT TARGET_LINE` is always followed by exactly one cost line:
@@ -36,6 +37,12 @@
 //! profile was written, with its costs so far). A completed task's leaf has
 //! no suffix.
 //!
+//! **CPU samples** ([`CpuStack`]) are attributed the same way, with their
+//! `CpuNs` as self cost at the innermost sampled frame and as inclusive cost
+//! on every edge above it, so one tree shows where tasks waited and where
+//! they burned CPU. A sample is not a call: its edges add 0 to `calls=`,
+//! which keeps counting tasks.
+//!
 //! **Function identity** is the name: readers disagree on whether the file
 //! is part of a function's identity (gprof2dot ignores it), so each name is
 //! written with one file, the first of its known files in sort order
@@ -59,6 +66,13 @@ pub const EVENTS: [(&str, &str); 7] = [
     ("Tasks", "Tasks"),
 ];
 
+/// The event of sampled CPU time, written after [`EVENTS`] by
+/// [`write_callgrind_with_cpu`].
+pub const CPU_EVENT: (&str, &str) = ("CpuNs", "CPU time sampled while the task ran (ns)");
+
+/// Cost slots: the task events, then the CPU event.
+const WIDTH: usize = EVENTS.len() + 1;
+
 /// Longest function or file name written, in bytes. gprof2dot warns about
 /// (and dot cannot parse) names of 4096 characters or more; longer names are
 /// cut at a character boundary and end in `...`.
@@ -76,6 +90,16 @@ pub struct ProfileStack {
     pub outcome: Outcome,
     /// Their summed costs.
     pub costs: Costs,
+}
+
+/// The CPU time sampled on one resolved stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuStack {
+    /// Outermost first: the running task's logical stack, then the frames
+    /// that were running below its poll boundary, innermost last.
+    pub frames: Vec<ResolvedFrame>,
+    /// Sampled CPU time in nanoseconds.
+    pub cpu_ns: u64,
 }
 
 /// The process details written in the header.
@@ -118,19 +142,57 @@ pub fn write_callgrind<W: Write + ?Sized>(
     header: &Header,
     stacks: &[ProfileStack],
 ) -> io::Result<()> {
-    let graph = Graph::build(stacks);
+    let graph = Graph::build(stacks, &[], EVENTS.len());
     let mut out = io::BufWriter::new(out);
     graph.write(&mut out, header)?;
     out.flush()
 }
 
+/// Writes `stacks` and the CPU samples `cpu` as one callgrind profile, with
+/// [`CPU_EVENT`] after the task events (written even when `cpu` is empty,
+/// so every profile of a sampled program has the same events).
+///
+/// ```
+/// use theseus_profiler::{write_callgrind_with_cpu, CpuStack, Header, ResolvedFrame};
+///
+/// let frame = |function: &str, line| ResolvedFrame {
+///     function: function.to_string(),
+///     file: "src/main.rs".to_string(),
+///     line,
+/// };
+/// let cpu = [CpuStack {
+///     frames: vec![frame("[task] app::work", 10), frame("app::work", 12), frame("app::hash", 30)],
+///     cpu_ns: 3_000_000,
+/// }];
+/// let header = Header { pid: 1, cmd: "app".to_string() };
+/// let mut out = Vec::new();
+/// write_callgrind_with_cpu(&mut out, &header, &[], &cpu).unwrap();
+/// let text = String::from_utf8(out).unwrap();
+/// assert!(text.contains("events: WallNs BusyNs SchedNs IdleNs Polls Wakes Tasks CpuNs\n"));
+/// assert!(text.contains("\ntotals: 0 0 0 0 0 0 0 3000000\n"));
+/// ```
+pub fn write_callgrind_with_cpu<W: Write + ?Sized>(
+    out: &mut W,
+    header: &Header,
+    stacks: &[ProfileStack],
+    cpu: &[CpuStack],
+) -> io::Result<()> {
+    let graph = Graph::build(stacks, cpu, WIDTH);
+    let mut out = io::BufWriter::new(out);
+    graph.write(&mut out, header)?;
+    out.flush()
+}
+
+/// A frame as written: name, file, line.
+type Frame = (String, String, u32);
+
 /// One function of the output.
 #[derive(Default)]
 struct Function {
     /// Self cost by line.
-    own: BTreeMap<u32, [u64; 7]>,
+    own: BTreeMap<u32, [u64; WIDTH]>,
     /// Calls by (callee, call-site line, target line): count and inclusive cost.
-    calls: BTreeMap<(usize, u32, u32), (u64, [u64; 7])>,
+    calls: BTreeMap<(usize, u32, u32), (u64, [u64; WIDTH])>,
 }
 
 /// The call graph built from all stacks, functions indexed by name order.
@@ -138,10 +200,12 @@ struct Graph {
     /// Sorted names, and the file each is written with.
     names: Vec<(String, String)>,
     functions: Vec<Function>,
-    total: [u64; 7],
+    total: [u64; WIDTH],
+    /// How many events are written: the task events, or those and `CpuNs`.
+    events: usize,
 }
 
-fn add_into(into: &mut [u64; 7], costs: &[u64; 7]) {
+fn add_into(into: &mut [u64; WIDTH], costs: &[u64; WIDTH]) {
     for (a, b) in into.iter_mut().zip(costs) {
         *a = a.saturating_add(*b);
     }
@@ -172,32 +236,44 @@ fn clean_name(raw: &str) -> String {
 }
 
 impl Graph {
-    fn build(stacks: &[ProfileStack]) -> Graph {
-        // Clean every frame once: (name, file, line), leaf suffixed.
-        let cleaned: Vec<Vec<(String, String, u32)>> = stacks
+    fn build(stacks: &[ProfileStack], cpu: &[CpuStack], events: usize) -> Graph {
+        let clean_frames = |frames: &[ResolvedFrame]| -> Vec<Frame> {
+            let mut frames: Vec<Frame> = frames
+                .iter()
+                .map(|f| (clean_name(&f.function), clean_name(&f.file), f.line))
+                .collect();
+            if frames.is_empty() {
+                frames.push((UNKNOWN_TASK.to_string(), "???".to_string(), 0));
+            }
+            frames
+        };
+        // Clean every frame once: (name, file, line), leaf suffixed. Every
+        // stack comes with its costs and the number of calls it adds to each
+        // edge (its tasks; none for CPU samples).
+        let mut cleaned: Vec<(Vec<Frame>, [u64; WIDTH], u64)> = stacks
             .iter()
             .map(|stack| {
-                let mut frames: Vec<(String, String, u32)> = stack
-                    .frames
-                    .iter()
-                    .map(|f| (clean_name(&f.function), clean_name(&f.file), f.line))
-                    .collect();
-                if frames.is_empty() {
-                    frames.push((UNKNOWN_TASK.to_string(), "???".to_string(), 0));
-                }
+                let mut frames = clean_frames(&stack.frames);
                 let suffix = outcome_suffix(stack.outcome);
                 if !suffix.is_empty() {
                     if let Some(leaf) = frames.last_mut() {
                         leaf.0 = clean_name(&format!("{}{}", leaf.0, suffix));
                     }
                 }
-                frames
+                let mut costs = [0u64; WIDTH];
+                costs[..EVENTS.len()].copy_from_slice(&stack.costs.to_array());
+                (frames, costs, stack.costs.tasks)
             })
             .collect();
+        cleaned.extend(cpu.iter().map(|sample| {
+            let mut costs = [0u64; WIDTH];
+            costs[EVENTS.len()] = sample.cpu_ns;
+            (clean_frames(&sample.frames), costs, 0)
+        }));
 
         // One file per name: the smallest known file, "???" only as a last resort.
         let mut files: BTreeMap<&str, &str> = BTreeMap::new();
-        for frames in &cleaned {
+        for (frames, _, _) in &cleaned {
             for (name, file, _) in frames {
                 let entry = files.entry(name.as_str()).or_insert(file.as_str());
                 let better = match (*entry == "???", file == "???") {
@@ -221,11 +297,10 @@ impl Graph {
             .collect();
 
         let mut functions: Vec<Function> = names.iter().map(|_| Function::default()).collect();
-        let mut total = [0u64; 7];
+        let mut total = [0u64; WIDTH];
         let mut path: Vec<(usize, u32)> = Vec::new();
-        for (stack, frames) in stacks.iter().zip(&cleaned) {
-            let costs = stack.costs.to_array();
-            add_into(&mut total, &costs);
+        for (frames, costs, calls) in &cleaned {
+            add_into(&mut total, costs);
 
             // Collapse recursion: each function once, at its deepest appearance.
             path.clear();
@@ -238,7 +313,7 @@ impl Graph {
             }
 
             let &(leaf, leaf_line) = path.last().expect("a stack has at least one frame");
-            add_into(functions[leaf].own.entry(leaf_line).or_default(), &costs);
+            add_into(functions[leaf].own.entry(leaf_line).or_default(), costs);
             for pair in path.windows(2) {
                 let (caller, call_line) = pair[0];
                 let (callee, target_line) = pair[1];
@@ -246,8 +321,8 @@ impl Graph {
                     .calls
                     .entry((callee, call_line, target_line))
                     .or_default();
-                edge.0 = edge.0.saturating_add(stack.costs.tasks);
-                add_into(&mut edge.1, &costs);
+                edge.0 = edge.0.saturating_add(*calls);
+                add_into(&mut edge.1, costs);
             }
         }
         // callgrind_annotate annotates the source file of every function
@@ -278,6 +353,7 @@ impl Graph {
             names,
             functions,
             total,
+            events,
         }
     }
 
@@ -288,12 +364,18 @@ impl Graph {
         writeln!(out, "pid: {}", header.pid)?;
         writeln!(out, "cmd: {}", clean_name(&header.cmd))?;
         writeln!(out, "positions: line")?;
-        for (name, long) in EVENTS {
+        let events: Vec<(&str, &str)> = EVENTS
+            .iter()
+            .copied()
+            .chain([CPU_EVENT])
+            .take(self.events)
+            .collect();
+        for (name, long) in &events {
             writeln!(out, "event: {name} : {long}")?;
         }
-        let event_names: Vec<&str> = EVENTS.iter().map(|(n, _)| *n).collect();
+        let event_names: Vec<&str> = events.iter().map(|(n, _)| *n).collect();
         writeln!(out, "events: {}", event_names.join(" "))?;
-        writeln!(out, "summary: {}", Numbers(&self.total))?;
+        writeln!(out, "summary: {}", self.numbers(&self.total))?;
 
         let mut fl_ids = Compressor::default();
         let mut fn_ids = Compressor::default();
@@ -306,24 +388,29 @@ impl Graph {
             writeln!(out, "fl={}", fl_ids.name(file))?;
             writeln!(out, "fn={}", fn_ids.name(name))?;
             for (line, costs) in &function.own {
-                writeln!(out, "{} {}", line, Numbers(costs))?;
+                writeln!(out, "{} {}", line, self.numbers(costs))?;
             }
             for (&(callee, call_line, target_line), (count, costs)) in &function.calls {
                 let (callee_name, callee_file) = &self.names[callee];
                 writeln!(out, "cfi={}", fl_ids.name(callee_file))?;
                 writeln!(out, "cfn={}", fn_ids.name(callee_name))?;
                 writeln!(out, "calls={count} {target_line}")?;
-                writeln!(out, "{} {}", call_line, Numbers(costs))?;
+                writeln!(out, "{} {}", call_line, self.numbers(costs))?;
             }
         }
         writeln!(out)?;
-        writeln!(out, "totals: {}", Numbers(&self.total))?;
+        writeln!(out, "totals: {}", self.numbers(&self.total))?;
         Ok(())
+    }
+
+    /// The written events of `costs`.
+    fn numbers<'a>(&self, costs: &'a [u64; WIDTH]) -> Numbers<'a> {
+        Numbers(&costs[..self.events])
     }
 }
 
 /// Integers separated by single spaces.
-struct Numbers<'a>(&'a [u64; 7]);
+struct Numbers<'a>(&'a [u64]);
 
 impl std::fmt::Display for Numbers<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

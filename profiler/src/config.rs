@@ -1,4 +1,5 @@
-//! Settings from the environment: `THESEUS`, `THESEUS_OUT`, `THESEUS_STACKS`.
+//! Settings from the environment: `THESEUS`, `THESEUS_OUT`, `THESEUS_STACKS`,
+//! `THESEUS_SAMPLE_HZ`.
 //!
 //! An empty variable counts as unset. A bad value is an error that names the
 //! variable, the value, and what is accepted, so a typo is caught at start
@@ -22,6 +23,10 @@ pub struct Config {
     pub out: PathBuf,
     /// `THESEUS_STACKS`: how much of the stack is captured at each spawn.
     pub stacks: CaptureMode,
+    /// `THESEUS_SAMPLE_HZ`: run theseus's CPU sampler ([`crate::Sampler`])
+    /// at this many samples per second of each thread's CPU time; `None`
+    /// (unset, empty or `0`) leaves it off.
+    pub sample_hz: Option<u32>,
     /// Whether to write the profile on SIGINT and SIGTERM (see
     /// [`crate::signal`]). On by default; not an environment variable.
     pub signals: bool,
@@ -33,6 +38,7 @@ impl Default for Config {
             enabled: true,
             out: PathBuf::from(DEFAULT_OUT),
             stacks: CaptureMode::Default,
+            sample_hz: None,
             signals: true,
         }
     }
@@ -84,7 +90,64 @@ impl Config {
             };
         }
 
+        if let Some(value) = get("THESEUS_SAMPLE_HZ") {
+            let parsed = value.to_str().and_then(|v| v.trim().parse::<u32>().ok());
+            config.sample_hz = match parsed {
+                Some(0) => None,
+                Some(hz) if hz <= crate::Sampler::MAX_HZ => Some(hz),
+                _ => {
+                    return Err(ConfigError::invalid(
+                        "THESEUS_SAMPLE_HZ",
+                        &value,
+                        &format!(
+                            "an integer from 1 to {} (CPU samples per second of each thread's \
+                             CPU time, e.g. 99 or 997), or 0 to leave the sampler off",
+                            crate::Sampler::MAX_HZ
+                        ),
+                    ))
+                }
+            };
+        }
+
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_hz(value: &str) -> Result<Config, ConfigError> {
+        let value = OsString::from(value);
+        Config::from_lookup(|name| (name == "THESEUS_SAMPLE_HZ").then(|| value.clone()))
+    }
+
+    #[test]
+    fn the_sampler_is_off_unless_theseus_sample_hz_asks() {
+        assert_eq!(Config::from_lookup(|_| None).unwrap().sample_hz, None);
+        assert_eq!(with_hz("").unwrap().sample_hz, None);
+        assert_eq!(with_hz("0").unwrap().sample_hz, None);
+        assert_eq!(with_hz("997").unwrap().sample_hz, Some(997));
+        assert_eq!(with_hz(" 99 ").unwrap().sample_hz, Some(99));
+        assert_eq!(with_hz("10000").unwrap().sample_hz, Some(10_000));
+    }
+
+    #[test]
+    fn a_bad_rate_names_the_variable_the_value_and_the_range() {
+        for bad in ["10001", "-5", "fast", "1.5", "99hz"] {
+            let e = with_hz(bad).unwrap_err();
+            assert_eq!(e.variable(), "THESEUS_SAMPLE_HZ");
+            assert_eq!(e.value(), bad);
+            let msg = e.to_string();
+            for needle in [
+                "THESEUS_SAMPLE_HZ",
+                bad,
+                "1 to 10000",
+                "0 to leave the sampler off",
+            ] {
+                assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
+            }
+        }
     }
 }
 

@@ -15,20 +15,28 @@
 //!
 //! Everything else (symbols, files, callgrind) happens when a profile is
 //! written, never on the executor's hot path.
+//!
+//! Beside a CPU sampler: [`current_stack`] and [`poll_boundary`] can be read
+//! from a signal handler, so any sampler can tag its samples with the
+//! running task and [`resolve`] them afterwards; theseus's own [`Sampler`]
+//! (`THESEUS_SAMPLE_HZ`) does exactly that and writes the result as the
+//! `CpuNs` event of the same profile.
 
 pub mod aggregate;
 pub mod callgrind;
 pub mod config;
 pub mod output;
 mod record;
+pub mod sampler;
 pub mod signal;
 mod stack;
 mod tracer;
 
 pub use aggregate::{Aggregate, Costs};
-pub use callgrind::{write_callgrind, Header, ProfileStack};
+pub use callgrind::{write_callgrind, write_callgrind_with_cpu, CpuStack, Header, ProfileStack};
 pub use config::{Config, ConfigError};
 pub use output::{Destination, Session};
+pub use sampler::Sampler;
 pub use tracer::Tracer;
 
 pub use record::{is_active, record, register_live_tasks, LiveTasks, Outcome, TaskRecord};

@@ -35,6 +35,10 @@ pub enum Destination {
 /// is written even when the program unwinds past it.
 pub struct Session {
     inner: Arc<Inner>,
+    /// theseus's CPU sampler, when `THESEUS_SAMPLE_HZ` asked for it;
+    /// stopped before the final write, so the write itself is not sampled
+    /// and every buffered sample is in the profile.
+    sampler: Option<crate::Sampler>,
     /// Kept for its `Drop`, which gives the signals back.
     signals: Option<crate::signal::SignalGuard>,
     finished: bool,
@@ -73,7 +77,9 @@ impl Session {
     /// the program runs rather than after. A relative output path is taken
     /// relative to the working directory now, so a later change of directory
     /// does not move it. Then sets the stack capture mode
-    /// ([`crate::set_capture_mode`]), installs a tracer and, if
+    /// ([`crate::set_capture_mode`]), installs a tracer, starts the CPU
+    /// sampler if `config.sample_hz` asks for it (a sampler that cannot
+    /// start is an error naming `THESEUS_SAMPLE_HZ`) and, if
     /// `config.signals`, the SIGINT/SIGTERM handling.
     pub fn start(config: &Config) -> Result<Option<Session>, ConfigError> {
         if !config.enabled {
@@ -87,6 +93,17 @@ impl Session {
 
         let tracer = Tracer::new();
         tracer.install();
+        let sampler = match config.sample_hz {
+            None => None,
+            Some(hz) => Some(crate::Sampler::start(hz).map_err(|e| {
+                // `tracer` is dropped on return, which uninstalls it.
+                ConfigError::unusable(
+                    "THESEUS_SAMPLE_HZ",
+                    hz.to_string(),
+                    format!("cannot start the CPU sampler: {e}"),
+                )
+            })?),
+        };
         let inner = Arc::new(Inner {
             tracer,
             out,
@@ -114,6 +131,7 @@ impl Session {
         };
         Ok(Some(Session {
             inner,
+            sampler,
             signals,
             finished: false,
         }))
@@ -135,14 +153,17 @@ impl Session {
         self.inner.write_profile()
     }
 
-    /// Writes the final profile, uninstalls the tracer and gives the signals
-    /// back. Returns where the profile went.
+    /// Stops the CPU sampler (if any), writes the final profile, uninstalls
+    /// the tracer and gives the signals back. Returns where the profile went.
     pub fn finish(mut self) -> Destination {
         self.finish_in_place()
     }
 
     fn finish_in_place(&mut self) -> Destination {
         self.finished = true;
+        if let Some(sampler) = self.sampler.take() {
+            sampler.stop();
+        }
         let written = self.inner.write_profile();
         self.inner.tracer.uninstall();
         // After the write: a signal arriving during it still finds a handler

@@ -12,7 +12,7 @@
 //! into the tracer's retired aggregate: nothing recorded is lost and memory
 //! stays proportional to live threads times distinct stacks.
 
-use crate::callgrind::{write_callgrind, Header, ProfileStack};
+use crate::callgrind::{write_callgrind, write_callgrind_with_cpu, CpuStack, Header, ProfileStack};
 use crate::{Aggregate, Costs, Outcome, StackId, TaskRecord};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -66,6 +66,11 @@ struct Registry {
     slots: Vec<Arc<Slot>>,
     /// Everything from threads that have exited or moved to another tracer.
     retired: Aggregate,
+    /// Sampled CPU nanoseconds by sample stack (the running task's stack
+    /// followed by the sampled frames), from [`crate::Sampler`]. Written
+    /// by its drain only, a few times a second, so one map under the
+    /// registry lock is enough.
+    cpu: HashMap<StackId, u64>,
 }
 
 /// One thread's aggregate for one tracer.
@@ -151,6 +156,16 @@ pub(crate) fn record(rec: &TaskRecord) {
                 .retired
                 .add(rec.stack, rec.outcome, &costs);
         }
+    }
+}
+
+/// Adds `ns` of sampled CPU time under `stack` to the active tracer.
+/// Does nothing when no tracer is installed.
+pub(crate) fn record_cpu(stack: StackId, ns: u64) {
+    if let Some(shared) = active() {
+        let mut registry = lock(&shared.registry);
+        let total = registry.cpu.entry(stack).or_default();
+        *total = total.saturating_add(ns);
     }
 }
 
@@ -276,9 +291,46 @@ impl Tracer {
             .collect()
     }
 
-    /// Writes the profile ([`Tracer::profile`]) in callgrind format.
+    /// The CPU samples of [`crate::Sampler`] recorded into this tracer, by
+    /// resolved stack: the running task's logical stack followed by the
+    /// frames that were running below its poll boundary. Samples taken
+    /// while no task ran are one stack of a single frame,
+    /// [`crate::sampler::NO_TASK`]. Samples still buffered are collected
+    /// first.
+    pub fn cpu_profile(&self) -> Vec<CpuStack> {
+        crate::sampler::drain();
+        let mut entries: Vec<(StackId, u64)> = lock(&self.shared.registry)
+            .cpu
+            .iter()
+            .map(|(&stack, &ns)| (stack, ns))
+            .collect();
+        entries.sort_unstable();
+        entries
+            .into_iter()
+            .map(|(stack, cpu_ns)| {
+                let mut frames = crate::resolve(stack);
+                if frames.is_empty() {
+                    frames.push(crate::ResolvedFrame {
+                        function: crate::sampler::NO_TASK.to_string(),
+                        file: "???".to_string(),
+                        line: 0,
+                    });
+                }
+                CpuStack { frames, cpu_ns }
+            })
+            .collect()
+    }
+
+    /// Writes the profile ([`Tracer::profile`]) in callgrind format, with
+    /// the sampled CPU time ([`Tracer::cpu_profile`]) as the `CpuNs` event
+    /// when a [`crate::Sampler`] has run in this process.
     pub fn write_data<W: Write + ?Sized>(&self, out: &mut W) -> io::Result<()> {
-        write_callgrind(out, &Header::current(), &self.profile())
+        let cpu = self.cpu_profile();
+        if cpu.is_empty() && !crate::sampler::has_run() {
+            write_callgrind(out, &Header::current(), &self.profile())
+        } else {
+            write_callgrind_with_cpu(out, &Header::current(), &self.profile(), &cpu)
+        }
     }
 }
 

@@ -4,10 +4,10 @@
 use super::context::{current_stack, poll_boundary};
 use super::intern::{intern, FastMap, FrameKey};
 use super::{capture_mode, CaptureMode, StackId};
+use crate::sampler::walk::{poll_frames, sp_is_callee_cfa};
 use std::cell::RefCell;
-use std::hint::black_box;
 use std::panic::Location;
-use std::sync::{LazyLock, Mutex, OnceLock, PoisonError};
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 /// Most machine frames kept for one spawn. A deeper stack loses its
 /// outermost frames: the unwinder walks from the spawn call outwards.
@@ -119,122 +119,66 @@ fn capture(
 /// first, stopping at the frame that holds `boundary` (0: no boundary).
 /// Returns how many were written. No symbols are looked up.
 ///
-/// `boundary` is an address inside the executor's frame that calls `poll`.
-/// Stacks grow down, so a frame belongs to the poll when its canonical frame
-/// address (CFA: the caller's stack pointer at the call) is at or below
-/// `boundary`. Unwinders disagree on what `Frame::sp()` reports (see
-/// [`sp_is_callee_cfa`]), which decides how that test reads.
+/// The samplers' signals are blocked while it walks: see
+/// [`SignalBlock`].
 #[inline(never)]
 fn unwind(boundary: usize, out: &mut [usize; MAX_FRAMES]) -> usize {
-    let look_ahead = boundary != 0 && sp_is_callee_cfa();
-    let _blocked = sampler_signal_blocked();
-    let mut n = 0;
-    // With look-ahead, a frame's CFA is the next frame's `sp()`: the frame
-    // is kept (or dropped, when it is the boundary's) one step later.
-    let mut pending: Option<usize> = None;
-    let mut on_frame = |frame: &backtrace::Frame| {
-        let sp = frame.sp() as usize;
-        let ip = frame.ip() as usize;
-        if ip == 0 || (boundary != 0 && sp > boundary) {
-            // Under look-ahead, `pending` is the frame holding the boundary.
-            return false;
+    let callee_cfa = sp_is_callee_cfa();
+    let _blocked = sampler_signals_blocked();
+    // SAFETY: `poll_frames` needs this thread not to be inside the unwinder
+    // already. This is normal context (a spawn call), not a signal handler,
+    // and the handlers that unwind (a CPU sampler's `SIGPROF`, theseus's own
+    // sampler's signal) are blocked for as long as the walk lasts.
+    unsafe { poll_frames(None, boundary, callee_cfa, out) }
+}
+
+impl StackId {
+    /// The stack of a CPU sample: this (the running task's stack, or the
+    /// root when no task ran) followed by the machine frames `ips` the
+    /// sampler found below the poll boundary, innermost first. Interned in
+    /// the same trie as spawn stacks, so [`crate::resolve`] reads both.
+    pub(crate) fn with_sampled_frames(self, ips: &[usize]) -> StackId {
+        if ips.is_empty() {
+            return self;
         }
-        let keep = if look_ahead {
-            pending.replace(ip)
-        } else {
-            Some(ip)
-        };
-        if let Some(ip) = keep {
-            out[n] = ip;
-            n += 1;
+        let mut keys = [FrameKey::Ip(0); MAX_FRAMES];
+        let n = ips.len().min(MAX_FRAMES);
+        for (slot, ip) in keys.iter_mut().zip(ips[..n].iter().rev()) {
+            *slot = FrameKey::Ip(*ip);
         }
-        n < MAX_FRAMES
-    };
-    walk(&mut on_frame);
-    n
-}
-
-/// Whether `Frame::sp()` is the frame's own stack pointer (the CFA of the
-/// frame it called, which is what libgcc's `_Unwind_GetCFA` reports from a
-/// backtrace callback) rather than the frame's own CFA.
-///
-/// Found once by experiment: a probe takes the address of a local of its
-/// own, unwinds, finds its own frame by instruction pointer and compares.
-fn sp_is_callee_cfa() -> bool {
-    static ANSWER: OnceLock<bool> = OnceLock::new();
-    *ANSWER.get_or_init(probe_outer)
-}
-
-#[inline(never)]
-fn probe_outer() -> bool {
-    let marker = 0u8;
-    let here = black_box(&marker) as *const u8 as usize;
-    black_box(probe_inner(here, probe_outer as fn() -> bool as usize))
-}
-
-#[inline(never)]
-fn probe_inner(here: usize, outer_start: usize) -> bool {
-    let mut frames = [(0usize, 0usize); 32];
-    let mut n = 0;
-    walk(&mut |frame| {
-        frames[n] = (frame.ip() as usize, frame.sp() as usize);
-        n += 1;
-        n < frames.len()
-    });
-    // `probe_outer`'s frame is the one whose return address lies closest
-    // after its entry point.
-    let outer = frames[..n]
-        .iter()
-        .filter(|(ip, _)| *ip > outer_start && *ip - outer_start < 64 * 1024)
-        .min_by_key(|(ip, _)| *ip - outer_start);
-    match outer {
-        Some(&(_, sp)) => sp <= here,
-        // Not found: assume libgcc's behaviour, the common one.
-        None => true,
+        intern(self, &keys[..n])
     }
 }
 
-#[cfg(unix)]
-fn walk(on_frame: &mut dyn FnMut(&backtrace::Frame) -> bool) {
-    // SAFETY: `trace_unsynchronized` is unsafe only because it does not take
-    // `backtrace`'s process-wide lock, which exists for unwinders that are
-    // not thread-safe (Windows' dbghelp). On unix the unwinder is the
-    // system's `_Unwind_Backtrace` (libgcc or libunwind), which is
-    // thread-safe: it is what every panic on every thread uses. Skipping the
-    // lock keeps workers from serializing on it in the full mode, and from
-    // waiting behind a profile write that symbolizes under that lock. The
-    // callback does not panic (it only stores integers).
-    unsafe { backtrace::trace_unsynchronized(|f| on_frame(f)) }
-}
-
-#[cfg(not(unix))]
-fn walk(on_frame: &mut dyn FnMut(&backtrace::Frame) -> bool) {
-    backtrace::trace(|f| on_frame(f));
-}
-
-/// While alive, `SIGPROF` is blocked on this thread.
+/// While alive, the signals of CPU samplers are blocked on this thread:
+/// `SIGPROF` (pprof-rs and the like) and theseus's own sampler's signal.
 ///
-/// A CPU sampler (pprof-rs and the like) unwinds from its `SIGPROF` handler.
-/// If that signal lands while this thread is inside the unwinder, the
-/// handler re-enters it and can deadlock on the unwinder's own locks. With
-/// the signal blocked, the sample is only delayed until the guard drops: the
-/// kernel keeps it pending and delivers it then. theseus never installs a
-/// `SIGPROF` handler itself; this only protects a sampler beside it.
+/// A sampler unwinds from its signal handler. If that signal lands while
+/// this thread is inside the unwinder, the handler re-enters it and can
+/// deadlock on the unwinder's own locks (or the dynamic loader's). With the
+/// signals blocked, a sample is only delayed until the guard drops: the
+/// kernel keeps it pending and delivers it then, so no sample is lost and
+/// it still lands in the spawning task. theseus never installs a `SIGPROF`
+/// handler itself; blocking it only protects a sampler beside it.
 #[cfg(unix)]
 struct SignalBlock {
     previous: libc::sigset_t,
 }
 
 #[cfg(unix)]
-fn sampler_signal_blocked() -> Option<SignalBlock> {
+fn sampler_signals_blocked() -> Option<SignalBlock> {
     let mut block = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
     let mut previous = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: `sigemptyset` initializes `block`, which `sigaddset` and
     // `pthread_sigmask` then read; `pthread_sigmask` fills `previous`, which
-    // is only read (as initialized) when it reports success.
+    // is only read (as initialized) when it reports success. `sigaddset`
+    // with a signal number the sampler got from the system cannot fail.
     unsafe {
         libc::sigemptyset(block.as_mut_ptr());
         libc::sigaddset(block.as_mut_ptr(), libc::SIGPROF);
+        if let Some(own) = crate::sampler::signal_number() {
+            libc::sigaddset(block.as_mut_ptr(), own);
+        }
         if libc::pthread_sigmask(libc::SIG_BLOCK, block.as_ptr(), previous.as_mut_ptr()) != 0 {
             return None;
         }
@@ -249,7 +193,8 @@ impl Drop for SignalBlock {
     fn drop(&mut self) {
         // SAFETY: `previous` is the mask `pthread_sigmask` returned on this
         // thread (the guard is created and dropped within `unwind`), so
-        // setting it back restores exactly what was there.
+        // setting it back restores exactly what was there. Pending samples
+        // are delivered now, after the walk.
         unsafe {
             libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, std::ptr::null_mut());
         }
@@ -257,6 +202,6 @@ impl Drop for SignalBlock {
 }
 
 #[cfg(not(unix))]
-fn sampler_signal_blocked() -> Option<()> {
+fn sampler_signals_blocked() -> Option<()> {
     None
 }

@@ -1,0 +1,640 @@
+//! The sampler on Linux: per-thread CPU timers, the signal handler, the
+//! registry of sampled threads and the drain.
+
+use super::ring::{Ring, SAMPLE_FRAMES};
+use super::{period_ns, walk, DRAIN_INTERVAL};
+use crate::StackId;
+use libc::c_int;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ffi::{c_void, CStr};
+use std::io;
+use std::ptr;
+use std::sync::atomic::{
+    compiler_fence, AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::JoinHandle;
+
+/// The running sampler's generation (0: none runs).
+static GENERATION: AtomicU32 = AtomicU32::new(0);
+/// The last generation handed out; generations are never 0.
+static LAST_GENERATION: AtomicU32 = AtomicU32::new(0);
+/// The signal the running sampler uses (0: none).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// Sampled CPU time dropped because a ring was full, since the sampler started.
+static LOST_NS: AtomicU64 = AtomicU64::new(0);
+/// Whether a sampler ever started in this process.
+static HAS_RUN: AtomicBool = AtomicBool::new(false);
+
+/// What a running sampler owns.
+struct Running {
+    generation: u32,
+    signal: c_int,
+    period_ns: u64,
+    /// The disposition the signal had before ours.
+    previous: libc::sigaction,
+    /// Tells the drain thread to end.
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    drainer: Option<JoinHandle<()>>,
+}
+
+// SAFETY: `libc::sigaction` holds a handler address and plain integers; it
+// is only read back to be handed to `sigaction(2)`.
+unsafe impl Send for Running {}
+
+static STATE: Mutex<Option<Running>> = Mutex::new(None);
+
+/// A POSIX timer id. Timers are process-wide objects: any thread may delete
+/// one, which is how the sampler stops every thread's timer at once.
+struct Timer(libc::timer_t);
+
+// SAFETY: a `timer_t` is an id for the kernel, valid from any thread.
+unsafe impl Send for Timer {}
+
+impl Timer {
+    fn delete(self) {
+        // SAFETY: the id came from `timer_create` and is deleted once: the
+        // only `Timer` holding it is consumed here.
+        unsafe { libc::timer_delete(self.0) };
+    }
+}
+
+/// One sampled thread.
+struct Member {
+    ring: Arc<Ring>,
+    /// Taken (and deleted) by whoever gets here first: the thread leaving,
+    /// or the sampler stopping. Deleting twice could delete someone else's
+    /// timer that reused the id.
+    timer: Option<Timer>,
+    period_ns: u64,
+    /// Cleared when the thread leaves; the member is forgotten once drained.
+    alive: bool,
+}
+
+/// Every sampled thread. Lock order: `STATE`, then `MEMBERS`.
+static MEMBERS: Mutex<Vec<Member>> = Mutex::new(Vec::new());
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+thread_local! {
+    /// This thread's ring, read by the signal handler: a const-initialized
+    /// `Cell` of a pointer has no destructor and no lazy initialization, so
+    /// reading it is a plain load from the thread's static TLS block
+    /// (theseus is linked into the executable, never `dlopen`ed, so no
+    /// allocation happens on first access either).
+    static RING: Cell<*const Ring> = const { Cell::new(ptr::null()) };
+    /// Keeps this thread's ring alive and removes the thread from the
+    /// sampler when dropped, at thread exit at the latest.
+    static MEMBERSHIP: RefCell<Option<Membership>> = const { RefCell::new(None) };
+}
+
+struct Membership {
+    ring: Arc<Ring>,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        // The handler runs on this thread only: once the pointer is null in
+        // program order, no handler can reach the ring through it. The
+        // fence keeps the compiler from moving the store after the release
+        // of the ring.
+        let _ = RING.try_with(|r| r.set(ptr::null()));
+        compiler_fence(Ordering::SeqCst);
+        let mut members = lock(&MEMBERS);
+        if let Some(m) = members
+            .iter_mut()
+            .find(|m| Arc::ptr_eq(&m.ring, &self.ring))
+        {
+            if let Some(timer) = m.timer.take() {
+                timer.delete();
+            }
+            m.alive = false;
+        }
+    }
+}
+
+pub(super) fn generation() -> u32 {
+    GENERATION.load(Ordering::Relaxed)
+}
+
+pub(super) fn signal_number() -> Option<c_int> {
+    match SIGNAL.load(Ordering::Relaxed) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+pub(super) fn has_run() -> bool {
+    HAS_RUN.load(Ordering::Relaxed)
+}
+
+pub(super) fn start(hz: u32) -> io::Result<u32> {
+    let mut state = lock(&STATE);
+    if let Some(running) = state.as_ref() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "theseus's sampler is already running (every {} ns of CPU time); stop it first",
+                running.period_ns
+            ),
+        ));
+    }
+    // What a handler may not do for itself: the unwinder's one-time set-up
+    // and the probe of its stack pointers, the address ranges to stay out of.
+    walk::sp_is_callee_cfa();
+    unwinder_ranges();
+
+    let signal = free_signal()?;
+    let previous = current_action(signal)?;
+    // SAFETY: a zeroed sigaction with the fields below set is valid;
+    // `sigemptyset` initializes the mask, `sigaddset` adds valid signals.
+    let action = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sample as extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void)
+            as libc::sighandler_t;
+        // No SA_ONSTACK: the walk needs more room than a thread's small
+        // alternate signal stack has. SA_RESTART: interrupted system calls
+        // of the program resume instead of failing with EINTR.
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        // Another sampler's handler must not interrupt this one's walk.
+        libc::sigaddset(&mut action.sa_mask, libc::SIGPROF);
+        action
+    };
+    // SAFETY: `action` is fully initialized.
+    if unsafe { libc::sigaction(signal, &action, ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+
+    let mut generation = LAST_GENERATION
+        .fetch_add(1, Ordering::Relaxed)
+        .wrapping_add(1);
+    if generation == 0 {
+        generation = LAST_GENERATION
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1);
+    }
+    let stop = Arc::new((Mutex::new(false), Condvar::new()));
+    let drainer = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("theseus-sampler".to_string())
+            .spawn(move || drain_until_stopped(&stop))
+    };
+    let drainer = match drainer {
+        Ok(handle) => handle,
+        Err(e) => {
+            // SAFETY: `previous` is what `sigaction` reported for `signal`.
+            unsafe { libc::sigaction(signal, &previous, ptr::null_mut()) };
+            return Err(e);
+        }
+    };
+    *state = Some(Running {
+        generation,
+        signal,
+        period_ns: period_ns(hz),
+        previous,
+        stop,
+        drainer: Some(drainer),
+    });
+    SIGNAL.store(signal, Ordering::Relaxed);
+    HAS_RUN.store(true, Ordering::Relaxed);
+    GENERATION.store(generation, Ordering::Release);
+    Ok(generation)
+}
+
+pub(super) fn stop(generation: u32) {
+    let mut state = lock(&STATE);
+    if state.as_ref().map(|r| r.generation) != Some(generation) {
+        return;
+    }
+    let Some(mut running) = state.take() else {
+        return;
+    };
+    // No thread joins from now on (they check `STATE`, now empty), and the
+    // ones that did lose their timers: no new signal is generated after this.
+    GENERATION.store(0, Ordering::Release);
+    for member in lock(&MEMBERS).iter_mut() {
+        if let Some(timer) = member.timer.take() {
+            timer.delete();
+        }
+    }
+    {
+        let (flag, wake) = &*running.stop;
+        *lock(flag) = true;
+        wake.notify_all();
+    }
+    if let Some(drainer) = running.drainer.take() {
+        let _ = drainer.join();
+    }
+    drain();
+    lock(&MEMBERS).clear();
+    let lost = LOST_NS.swap(0, Ordering::Relaxed);
+    if lost > 0 {
+        eprintln!(
+            "theseus: the sampler's buffers overflowed; {} ms of sampled CPU time were dropped",
+            lost / 1_000_000
+        );
+    }
+    restore_signal(running.signal, &running.previous);
+    SIGNAL.store(0, Ordering::Relaxed);
+}
+
+/// Gives `signal` back its previous disposition, if it is still ours.
+///
+/// Samples still pending (generated before the timers were deleted, not yet
+/// delivered) are discarded first by ignoring the signal: the default
+/// disposition of a real-time signal ends the process, and restoring it
+/// while one is pending would let it.
+fn restore_signal(signal: c_int, previous: &libc::sigaction) {
+    let Ok(now) = current_action(signal) else {
+        return;
+    };
+    if now.sa_sigaction
+        != on_sample as extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void)
+            as libc::sighandler_t
+    {
+        // Someone installed a handler over ours: it is theirs now.
+        return;
+    }
+    // SAFETY: zeroed sigaction with SIG_IGN and an empty mask is valid;
+    // `previous` is what `sigaction` reported before ours was installed.
+    unsafe {
+        let mut ignore: libc::sigaction = std::mem::zeroed();
+        ignore.sa_sigaction = libc::SIG_IGN;
+        libc::sigemptyset(&mut ignore.sa_mask);
+        libc::sigaction(signal, &ignore, ptr::null_mut());
+        libc::sigaction(signal, previous, ptr::null_mut());
+    }
+}
+
+fn current_action(signal: c_int) -> io::Result<libc::sigaction> {
+    // SAFETY: an all-zero sigaction is a valid value to be overwritten; a
+    // null `act` only queries.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(signal, ptr::null(), &mut old) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(old)
+    }
+}
+
+/// The highest real-time signal nobody handles or ignores: libraries that
+/// pick real-time signals for themselves usually start from the lowest.
+fn free_signal() -> io::Result<c_int> {
+    let (low, high) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    for signal in (low..=high).rev() {
+        if current_action(signal)?.sa_sigaction == libc::SIG_DFL {
+            return Ok(signal);
+        }
+    }
+    Err(io::Error::other(format!(
+        "every real-time signal ({low} to {high}) already has a handler; none is left for \
+         theseus's sampler"
+    )))
+}
+
+pub(super) fn join_this_thread(generation: u32) -> u32 {
+    // Leave the previous sampler first: its timer is deleted, its ring
+    // released once drained.
+    let left = MEMBERSHIP.try_with(|m| m.borrow_mut().take());
+    drop(left);
+    if generation == 0 {
+        return 0;
+    }
+    let state = lock(&STATE);
+    let Some(running) = state.as_ref().filter(|r| r.generation == generation) else {
+        // Stopped or restarted meanwhile: the next poll sees the new value.
+        return generation;
+    };
+    match create_membership(running) {
+        Ok(membership) => {
+            let _ = MEMBERSHIP.try_with(|m| *m.borrow_mut() = Some(membership));
+        }
+        Err(e) => {
+            static REPORTED: AtomicBool = AtomicBool::new(false);
+            if !REPORTED.swap(true, Ordering::Relaxed) {
+                eprintln!(
+                    "theseus: cannot create the sampler's CPU timer for thread {:?} ({e}); \
+                     its CPU time is not sampled",
+                    std::thread::current().name().unwrap_or("unnamed")
+                );
+            }
+        }
+    }
+    generation
+}
+
+/// Creates this thread's ring and CPU timer and registers them. The ring is
+/// published to the handler before the timer can fire.
+fn create_membership(running: &Running) -> io::Result<Membership> {
+    let ring = Arc::new(Ring::new());
+    RING.with(|r| r.set(Arc::as_ptr(&ring)));
+    let timer = match thread_cpu_timer(running.signal, running.period_ns) {
+        Ok(timer) => timer,
+        Err(e) => {
+            RING.with(|r| r.set(ptr::null()));
+            return Err(e);
+        }
+    };
+    lock(&MEMBERS).push(Member {
+        ring: ring.clone(),
+        timer: Some(timer),
+        period_ns: running.period_ns,
+        alive: true,
+    });
+    Ok(Membership { ring })
+}
+
+/// A timer on this thread's CPU-time clock that sends `signal` to this
+/// thread every `period_ns` of its CPU time.
+fn thread_cpu_timer(signal: c_int, period_ns: u64) -> io::Result<Timer> {
+    // SAFETY: a zeroed sigevent is valid; the fields set are those
+    // SIGEV_THREAD_ID reads. `timer_create` writes the id on success only.
+    let mut id: libc::timer_t = ptr::null_mut();
+    unsafe {
+        let mut event: libc::sigevent = std::mem::zeroed();
+        event.sigev_notify = libc::SIGEV_THREAD_ID;
+        event.sigev_signo = signal;
+        event.sigev_notify_thread_id = libc::gettid();
+        if libc::timer_create(libc::CLOCK_THREAD_CPUTIME_ID, &mut event, &mut id) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    let timer = Timer(id);
+    let period = libc::timespec {
+        tv_sec: (period_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (period_ns % 1_000_000_000) as libc::c_long,
+    };
+    let spec = libc::itimerspec {
+        it_interval: period,
+        it_value: period,
+    };
+    // SAFETY: `timer.0` is the timer just created; `spec` is initialized.
+    if unsafe { libc::timer_settime(timer.0, 0, &spec, ptr::null_mut()) } != 0 {
+        let e = io::Error::last_os_error();
+        timer.delete();
+        return Err(e);
+    }
+    Ok(timer)
+}
+
+fn drain_until_stopped(stop: &(Mutex<bool>, Condvar)) {
+    let (flag, wake) = stop;
+    let mut stopped = lock(flag);
+    while !*stopped {
+        // `Condvar` waits retry on EINTR themselves.
+        stopped = wake
+            .wait_timeout(stopped, DRAIN_INTERVAL)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+        drop(stopped);
+        drain();
+        stopped = lock(flag);
+    }
+}
+
+pub(super) fn drain() {
+    // CPU nanoseconds by sample stack, interned outside the handler.
+    let mut by_stack: HashMap<StackId, u64> = HashMap::new();
+    {
+        let mut members = lock(&MEMBERS);
+        for member in members.iter() {
+            let period_ns = member.period_ns;
+            // SAFETY: the only reader: drains run under the `MEMBERS` lock.
+            unsafe {
+                member.ring.drain(|sample| {
+                    let len = (sample.len as usize).min(SAMPLE_FRAMES);
+                    let id = StackId(sample.stack).with_sampled_frames(&sample.ips[..len]);
+                    let ns = u64::from(sample.weight).saturating_mul(period_ns);
+                    let total = by_stack.entry(id).or_default();
+                    *total = total.saturating_add(ns);
+                })
+            };
+        }
+        for member in members.iter() {
+            let lost = member.ring.take_lost().saturating_mul(member.period_ns);
+            LOST_NS.fetch_add(lost, Ordering::Relaxed);
+        }
+        // Threads that left have nothing more to say.
+        members.retain(|m| m.alive);
+    }
+    for (stack, ns) in by_stack {
+        crate::tracer::record_cpu(stack, ns);
+    }
+}
+
+/// The signal handler: one sample of this thread.
+///
+/// Async-signal-safe by construction: thread-local loads, the unwinder
+/// under the conditions of [`walk::poll_frames`] (checked in
+/// [`sample_frames`]), and stores into this thread's preallocated ring. No
+/// allocation, no lock, and `errno` is left as the interrupted code had it.
+extern "C" fn on_sample(_signal: c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
+    let errno = errno_location();
+    // SAFETY: `errno_location` is this thread's errno slot.
+    let saved = unsafe { *errno };
+    let ring = RING.with(Cell::get);
+    if !ring.is_null() {
+        // SAFETY: the pointer is published before the thread's timer exists
+        // and cleared (on this very thread) before its `Arc` is released, so
+        // it points to a live ring whenever this handler sees it.
+        let ring = unsafe { &*ring };
+        let weight = 1u32.saturating_add(overrun(info));
+        let stack = crate::current_stack();
+        let boundary = crate::poll_boundary();
+        let pc = interrupted_pc(context);
+        // SAFETY: this handler is the ring's only writer: the ring belongs
+        // to this thread, and the handler cannot interrupt itself (its
+        // signal is blocked while it runs).
+        unsafe {
+            ring.push(weight, |slot| {
+                slot.stack = stack.0;
+                slot.len = sample_frames(pc, boundary, &mut slot.ips) as u32;
+            })
+        };
+    }
+    // SAFETY: as above.
+    unsafe { *errno = saved };
+}
+
+/// The machine frames of the interrupted poll, innermost first, or none
+/// where walking would not be safe or has nothing to find.
+fn sample_frames(pc: usize, boundary: usize, out: &mut [usize; SAMPLE_FRAMES]) -> usize {
+    if boundary == 0 || pc == 0 || in_unwinder(pc) {
+        return 0;
+    }
+    let Some(callee_cfa) = walk::sp_is_callee_cfa_if_known() else {
+        return 0;
+    };
+    // SAFETY: `poll_frames` needs this thread not to be inside the unwinder
+    // with a lock held. The interrupted instruction is not in the unwinder,
+    // the loader or `dl_iterate_phdr` (checked above); theseus's own walk at
+    // spawn blocks this signal; `SIGPROF` is blocked while this handler
+    // runs, so no other sampler's walk starts under this one.
+    let n = unsafe { walk::poll_frames(Some(pc), boundary, callee_cfa, out) };
+    // The innermost frame is the interrupted instruction itself, not a
+    // return address: symbols are looked up at `ip - 1`, so store `pc + 1`.
+    if n > 0 && out[0] == pc {
+        out[0] = pc + 1;
+    }
+    n
+}
+
+/// The overrun count of a timer signal: periods that expired while the
+/// signal was pending. Linux's `siginfo_t` for timers starts with three
+/// ints, aligned to the union that follows, then the timer id and the
+/// overrun count.
+fn overrun(info: *mut libc::siginfo_t) -> u32 {
+    #[repr(C)]
+    struct TimerInfo {
+        signo: c_int,
+        errno: c_int,
+        code: c_int,
+        #[cfg(target_pointer_width = "64")]
+        _pad: c_int,
+        timer: c_int,
+        overrun: c_int,
+    }
+    if info.is_null() {
+        return 0;
+    }
+    // SAFETY: the kernel passes a full `siginfo_t` (128 bytes), larger than
+    // `TimerInfo`, whose layout is the timer member of its union.
+    let info = unsafe { &*(info as *const TimerInfo) };
+    if info.code != libc::SI_TIMER {
+        return 0;
+    }
+    u32::try_from(info.overrun).unwrap_or(0)
+}
+
+/// The instruction the signal interrupted.
+fn interrupted_pc(context: *mut c_void) -> usize {
+    if context.is_null() {
+        return 0;
+    }
+    let context = context as *const libc::ucontext_t;
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: with SA_SIGINFO the third argument is the interrupted
+        // thread's `ucontext_t`.
+        unsafe { (*context).uc_mcontext.gregs[libc::REG_RIP as usize] as usize }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        // SAFETY: as above.
+        unsafe { (*context).uc_mcontext.pc as usize }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        // Unknown register layout: samples keep the task stack, no frames.
+        let _ = context;
+        0
+    }
+}
+
+fn errno_location() -> *mut c_int {
+    // SAFETY: returns the calling thread's errno slot; always valid.
+    unsafe { libc::__errno_location() }
+}
+
+/// Address ranges where a walk must not start from: code of the unwinder
+/// and the dynamic loader, and libc's `dl_iterate_phdr`, which may hold the
+/// loader's lock. Pairs `[start, end)`, filled once before the first
+/// handler can run, then only read.
+static UNWINDER: [AtomicUsize; 2 * MAX_RANGES] = [const { AtomicUsize::new(0) }; 2 * MAX_RANGES];
+static UNWINDER_LEN: AtomicUsize = AtomicUsize::new(0);
+const MAX_RANGES: usize = 16;
+
+fn in_unwinder(pc: usize) -> bool {
+    let n = UNWINDER_LEN.load(Ordering::Acquire);
+    (0..n).any(|i| {
+        let start = UNWINDER[2 * i].load(Ordering::Relaxed);
+        let end = UNWINDER[2 * i + 1].load(Ordering::Relaxed);
+        (start..end).contains(&pc)
+    })
+}
+
+/// Fills [`UNWINDER`] once.
+fn unwinder_ranges() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let mut ranges: Vec<(usize, usize)> = Vec::new();
+        // SAFETY: the callback only reads the `dl_phdr_info` it is given,
+        // for the duration of the call; `ranges` outlives the iteration.
+        unsafe {
+            libc::dl_iterate_phdr(Some(collect_object), (&mut ranges as *mut Vec<_>).cast());
+        }
+        if let Some(range) = symbol_range(libc::dl_iterate_phdr as *const c_void) {
+            ranges.push(range);
+        }
+        let n = ranges.len().min(MAX_RANGES);
+        for (i, (start, end)) in ranges.into_iter().take(n).enumerate() {
+            UNWINDER[2 * i].store(start, Ordering::Relaxed);
+            UNWINDER[2 * i + 1].store(end, Ordering::Relaxed);
+        }
+        UNWINDER_LEN.store(n, Ordering::Release);
+    });
+}
+
+unsafe extern "C" fn collect_object(
+    info: *mut libc::dl_phdr_info,
+    _size: libc::size_t,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: `dl_iterate_phdr` passes a valid `info` and our `data`.
+    let (info, ranges) = unsafe { (&*info, &mut *(data as *mut Vec<(usize, usize)>)) };
+    if info.dlpi_name.is_null() {
+        return 0;
+    }
+    // SAFETY: a non-null `dlpi_name` is a NUL-terminated string.
+    let name = unsafe { CStr::from_ptr(info.dlpi_name) }.to_string_lossy();
+    let file = name.rsplit('/').next().unwrap_or("");
+    let unwinder = ["libgcc_s", "libunwind", "ld-linux", "ld64.so", "ld.so"]
+        .iter()
+        .any(|n| file.starts_with(n));
+    if !unwinder {
+        return 0;
+    }
+    for i in 0..usize::from(info.dlpi_phnum) {
+        // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers.
+        let header = unsafe { &*info.dlpi_phdr.add(i) };
+        if header.p_type == libc::PT_LOAD && header.p_flags & libc::PF_X != 0 {
+            let start = (info.dlpi_addr as usize).wrapping_add(header.p_vaddr as usize);
+            ranges.push((start, start.wrapping_add(header.p_memsz as usize)));
+        }
+    }
+    0
+}
+
+/// The address range of the function at `address`, from its symbol entry.
+#[cfg(all(target_env = "gnu", target_pointer_width = "64"))]
+fn symbol_range(address: *const c_void) -> Option<(usize, usize)> {
+    /// `dladdr1`'s request for the symbol table entry (glibc's value).
+    const RTLD_DL_SYMENT: c_int = 1;
+    // SAFETY: `dladdr1` fills `info` and `symbol` on success (non-zero);
+    // `symbol` then points into the object's symbol table, which stays
+    // mapped (libc is never unloaded).
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        let mut symbol: *mut c_void = ptr::null_mut();
+        if libc::dladdr1(address, &mut info, &mut symbol, RTLD_DL_SYMENT) == 0 || symbol.is_null() {
+            return None;
+        }
+        let symbol = &*(symbol as *const libc::Elf64_Sym);
+        let start = info.dli_saddr as usize;
+        let size = symbol.st_size as usize;
+        (start != 0 && size != 0).then_some((start, start + size))
+    }
+}
+
+/// Without glibc's `dladdr1` the range is unknown; the unwinder's and the
+/// loader's own ranges still apply.
+#[cfg(not(all(target_env = "gnu", target_pointer_width = "64")))]
+fn symbol_range(_address: *const c_void) -> Option<(usize, usize)> {
+    None
+}
