@@ -7,12 +7,29 @@
 //! ```text
 //! cargo run --release -p theseus-bench -- [--rounds N] [--workers N] [--only NAME]
 //! ```
+//!
+//! Two more modes:
+//!
+//! ```text
+//! cargo run --release -p theseus-bench -- --churn [--tasks N] [--workers N]
+//! cargo run --release -p theseus-bench -- --count N --runtime R --workload spawn|poll
+//! ```
+//!
+//! `--churn` runs 10 million short tasks from 30 spawn sites on each runtime,
+//! each in a process of its own, and reports time, resident memory and, with
+//! profiling on, the profile's size. `--count` does exactly N spawns (or N
+//! polls) and nothing else, for counting instructions under valgrind; see
+//! `bench/instructions.sh`.
 
+mod churn;
+mod count;
 mod runtimes;
 mod workloads;
 
-use runtimes::{AsyncExecutor, BenchRuntime, Theseus, Tokio};
+use runtimes::{AsyncExecutor, BenchRuntime, Kind, Theseus, Tokio};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
+use theseus::Tracer;
 
 /// How long one measurement runs a workload, at least.
 const MEASURE_FOR: Duration = Duration::from_millis(30);
@@ -24,15 +41,17 @@ enum Workload {
     PingPong,
     ChainedSpawn,
     SpawnJoin100k,
+    TcpEcho,
 }
 
 impl Workload {
-    const ALL: [Workload; 5] = [
+    const ALL: [Workload; 6] = [
         Workload::SpawnMany,
         Workload::YieldMany,
         Workload::PingPong,
         Workload::ChainedSpawn,
         Workload::SpawnJoin100k,
+        Workload::TcpEcho,
     ];
 
     fn name(self) -> &'static str {
@@ -42,6 +61,7 @@ impl Workload {
             Workload::PingPong => "ping_pong (1000)",
             Workload::ChainedSpawn => "chained_spawn (1000)",
             Workload::SpawnJoin100k => "spawn_join (100k from main)",
+            Workload::TcpEcho => "tcp_echo (50 conns x 200 round trips)",
         }
     }
 }
@@ -55,10 +75,12 @@ fn run_once<R: BenchRuntime>(runtime: &R, workload: Workload) {
         Workload::PingPong => runtime.block_on(workloads::ping_pong(spawner)),
         Workload::ChainedSpawn => runtime.block_on(workloads::chained_spawn(spawner)),
         Workload::SpawnJoin100k => runtime.block_on(workloads::spawn_join_100k(spawner)),
+        Workload::TcpEcho => runtime.block_on(workloads::tcp_echo(spawner)),
     }
 }
 
-/// Mean time per iteration over at least [`MEASURE_FOR`].
+/// Mean time per iteration over at least [`MEASURE_FOR`], after one
+/// iteration to warm up.
 fn measure<R: BenchRuntime>(runtime: &R, workload: Workload) -> Duration {
     run_once(runtime, workload);
     let start = Instant::now();
@@ -70,44 +92,89 @@ fn measure<R: BenchRuntime>(runtime: &R, workload: Workload) -> Duration {
     start.elapsed() / iterations
 }
 
-struct Options {
-    rounds: usize,
-    workers: usize,
-    only: Option<String>,
+enum Mode {
+    Table {
+        rounds: usize,
+        only: Option<String>,
+    },
+    Churn {
+        tasks: usize,
+    },
+    ChurnOne {
+        kind: Kind,
+        tasks: usize,
+    },
+    Count {
+        n: usize,
+        kind: Kind,
+        workload: count::Workload,
+    },
 }
 
-fn parse_options() -> Result<Options, String> {
-    let mut options = Options {
-        rounds: 7,
-        workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        only: None,
-    };
+const USAGE: &str = "usage:
+  theseus-bench [--rounds N] [--workers N] [--only NAME]
+  theseus-bench --churn [--tasks N] [--workers N]
+  theseus-bench --churn-one RUNTIME [--tasks N] [--workers N]
+  theseus-bench --count N --runtime RUNTIME --workload spawn|poll [--workers N]
+RUNTIME is one of tokio, async-executor, theseus-off, theseus-on, theseus-full";
+
+fn parse_options() -> Result<(Mode, usize), String> {
+    let mut rounds = 7;
+    let mut workers = None;
+    let mut only = None;
+    let mut churn = false;
+    let mut churn_one = None;
+    let mut tasks = 10_000_000;
+    let mut count = None;
+    let mut runtime = None;
+    let mut workload = None;
     let mut args = std::env::args().skip(1);
+    fn number(flag: &str, value: String) -> Result<usize, String> {
+        value.parse().map_err(|e| format!("{flag}: {e}"))
+    }
     while let Some(flag) = args.next() {
         let mut value = |what: &str| args.next().ok_or(format!("{flag} needs {what}"));
         match flag.as_str() {
-            "--rounds" => {
-                options.rounds = value("a number")?
-                    .parse()
-                    .map_err(|e| format!("--rounds: {e}"))?
+            "--rounds" => rounds = number(&flag, value("a number")?)?,
+            "--workers" => workers = Some(number(&flag, value("a number")?)?),
+            "--only" => only = Some(value("a workload name")?),
+            "--churn" => churn = true,
+            "--churn-one" => churn_one = Some(Kind::parse(&value("a runtime")?)?),
+            "--tasks" => tasks = number(&flag, value("a number")?)?,
+            "--count" => count = Some(number(&flag, value("a number")?)?),
+            "--runtime" => runtime = Some(Kind::parse(&value("a runtime")?)?),
+            "--workload" => workload = Some(count::Workload::parse(&value("spawn or poll")?)?),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0)
             }
-            "--workers" => {
-                options.workers = value("a number")?
-                    .parse()
-                    .map_err(|e| format!("--workers: {e}"))?
-            }
-            "--only" => options.only = Some(value("a workload name")?),
-            other => {
-                return Err(format!(
-                    "unknown option {other}: accepted are --rounds N, --workers N, --only NAME"
-                ))
-            }
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
     }
-    if options.rounds == 0 || options.workers == 0 {
+    let mode = if let Some(n) = count {
+        Mode::Count {
+            n,
+            kind: runtime.ok_or("--count needs --runtime")?,
+            workload: workload.ok_or("--count needs --workload")?,
+        }
+    } else if let Some(kind) = churn_one {
+        Mode::ChurnOne { kind, tasks }
+    } else if churn {
+        Mode::Churn { tasks }
+    } else {
+        Mode::Table { rounds, only }
+    };
+    // Counting instructions wants one worker: no stealing, no spinning
+    // sibling, the same schedule on every run.
+    let workers = match (&mode, workers) {
+        (_, Some(workers)) => workers,
+        (Mode::Count { .. }, None) => 1,
+        _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    if rounds == 0 || workers == 0 {
         return Err("--rounds and --workers must be at least 1".into());
     }
-    Ok(options)
+    Ok((mode, workers))
 }
 
 fn median(samples: &mut [Duration]) -> Duration {
@@ -116,56 +183,114 @@ fn median(samples: &mut [Duration]) -> Duration {
 }
 
 fn main() {
-    let options = parse_options().unwrap_or_else(|error| {
+    let (mode, workers) = parse_options().unwrap_or_else(|error| {
         eprintln!("theseus-bench: {error}");
         std::process::exit(2)
     });
+    let result = match mode {
+        Mode::Table { rounds, only } => {
+            table(rounds, workers, only.as_deref());
+            Ok(())
+        }
+        Mode::Churn { tasks } => churn::all(tasks, workers),
+        Mode::ChurnOne { kind, tasks } => {
+            churn::one(kind, tasks, workers);
+            Ok(())
+        }
+        Mode::Count { n, kind, workload } => {
+            count::run(kind, workload, n, workers);
+            Ok(())
+        }
+    };
+    if let Err(error) = result {
+        eprintln!("theseus-bench: {error}");
+        std::process::exit(1)
+    }
+}
+
+/// Every workload on every runtime, interleaved, `rounds` times; prints
+/// the medians and their ratios to tokio.
+fn table(rounds: usize, workers: usize, only: Option<&str>) {
     let workloads: Vec<Workload> = Workload::ALL
         .into_iter()
-        .filter(|w| {
-            options
-                .only
-                .as_ref()
-                .is_none_or(|only| w.name().starts_with(only.as_str()))
-        })
+        .filter(|w| only.is_none_or(|only| w.name().starts_with(only)))
         .collect();
-    let names = ["tokio", "async-executor", "theseus (profiling off)"];
-    let tokio = Tokio::new(options.workers);
-    let async_executor = AsyncExecutor::new(options.workers);
-    let theseus = Theseus::new(options.workers);
+    let kinds = Kind::ALL;
+    let tokio = Tokio::new(workers);
+    let async_executor = AsyncExecutor::new(workers);
+    // One theseus runtime for its three columns: they differ only in the
+    // tracer installed, and the capture mode, while each one measures.
+    let theseus = Theseus::new(workers);
+    let tracer = Tracer::new();
     // samples[workload][runtime]
-    let mut samples = vec![vec![Vec::new(); names.len()]; workloads.len()];
-    for round in 0..options.rounds {
+    let mut samples = vec![vec![Vec::new(); kinds.len()]; workloads.len()];
+    for round in 0..rounds {
         for (w, &workload) in workloads.iter().enumerate() {
             // Rotate the order each round so no runtime always goes first.
-            for k in 0..names.len() {
-                let r = (k + round) % names.len();
-                let time = match r {
-                    0 => measure(&tokio, workload),
-                    1 => measure(&async_executor, workload),
-                    _ => measure(&theseus, workload),
+            for k in 0..kinds.len() {
+                let r = (k + round) % kinds.len();
+                let time = match kinds[r] {
+                    Kind::Tokio => measure(&tokio, workload),
+                    Kind::AsyncExecutor => measure(&async_executor, workload),
+                    kind => {
+                        let _profiling = kind.profiling().start(&tracer);
+                        measure(&theseus, workload)
+                    }
                 };
                 samples[w][r].push(time);
             }
         }
     }
-    println!(
-        "{} workers, {} rounds, median time per iteration (ratio to tokio)\n",
-        options.workers, options.rounds
-    );
+    println!("{workers} workers, {rounds} rounds, median time per iteration (ratio to tokio)\n");
     print!("| workload |");
-    for name in names {
-        print!(" {name} |");
+    for kind in kinds {
+        print!(" {} |", kind.label());
     }
     println!();
-    println!("|---|{}", "---|".repeat(names.len()));
+    println!("|---|{}", "---|".repeat(kinds.len()));
     for (w, workload) in workloads.iter().enumerate() {
         let medians: Vec<Duration> = samples[w].iter_mut().map(|s| median(s)).collect();
         print!("| {} |", workload.name());
         for median in &medians {
             let ratio = median.as_secs_f64() / medians[0].as_secs_f64();
-            print!(" {:.2} ms ({ratio:.2}x) |", median.as_secs_f64() * 1e3);
+            print!(" {} ({ratio:.2}x) |", format_time(*median));
         }
         println!();
+    }
+    let theseus_medians = |w: usize, kind: Kind| {
+        let r = kinds.iter().position(|&k| k == kind).unwrap();
+        samples[w][r][samples[w][r].len() / 2].as_secs_f64()
+    };
+    println!("\nprofiling on / off, per workload:");
+    for (w, workload) in workloads.iter().enumerate() {
+        let off = theseus_medians(w, Kind::TheseusOff);
+        println!(
+            "  {}: on {:.2}x, stacks=full {:.2}x",
+            workload.name(),
+            theseus_medians(w, Kind::TheseusOn) / off,
+            theseus_medians(w, Kind::TheseusFull) / off,
+        );
+    }
+    let snapshot = tracer.snapshot();
+    let stacks: HashSet<_> = snapshot.iter().map(|(stack, _, _)| stack).collect();
+    let mut profile = Vec::new();
+    tracer.write_data(&mut profile).expect("writing to memory");
+    println!(
+        "\nthe profiled columns recorded {} tasks over {} stacks ({} bytes as callgrind)",
+        snapshot.total().tasks,
+        stacks.len(),
+        profile.len()
+    );
+}
+
+/// A duration with a unit that keeps three significant digits or so.
+fn format_time(time: Duration) -> String {
+    let s = time.as_secs_f64();
+    if s >= 1.0 {
+        format!("{s:.2} s")
+    } else if s >= 1e-3 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{:.1} µs", s * 1e6)
     }
 }

@@ -1,14 +1,20 @@
 //! The runtimes under comparison, behind one small interface: block on a
 //! future, and spawn from inside it.
+//!
+//! Every `Spawner::spawn` is `#[track_caller]`, so theseus (and tokio) see
+//! the workload's own spawn line, as they would if it called them directly.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use theseus::profiler::{set_capture_mode, CaptureMode};
+use theseus::Tracer;
 
 /// Spawns tasks onto one runtime; the join future yields the output.
 pub trait Spawner: Clone + Send + Sync + 'static {
     type Join<T: Send + 'static>: Future<Output = T> + Send + 'static;
+    #[track_caller]
     fn spawn<F>(&self, future: F) -> Self::Join<F::Output>
     where
         F: Future + Send + 'static,
@@ -57,6 +63,7 @@ pub struct TokioSpawner;
 
 impl Spawner for TokioSpawner {
     type Join<T: Send + 'static> = Unwrapped<tokio::task::JoinHandle<T>>;
+    #[track_caller]
     fn spawn<F>(&self, future: F) -> Self::Join<F::Output>
     where
         F: Future + Send + 'static,
@@ -94,6 +101,7 @@ pub struct TheseusSpawner;
 
 impl Spawner for TheseusSpawner {
     type Join<T: Send + 'static> = Unwrapped<theseus::JoinHandle<T>>;
+    #[track_caller]
     fn spawn<F>(&self, future: F) -> Self::Join<F::Output>
     where
         F: Future + Send + 'static,
@@ -115,21 +123,35 @@ impl BenchRuntime for Theseus {
 
 /// async-executor with `workers` threads running it; the benchmark's main
 /// future is driven by the calling thread, as in the other runtimes.
+///
+/// `tokio::net` needs tokio's reactor. As theseus does, a background tokio
+/// runtime with one worker drives the reactor and timers, and its handle is
+/// entered on every executor thread and in `block_on`; the tasks themselves
+/// run on async-executor.
 pub struct AsyncExecutor {
     executor: Arc<async_executor::Executor<'static>>,
     stop: tokio::sync::watch::Sender<bool>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    io: tokio::runtime::Runtime,
 }
 
 impl AsyncExecutor {
     pub fn new(workers: usize) -> AsyncExecutor {
+        let io = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("async-executor-io")
+            .enable_all()
+            .build()
+            .unwrap();
         let executor = Arc::new(async_executor::Executor::new());
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let threads = (0..workers)
             .map(|_| {
                 let executor = executor.clone();
                 let mut stopped = stopped.clone();
+                let io = io.handle().clone();
                 std::thread::spawn(move || {
+                    let _io = io.enter();
                     futures_lite::future::block_on(executor.run(async move {
                         let _ = stopped.wait_for(|&stop| stop).await;
                     }))
@@ -140,6 +162,7 @@ impl AsyncExecutor {
             executor,
             stop,
             threads,
+            io,
         }
     }
 }
@@ -158,6 +181,7 @@ pub struct AsyncExecutorSpawner(Arc<async_executor::Executor<'static>>);
 
 impl Spawner for AsyncExecutorSpawner {
     type Join<T: Send + 'static> = Detaching<T>;
+    #[track_caller]
     fn spawn<F>(&self, future: F) -> Self::Join<F::Output>
     where
         F: Future + Send + 'static,
@@ -195,6 +219,133 @@ impl BenchRuntime for AsyncExecutor {
         AsyncExecutorSpawner(self.executor.clone())
     }
     fn block_on<F: Future>(&self, future: F) -> F::Output {
+        let _io = self.io.enter();
         futures_lite::future::block_on(future)
+    }
+}
+
+/// Which profiling a theseus measurement runs under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profiling {
+    /// No tracer installed: what `THESEUS=0` gives.
+    Off,
+    /// A tracer installed, stacks captured in this mode.
+    On(CaptureMode),
+}
+
+/// Keeps a tracer installed, and the capture mode set, until dropped; then
+/// uninstalls it and puts the capture mode back to the default, so other
+/// runtimes' measurements run with nothing installed.
+pub struct ProfilingGuard<'a> {
+    tracer: Option<&'a Tracer>,
+}
+
+impl Profiling {
+    pub fn start(self, tracer: &Tracer) -> ProfilingGuard<'_> {
+        match self {
+            Profiling::Off => ProfilingGuard { tracer: None },
+            Profiling::On(mode) => {
+                set_capture_mode(mode);
+                tracer.install();
+                ProfilingGuard {
+                    tracer: Some(tracer),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ProfilingGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(tracer) = self.tracer.take() {
+            tracer.uninstall();
+            set_capture_mode(CaptureMode::Default);
+        }
+    }
+}
+
+/// Every runtime the bench knows, as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Tokio,
+    AsyncExecutor,
+    TheseusOff,
+    TheseusOn,
+    TheseusFull,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Tokio,
+        Kind::AsyncExecutor,
+        Kind::TheseusOff,
+        Kind::TheseusOn,
+        Kind::TheseusFull,
+    ];
+
+    /// The name on the command line.
+    pub fn arg(self) -> &'static str {
+        match self {
+            Kind::Tokio => "tokio",
+            Kind::AsyncExecutor => "async-executor",
+            Kind::TheseusOff => "theseus-off",
+            Kind::TheseusOn => "theseus-on",
+            Kind::TheseusFull => "theseus-full",
+        }
+    }
+
+    /// The name in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Tokio => "tokio",
+            Kind::AsyncExecutor => "async-executor",
+            Kind::TheseusOff => "theseus (profiling off)",
+            Kind::TheseusOn => "theseus (profiling on)",
+            Kind::TheseusFull => "theseus (stacks=full)",
+        }
+    }
+
+    pub fn parse(arg: &str) -> Result<Kind, String> {
+        Kind::ALL
+            .into_iter()
+            .find(|kind| kind.arg() == arg)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Kind::ALL.iter().map(|k| k.arg()).collect();
+                format!("unknown runtime {arg}: accepted are {}", names.join(", "))
+            })
+    }
+
+    /// The profiling a theseus kind runs under; `Off` for the others.
+    pub fn profiling(self) -> Profiling {
+        match self {
+            Kind::TheseusOn => Profiling::On(CaptureMode::Default),
+            Kind::TheseusFull => Profiling::On(CaptureMode::Full),
+            _ => Profiling::Off,
+        }
+    }
+}
+
+/// Runs the benchmark code `B` on one freshly built runtime of `kind`.
+pub trait OnRuntime {
+    type Output;
+    fn run<R: BenchRuntime>(self, runtime: &R) -> Self::Output;
+}
+
+/// Builds a runtime of `kind` with `workers` workers and runs `bench` on it,
+/// with profiling started for the theseus kinds (the tracer is handed back
+/// so its profile can be written).
+pub fn run_on<B: OnRuntime>(kind: Kind, workers: usize, tracer: &Tracer, bench: B) -> B::Output {
+    match kind {
+        Kind::Tokio => bench.run(&Tokio::new(workers)),
+        Kind::AsyncExecutor => bench.run(&AsyncExecutor::new(workers)),
+        Kind::TheseusOff | Kind::TheseusOn | Kind::TheseusFull => {
+            let runtime = Theseus::new(workers);
+            let output = {
+                let _profiling = kind.profiling().start(tracer);
+                bench.run(&runtime)
+            };
+            runtime.0.shutdown();
+            output
+        }
     }
 }

@@ -8,14 +8,22 @@ use std::sync::Arc;
 
 /// From inside a task, spawn 10,000 empty tasks and wait for all of them.
 pub async fn spawn_many<S: Spawner>(spawner: S) {
-    const TASKS: usize = 10_000;
+    spawn_tasks(spawner, 10_000).await
+}
+
+/// From inside a task, spawn `tasks` empty tasks, dropping their handles,
+/// and wait until the last of them has run.
+pub async fn spawn_tasks<S: Spawner>(spawner: S, tasks: usize) {
+    if tasks == 0 {
+        return;
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     let inner = spawner.clone();
     spawner
         .spawn(async move {
-            let remaining = Arc::new(AtomicUsize::new(TASKS));
+            let remaining = Arc::new(AtomicUsize::new(tasks));
             let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
-            for _ in 0..TASKS {
+            for _ in 0..tasks {
                 let remaining = remaining.clone();
                 let tx = tx.clone();
                 drop(inner.spawn(async move {
@@ -31,12 +39,16 @@ pub async fn spawn_many<S: Spawner>(spawner: S) {
 
 /// 200 tasks that each yield 1,000 times.
 pub async fn yield_many<S: Spawner>(spawner: S) {
-    const TASKS: usize = 200;
-    const YIELDS: usize = 1_000;
-    let handles: Vec<_> = (0..TASKS)
+    yield_tasks(spawner, 200, 1_000).await
+}
+
+/// `tasks` tasks that each yield `yields` times; the main future waits for
+/// every one.
+pub async fn yield_tasks<S: Spawner>(spawner: S, tasks: usize, yields: usize) {
+    let handles: Vec<_> = (0..tasks)
         .map(|_| {
-            spawner.spawn(async {
-                for _ in 0..YIELDS {
+            spawner.spawn(async move {
+                for _ in 0..yields {
                     tokio::task::yield_now().await;
                 }
             })
@@ -104,5 +116,151 @@ pub async fn spawn_join_100k<S: Spawner>(spawner: S) {
     let handles: Vec<_> = (0..TASKS).map(|_| spawner.spawn(async {})).collect();
     for handle in handles {
         handle.await;
+    }
+}
+
+/// A TCP echo over loopback with `tokio::net`: 50 client tasks each connect,
+/// then send 200 messages of 64 bytes one at a time, each read back before
+/// the next is sent. An acceptor task spawns one server task per connection,
+/// which echoes until the client closes. Waits for every task, servers
+/// included.
+pub async fn tcp_echo<S: Spawner>(spawner: S) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    const CONNECTIONS: usize = 50;
+    const ROUND_TRIPS: usize = 200;
+    const MESSAGE: usize = 64;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let inner = spawner.clone();
+    let acceptor = spawner.spawn(async move {
+        let mut servers = Vec::with_capacity(CONNECTIONS);
+        for _ in 0..CONNECTIONS {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            servers.push(inner.spawn(async move {
+                stream.set_nodelay(true).unwrap();
+                let mut buffer = [0u8; MESSAGE];
+                loop {
+                    let n = stream.read(&mut buffer).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    stream.write_all(&buffer[..n]).await.unwrap();
+                }
+            }));
+        }
+        for server in servers {
+            server.await;
+        }
+    });
+    let clients: Vec<_> = (0..CONNECTIONS)
+        .map(|c| {
+            spawner.spawn(async move {
+                let mut stream = TcpStream::connect(address).await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let mut message = [c as u8; MESSAGE];
+                let mut reply = [0u8; MESSAGE];
+                for round in 0..ROUND_TRIPS {
+                    message[0] = round as u8;
+                    stream.write_all(&message).await.unwrap();
+                    stream.read_exact(&mut reply).await.unwrap();
+                    assert_eq!(reply, message);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await;
+    }
+    acceptor.await;
+}
+
+/// How many spawn sites the churn uses.
+pub const CHURN_SITES: usize = 30;
+/// Tasks per churn wave: 10 parents, each with 99 children.
+pub const CHURN_WAVE: usize = CHURN_PARENTS * (1 + CHURN_CHILDREN);
+const CHURN_PARENTS: usize = 10;
+const CHURN_CHILDREN: usize = 99;
+
+/// Spawns `future` from one of [`CHURN_SITES`] distinct spawn lines, each
+/// wrapping it in its own future type, as distinct call sites in a program
+/// would (hence the async block that only awaits `future`).
+#[allow(clippy::redundant_async_block)]
+fn spawn_at<S, F>(spawner: &S, site: usize, future: F) -> S::Join<()>
+where
+    S: Spawner,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    macro_rules! site {
+        () => {
+            spawner.spawn(async move { future.await })
+        };
+    }
+    match site % CHURN_SITES {
+        0 => site!(),
+        1 => site!(),
+        2 => site!(),
+        3 => site!(),
+        4 => site!(),
+        5 => site!(),
+        6 => site!(),
+        7 => site!(),
+        8 => site!(),
+        9 => site!(),
+        10 => site!(),
+        11 => site!(),
+        12 => site!(),
+        13 => site!(),
+        14 => site!(),
+        15 => site!(),
+        16 => site!(),
+        17 => site!(),
+        18 => site!(),
+        19 => site!(),
+        20 => site!(),
+        21 => site!(),
+        22 => site!(),
+        23 => site!(),
+        24 => site!(),
+        25 => site!(),
+        26 => site!(),
+        27 => site!(),
+        28 => site!(),
+        _ => site!(),
+    }
+}
+
+/// Runs `waves` waves of [`CHURN_WAVE`] short tasks, one wave after the
+/// other: the main future spawns 10 parent tasks, each from one of the
+/// sites; each parent spawns 99 children from the sites and awaits them;
+/// each child yields once. Over all waves every parent site is used with
+/// every child site, so the profile has 30 + 30 x 30 distinct stacks.
+/// `progress` is called after each wave with the number of waves done.
+pub async fn churn<S: Spawner>(spawner: S, waves: usize, mut progress: impl FnMut(usize)) {
+    for wave in 0..waves {
+        let parents: Vec<_> = (0..CHURN_PARENTS)
+            .map(|p| {
+                let site = (wave + 3 * p) % CHURN_SITES;
+                let inner = spawner.clone();
+                spawn_at(&spawner, site, async move {
+                    let children: Vec<_> = (0..CHURN_CHILDREN)
+                        .map(|c| {
+                            spawn_at(&inner, site + c, async move {
+                                tokio::task::yield_now().await;
+                                std::hint::black_box(c);
+                            })
+                        })
+                        .collect();
+                    for child in children {
+                        child.await;
+                    }
+                })
+            })
+            .collect();
+        for parent in parents {
+            parent.await;
+        }
+        progress(wave + 1);
     }
 }

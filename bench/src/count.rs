@@ -1,0 +1,52 @@
+//! Exactly N spawns, or N polls, and nothing else, so that an instruction
+//! counter run at two values of N gives the cost of one spawn or one poll
+//! from the difference, start-up and shutdown cancelling out.
+
+use crate::runtimes::{run_on, BenchRuntime, Kind, OnRuntime};
+use crate::workloads;
+use theseus::Tracer;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// From inside one task, spawn N empty tasks (each polled once).
+    Spawn,
+    /// One task that yields N times (N + 1 polls).
+    Poll,
+}
+
+impl Workload {
+    pub fn parse(arg: &str) -> Result<Workload, String> {
+        match arg {
+            "spawn" => Ok(Workload::Spawn),
+            "poll" => Ok(Workload::Poll),
+            other => Err(format!(
+                "unknown workload {other}: accepted are spawn, poll"
+            )),
+        }
+    }
+}
+
+struct Count {
+    workload: Workload,
+    n: usize,
+}
+
+impl OnRuntime for Count {
+    type Output = ();
+    fn run<R: BenchRuntime>(self, runtime: &R) {
+        let spawner = runtime.spawner();
+        match self.workload {
+            Workload::Spawn => runtime.block_on(workloads::spawn_tasks(spawner, self.n)),
+            Workload::Poll => runtime.block_on(workloads::yield_tasks(spawner, 1, self.n)),
+        }
+    }
+}
+
+pub fn run(kind: Kind, workload: Workload, n: usize, workers: usize) {
+    let tracer = Tracer::new();
+    run_on(kind, workers, &tracer, Count { workload, n });
+    if kind.profiling() != crate::runtimes::Profiling::Off {
+        let tasks = tracer.snapshot().total().tasks;
+        eprintln!("theseus-bench: {tasks} tasks recorded");
+    }
+}
