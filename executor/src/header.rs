@@ -23,11 +23,14 @@ pub(crate) struct Header {
     pub(crate) timed: bool,
     /// The task's logical stack (ROOT when untimed).
     pub(crate) stack: StackId,
+    /// Timestamps are raw clock ticks ([`clock::now`]); durations are ns.
     pub(crate) spawned_at: u64,
     /// When the pending schedule happened; 0 while none is pending.
     scheduled_at: AtomicU64,
     /// When the poll in progress began; 0 while not polling.
     poll_started: AtomicU64,
+    /// When the last poll ended.
+    poll_ended: AtomicU64,
     busy_ns: AtomicU64,
     sched_ns: AtomicU64,
     polls: AtomicU64,
@@ -41,12 +44,15 @@ pub(crate) struct Header {
 
 impl Header {
     pub(crate) fn new(timed: bool, stack: StackId) -> Header {
+        let spawned_at = if timed { clock::now() } else { 0 };
         Header {
             timed,
             stack,
-            spawned_at: if timed { clock::now() } else { 0 },
-            scheduled_at: AtomicU64::new(0),
+            spawned_at,
+            // The spawn is the first schedule.
+            scheduled_at: AtomicU64::new(spawned_at),
             poll_started: AtomicU64::new(0),
+            poll_ended: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
             sched_ns: AtomicU64::new(0),
             polls: AtomicU64::new(0),
@@ -56,59 +62,76 @@ impl Header {
         }
     }
 
-    /// The task was just handed to a queue (at spawn, or by a wake).
+    /// The task was just handed to a queue: at spawn, or by a wake.
+    ///
+    /// The spawn's time is the spawn time, already read. A task woken while
+    /// it was running (`yield_now`, or a wake from another thread during its
+    /// poll) is handed over the moment its poll returns, which `on_poll_end`
+    /// has just read. Only other wakes read the clock.
     #[inline]
-    pub(crate) fn on_schedule(&self) {
-        if self.timed {
-            self.scheduled_at.store(clock::now(), Relaxed);
-            bump(&self.schedules, 1);
+    pub(crate) fn on_schedule(&self, woken_while_running: bool) {
+        if !self.timed {
+            return;
         }
+        let schedules = self.schedules.load(Relaxed);
+        self.schedules.store(schedules + 1, Relaxed);
+        if schedules == 0 {
+            return;
+        }
+        let at = if woken_while_running {
+            self.poll_ended.load(Relaxed)
+        } else {
+            clock::now()
+        };
+        self.scheduled_at.store(at, Relaxed);
     }
 
-    /// A poll is starting; returns its start time (0 when untimed).
+    /// A poll is starting; returns its start time in ticks (0 when untimed).
     #[inline]
     pub(crate) fn on_poll_start(&self) -> u64 {
         if !self.timed {
             return 0;
         }
         let now = clock::now();
-        let scheduled = self.scheduled_at.swap(0, Relaxed);
+        let scheduled = self.scheduled_at.load(Relaxed);
+        self.scheduled_at.store(0, Relaxed);
         if scheduled != 0 {
-            bump(&self.sched_ns, now.saturating_sub(scheduled));
+            bump(&self.sched_ns, clock::nanos_between(scheduled, now));
         }
         self.poll_started.store(now, Relaxed);
         now
     }
 
-    /// The poll that began at `start` is over; returns the time it ended.
+    /// The poll that began at `start` is over; returns the time it ended, in ticks.
     #[inline]
     pub(crate) fn on_poll_end(&self, start: u64) -> u64 {
         if !self.timed {
             return 0;
         }
         let now = clock::now();
-        bump(&self.busy_ns, now.saturating_sub(start));
+        bump(&self.busy_ns, clock::nanos_between(start, now));
         bump(&self.polls, 1);
         self.poll_started.store(0, Relaxed);
+        self.poll_ended.store(now, Relaxed);
         now
     }
 
-    /// The record of this task as of `now` (a clock reading).
+    /// The record of this task as of `now` (a [`clock::now`] reading).
     pub(crate) fn record(&self, outcome: Outcome, now: u64) -> TaskRecord {
         let mut busy_ns = self.busy_ns.load(Relaxed);
         let mut sched_ns = self.sched_ns.load(Relaxed);
         // A live task may be mid-poll or waiting in a queue: count that too.
         let poll_started = self.poll_started.load(Relaxed);
         if poll_started != 0 {
-            busy_ns += now.saturating_sub(poll_started);
+            busy_ns += clock::nanos_between(poll_started, now);
         }
         let scheduled = self.scheduled_at.load(Relaxed);
         if scheduled != 0 && poll_started == 0 {
-            sched_ns += now.saturating_sub(scheduled);
+            sched_ns += clock::nanos_between(scheduled, now);
         }
         TaskRecord {
             stack: self.stack,
-            wall_ns: now.saturating_sub(self.spawned_at),
+            wall_ns: clock::nanos_between(self.spawned_at, now),
             busy_ns,
             sched_ns,
             polls: self.polls.load(Relaxed),

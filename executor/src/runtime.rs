@@ -223,7 +223,8 @@ impl Handle {
         let pool = self.inner.blocking.clone();
         let handle = self.clone();
         let name = format!("{}-blocking", self.inner.thread_name);
-        let schedule = move |runnable| {
+        let schedule = move |runnable: crate::scheduler::Runnable| {
+            runnable.metadata().on_schedule(false);
             if pool.push(runnable) {
                 let pool = pool.clone();
                 let handle = handle.clone();
@@ -373,6 +374,7 @@ impl Runtime {
             .thread_name(format!("{thread_name}-io"))
             .enable_all()
             .build()?;
+        crate::clock::init();
         let shared = Arc::new(Shared::new(workers));
         let live: Arc<dyn theseus_profiler::LiveTasks> = shared.registry.clone();
         theseus_profiler::register_live_tasks(Arc::downgrade(&live));

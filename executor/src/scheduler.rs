@@ -74,7 +74,7 @@ impl Shared {
 
     /// The schedule function of every task of this runtime.
     pub(crate) fn schedule(&self, runnable: Runnable, info: async_task::ScheduleInfo) {
-        runnable.metadata().on_schedule();
+        runnable.metadata().on_schedule(info.woken_while_running);
         if self.is_shutdown() {
             // Dropping the runnable cancels the task: its future is dropped
             // here and it reports itself as cancelled.
