@@ -7,9 +7,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use theseus_profiler::output::{check_writable, fallback_path, write_atomically};
-use theseus_profiler::{
-    record, spawn_stack, CaptureMode, Config, Destination, Outcome, Session, TaskRecord,
-};
+use theseus_profiler::{CaptureMode, Config, Destination, Session};
 
 fn config(vars: &[(&str, &str)]) -> Result<Config, theseus_profiler::ConfigError> {
     let map: HashMap<String, OsString> = vars
@@ -105,20 +103,6 @@ fn unwritable_output_is_reported_at_start() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-fn some_records() {
-    let stack = spawn_stack(std::panic::Location::caller(), "app::job");
-    for outcome in [Outcome::Completed, Outcome::Cancelled] {
-        record(&TaskRecord {
-            stack,
-            wall_ns: 1_000,
-            busy_ns: 100,
-            sched_ns: 10,
-            polls: 2,
-            wakes: 1,
-            outcome,
-        });
-    }
-}
 
 #[test]
 fn a_session_writes_its_profile_and_leaves_nothing_else() {
@@ -133,11 +117,11 @@ fn a_session_writes_its_profile_and_leaves_nothing_else() {
     let session = Session::start(&c).unwrap().unwrap();
     assert_eq!(session.path(), out);
     assert!(theseus_profiler::is_active());
-    some_records();
+    common::some_records();
     assert_eq!(session.write_snapshot(), Destination::Out(out.clone()));
     let snapshot = check_with_readers(&out);
     assert_eq!(snapshot.totals[6], 2);
-    some_records();
+    common::some_records();
     assert_eq!(session.finish(), Destination::Out(out.clone()));
     assert!(!theseus_profiler::is_active());
     let p = check_with_readers(&out);
@@ -159,7 +143,7 @@ fn dropping_a_session_still_writes_the_profile() {
     };
     {
         let _session = Session::start(&c).unwrap().unwrap();
-        some_records();
+        common::some_records();
     }
     assert_eq!(check_with_readers(&out).totals[6], 2);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -176,7 +160,7 @@ fn a_failing_output_falls_back_and_says_where() {
         ..Config::default()
     };
     let session = Session::start(&c).unwrap().unwrap();
-    some_records();
+    common::some_records();
     std::fs::remove_dir_all(&dir).unwrap();
     let fallback = fallback_path();
     let _ = std::fs::remove_file(&fallback);

@@ -15,7 +15,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use theseus_profiler::{record, spawn_stack, Config, Outcome, Session, TaskRecord};
+use theseus_profiler::{Config, Session};
 
 /// What the child prints once its handlers are in place.
 const READY: &str = "THESEUS-CHILD-READY";
@@ -23,20 +23,6 @@ const READY: &str = "THESEUS-CHILD-READY";
 /// How long a child may take before the test kills it and fails.
 const CHILD_DEADLINE: Duration = Duration::from_secs(60);
 
-fn some_records() {
-    let stack = spawn_stack(std::panic::Location::caller(), "app::job");
-    for outcome in [Outcome::Completed, Outcome::Cancelled] {
-        record(&TaskRecord {
-            stack,
-            wall_ns: 1_000,
-            busy_ns: 100,
-            sched_ns: 10,
-            polls: 2,
-            wakes: 1,
-            outcome,
-        });
-    }
-}
 
 fn ready() {
     let mut out = std::io::stdout();
@@ -69,7 +55,7 @@ fn child_process() {
         ..Config::default()
     };
     let session = Session::start(&config).unwrap().unwrap();
-    some_records();
+    common::some_records();
     match mode.as_str() {
         "plain" => {
             ready();
@@ -93,7 +79,7 @@ fn child_process() {
                 "no snapshot on SIGTERM"
             );
             println!("snapshot seen");
-            some_records();
+            common::some_records();
             session.finish();
             println!("finished normally");
         }

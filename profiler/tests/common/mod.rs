@@ -410,3 +410,21 @@ pub fn check_with_readers(path: &Path) -> Parsed {
     gprof2dot(path);
     parsed
 }
+
+/// Records two finished tasks (one completed, one cancelled) at one stack,
+/// for tests that need a profile with something in it.
+pub fn some_records() {
+    use theseus_profiler::{record, spawn_stack, Outcome, TaskRecord};
+    let stack = spawn_stack(std::panic::Location::caller(), "app::job");
+    for outcome in [Outcome::Completed, Outcome::Cancelled] {
+        record(&TaskRecord {
+            stack,
+            wall_ns: 1_000,
+            busy_ns: 100,
+            sched_ns: 10,
+            polls: 2,
+            wakes: 1,
+            outcome,
+        });
+    }
+}
