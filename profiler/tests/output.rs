@@ -103,7 +103,6 @@ fn unwritable_output_is_reported_at_start() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-
 #[test]
 fn a_session_writes_its_profile_and_leaves_nothing_else() {
     let _g = serial();

@@ -23,7 +23,6 @@ const READY: &str = "THESEUS-CHILD-READY";
 /// How long a child may take before the test kills it and fails.
 const CHILD_DEADLINE: Duration = Duration::from_secs(60);
 
-
 fn ready() {
     let mut out = std::io::stdout();
     // On a line of its own: libtest has already printed `test child_process ... `.
