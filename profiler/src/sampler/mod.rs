@@ -20,7 +20,7 @@
 //!   real-time signal meeting the default disposition would kill the
 //!   process).
 //! - **The handler allocates nothing and takes no lock.** It reads the
-//!   running task's [`StackId`] and poll boundary (plain thread-locals),
+//!   running task's [`StackId`](crate::StackId) and poll boundary (plain thread-locals),
 //!   walks the machine stack from the interrupted instruction up to the
 //!   poll boundary, and writes the instruction pointers into a ring
 //!   allocated for this thread beforehand. A background thread
