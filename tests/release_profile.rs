@@ -60,12 +60,15 @@ fn the_service_example_profiled_in_release() {
         "8 x 100 ms timers: {cache_wall}"
     );
     assert!(profile.self_of(cache, "BusyNs") < 8 * MS);
-    // Each spins until it sees 20 ms pass; a preemption just before a check
-    // lengthens that poll for real. (tests/ground_truth.rs holds the 5% line
-    // on a quiet runtime; this test runs the whole service beside it.)
+    // Each spins until it sees 20 ms pass, so its polls last at least that.
+    // The service's other threads share the cores: a preemption just before
+    // the spin's last check, or before its poll returns, lengthens the poll
+    // by up to a scheduler timeslice, for real. The upper bound allows for
+    // that; tests/ground_truth.rs holds the 5% line against the time tasks
+    // measure themselves.
     let checksum_busy = profile.self_of("[task] service::checksum", "BusyNs");
     assert!(
-        (40 * MS..=44 * MS).contains(&checksum_busy),
+        (40 * MS..=50 * MS).contains(&checksum_busy),
         "2 x 20 ms of CPU: {checksum_busy}"
     );
     let clients = "[task] service::client";
