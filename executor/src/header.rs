@@ -14,7 +14,9 @@
 //! profiler: nothing per poll ever crosses that interface.
 
 use crate::clock;
+use crate::registry::Registry;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use theseus_profiler::{Outcome, StackId, TaskRecord};
 
 pub(crate) struct Header {
@@ -38,12 +40,15 @@ pub(crate) struct Header {
     schedules: AtomicU64,
     /// Set by `JoinHandle::abort` and at shutdown; checked before each poll.
     pub(crate) aborted: AtomicBool,
-    /// Where the task sits in the runtime's registry of live tasks.
+    /// The runtime's registry of live tasks, and where the task sits in it.
+    /// Held here once, so the task's future and its `JoinHandle` reach it
+    /// through the header they both have.
+    pub(crate) registry: Arc<Registry>,
     pub(crate) registry_slot: AtomicU64,
 }
 
 impl Header {
-    pub(crate) fn new(timed: bool, stack: StackId) -> Header {
+    pub(crate) fn new(timed: bool, stack: StackId, registry: Arc<Registry>) -> Header {
         let spawned_at = if timed { clock::now() } else { 0 };
         Header {
             timed,
@@ -58,6 +63,7 @@ impl Header {
             polls: AtomicU64::new(0),
             schedules: AtomicU64::new(0),
             aborted: AtomicBool::new(false),
+            registry,
             registry_slot: AtomicU64::new(u64::MAX),
         }
     }

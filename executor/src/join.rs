@@ -9,14 +9,13 @@
 //! leaves the registry.
 
 use crate::header::Header;
-use crate::registry::Registry;
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 use theseus_profiler::Outcome;
 
@@ -25,16 +24,14 @@ pub(crate) type TaskOutput<T> = Result<T, JoinError>;
 
 pub(crate) struct TaskFuture<'h, F> {
     header: &'h Header,
-    registry: Arc<Registry>,
     /// `None` once the inner future has been dropped.
     inner: Option<F>,
 }
 
 impl<'h, F> TaskFuture<'h, F> {
-    pub(crate) fn new(header: &'h Header, registry: Arc<Registry>, inner: F) -> Self {
+    pub(crate) fn new(header: &'h Header, inner: F) -> Self {
         TaskFuture {
             header,
-            registry,
             inner: Some(inner),
         }
     }
@@ -53,7 +50,7 @@ impl<'h, F> TaskFuture<'h, F> {
             let now = if now == 0 { crate::clock::now() } else { now };
             theseus_profiler::record(&self.header.record(outcome, now));
         }
-        drop(self.registry.remove(self.header));
+        drop(self.header.registry.remove(self.header));
     }
 }
 
@@ -142,7 +139,6 @@ pub struct JoinHandle<T> {
     /// The task's header. Valid while `task` is `Some`: the task handle holds
     /// a reference on the allocation the header lives in.
     header: *const Header,
-    registry: Arc<Registry>,
 }
 
 // SAFETY: `header` is only read through `&Header`, and `Header` is `Sync`;
@@ -154,15 +150,11 @@ unsafe impl<T: Send> Sync for JoinHandle<T> {}
 impl<T> Unpin for JoinHandle<T> {}
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(
-        task: async_task::Task<TaskOutput<T>, Header>,
-        registry: Arc<Registry>,
-    ) -> Self {
+    pub(crate) fn new(task: async_task::Task<TaskOutput<T>, Header>) -> Self {
         let header: *const Header = task.metadata();
         JoinHandle {
             task: Some(task.fallible()),
             header,
-            registry,
         }
     }
 
@@ -189,7 +181,7 @@ impl<T> JoinHandle<T> {
     pub fn abort(&self) {
         if let Some(header) = self.header() {
             header.aborted.store(true, Relaxed);
-            self.registry.wake(header);
+            header.registry.wake(header);
         }
     }
 

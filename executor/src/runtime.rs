@@ -308,25 +308,21 @@ impl Inner {
         } else {
             StackId::ROOT
         };
-        let registry = self.shared.registry.clone();
-        let builder = async_task::Builder::new().metadata(Header::new(timed, stack));
+        let header = Header::new(timed, stack, self.shared.registry.clone());
+        let builder = async_task::Builder::new().metadata(header);
         // SAFETY: `spawn_unchecked` lifts the `Send` and `'static` bounds of
         // `spawn`. Its conditions hold:
-        // - the future is `Send` (`F: Send`, `&Header` with `Header: Sync`,
-        //   `Arc<Registry>`), so its `Runnable` may move between threads;
+        // - the future is `Send` (`F: Send`, and `&Header` with
+        //   `Header: Sync`), so its `Runnable` may move between threads;
         // - the future borrows nothing but the task's own metadata, which
         //   `async-task` keeps alive until after the future is dropped;
         // - `schedule` is `Send + Sync + 'static`.
         let (runnable, task) = unsafe {
-            builder.spawn_unchecked(
-                move |header| TaskFuture::new(header, registry, future),
-                schedule,
-            )
+            builder.spawn_unchecked(move |header| TaskFuture::new(header, future), schedule)
         };
-        self.shared
-            .registry
-            .insert(runnable.metadata(), runnable.waker());
-        let handle = JoinHandle::new(task, self.shared.registry.clone());
+        let header = runnable.metadata();
+        header.registry.insert(header, runnable.waker());
+        let handle = JoinHandle::new(task);
         runnable.schedule();
         handle
     }
