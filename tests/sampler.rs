@@ -30,17 +30,23 @@ mod programs {
     use std::hint::black_box;
     use std::time::Duration;
 
-    /// This thread's CPU time, in nanoseconds.
-    pub fn thread_cpu_ns() -> u64 {
+    /// CPU time in nanoseconds on `clock`: `CLOCK_THREAD_CPUTIME_ID` for
+    /// this thread, `CLOCK_PROCESS_CPUTIME_ID` for the whole process.
+    pub fn cpu_ns(clock: libc::clockid_t) -> u64 {
         let mut now = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
         };
-        // SAFETY: `now` is a valid timespec to fill; the clock id is a
-        // constant every Linux kernel knows.
-        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-        assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+        // SAFETY: `now` is a valid timespec to fill; both clock ids are
+        // constants every Linux kernel knows.
+        let rc = unsafe { libc::clock_gettime(clock, &mut now) };
+        assert_eq!(rc, 0, "clock_gettime({clock}) failed");
         now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+    }
+
+    /// This thread's CPU time, in nanoseconds.
+    pub fn thread_cpu_ns() -> u64 {
+        cpu_ns(libc::CLOCK_THREAD_CPUTIME_ID)
     }
 
     /// Burns this thread's CPU for `ns` of its own CPU time (not wall time:
@@ -158,14 +164,7 @@ mod programs {
     pub mod overhead {
         /// This process's CPU time, all threads, in nanoseconds.
         fn process_cpu_ns() -> u64 {
-            let mut now = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: `now` is a valid timespec to fill.
-            let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
-            assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
-            now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+            super::cpu_ns(libc::CLOCK_PROCESS_CPUTIME_ID)
         }
 
         /// A CPU-bound workload: many tasks, each hashing, on two workers.
