@@ -2,8 +2,8 @@
 //! executor.
 //!
 //! CPU profilers show where threads burn CPU; in async programs most latency
-//! is waiting. theseus runs your tasks on its own work-stealing runtime,
-//! times every task from spawn to completion, and writes, for every spawn
+//! is waiting. theseus runs your tasks on tokio's scheduler, times every
+//! task from spawn to completion, and writes, for every spawn
 //! site's logical call stack, how long its tasks lived, polled, waited for a
 //! worker and waited for a wake, as a callgrind file that KCachegrind,
 //! `callgrind_annotate` and gprof2dot open.
@@ -15,9 +15,10 @@
 //! tokio::spawn     ->  theseus::spawn
 //! ```
 //!
-//! tokio's I/O, timers and sync types keep working inside theseus tasks.
-//! `tokio::spawn` still works too, but such tasks run on tokio and are not
-//! profiled.
+//! tokio's I/O, timers and sync types keep working inside theseus tasks, and
+//! `tokio::spawn` runs on the same workers. Built with
+//! `--cfg tokio_unstable`, tasks spawned with `tokio::spawn` (by axum,
+//! hyper, tonic...) are profiled too.
 //!
 //! ```
 //! #[theseus::main(worker_threads = 2)]
@@ -83,6 +84,13 @@ pub mod __private {
         if let Some(session) = session {
             if let Destination::Out(path) = session.finish() {
                 eprintln!("theseus: profile written to {}", path.display());
+            }
+            if let Some(count) = theseus_executor::unseen_tokio_tasks() {
+                eprintln!(
+                    "theseus: tasks spawned with tokio::spawn ran unseen (up to {count} at once), \
+                     e.g. by axum, hyper or tonic; to profile them, {}",
+                    theseus_executor::TOKIO_UNSTABLE_ADVICE
+                );
             }
         }
         output.unwrap_or_else(|panic| std::panic::resume_unwind(panic))

@@ -140,8 +140,11 @@ async fn blocker() {
     std::thread::sleep(Duration::from_millis(100));
 }
 
-async fn late_riser(woken_at: std::sync::Arc<Mutex<Option<Instant>>>) {
-    tokio::time::sleep(Duration::from_millis(10)).await;
+async fn late_riser(
+    woken_at: std::sync::Arc<Mutex<Option<Instant>>>,
+    wake: tokio::sync::oneshot::Receiver<()>,
+) {
+    wake.await.unwrap();
     *woken_at.lock().unwrap() = Some(Instant::now());
 }
 
@@ -151,9 +154,19 @@ fn a_wake_while_every_worker_is_blocked_shows_as_scheduling_delay() {
     let started = Instant::now();
     let polled = polled_at.clone();
     let profile = profile("sched", 1, async move {
-        let late = theseus::spawn(late_riser(polled));
-        // Let `late_riser` start its timer before the worker is blocked.
+        // The wake comes from a plain thread, at ~10 ms, while the only
+        // worker is blocked. (A tokio timer would not do: its expiry is
+        // noticed by a worker turning the timer wheel, so with every worker
+        // blocked the wake itself comes late, and the wait is idle time, as
+        // tokio-metrics counts it too.)
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let late = theseus::spawn(late_riser(polled, rx));
+        // Let `late_riser` wait on the channel before the worker is blocked.
         tokio::time::sleep(Duration::from_millis(2)).await;
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(8));
+            tx.send(()).unwrap();
+        });
         let block = theseus::spawn(blocker());
         late.await.unwrap();
         block.await.unwrap();
@@ -375,5 +388,62 @@ impl Drop for StopOnDrop {
 async fn spin_until(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         std::hint::spin_loop();
+    }
+}
+
+/// Bug fixed: tasks cancelled at shutdown showed the cancellation as a wake.
+#[test]
+fn a_task_never_woken_shows_no_wakes() {
+    let profile = profile("never-woken", 2, async {
+        for _ in 0..1_000 {
+            drop(theseus::spawn(waits_forever()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    });
+    let leaf = "[task] ground_truth::waits_forever (cancelled)";
+    assert_eq!(profile.self_of(leaf, "Tasks"), 1_000);
+    assert_eq!(profile.self_of(leaf, "Polls"), 1_000);
+    assert_eq!(profile.self_of(leaf, "Wakes"), 0);
+}
+
+async fn waits_forever() {
+    std::future::pending::<()>().await
+}
+
+/// Bug fixed: a ready task waited behind a busy worker while another worker
+/// idled (297 ms late where tokio is at most ~1 ms late). The sleeper is
+/// spawned first, as in the report: spawning the spinner first hid it.
+#[test]
+fn a_ready_task_is_not_held_up_by_a_busy_worker() {
+    let lateness = std::sync::Arc::new(Mutex::new(Duration::ZERO));
+    let worst = lateness.clone();
+    let profile = profile("stall", 2, async move {
+        let sleeper = theseus::spawn(late_sleeper(worst));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let spinner = theseus::spawn(spinner(Duration::from_millis(300)));
+        sleeper.await.unwrap();
+        spinner.await.unwrap();
+    });
+    let worst = *lateness.lock().unwrap();
+    println!("worst lateness of a 5 ms sleep beside a 300 ms spin: {worst:?}");
+    assert!(
+        worst < Duration::from_millis(50),
+        "a 5 ms sleep was {worst:?} late"
+    );
+    let sched = profile.self_of("[task] ground_truth::late_sleeper", "SchedNs");
+    assert!(
+        sched < 50 * MS,
+        "the sleeper waited {sched} ns for a worker"
+    );
+}
+
+/// Sleeps 5 ms forty times and records the worst lateness.
+async fn late_sleeper(worst: std::sync::Arc<Mutex<Duration>>) {
+    for _ in 0..40 {
+        let asked = Instant::now();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let late = asked.elapsed().saturating_sub(Duration::from_millis(5));
+        let mut worst = worst.lock().unwrap();
+        *worst = (*worst).max(late);
     }
 }

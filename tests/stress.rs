@@ -182,3 +182,37 @@ fn stress_mutex_and_semaphore() {
     });
     assert_eq!(count, 40_000);
 }
+
+/// A lone worker (one worker thread, and `current_thread`) woken from plain
+/// threads and by tokio timers: a wake landing while the worker goes to
+/// sleep must never be lost.
+#[test]
+fn stress_a_lone_worker_woken_from_outside() {
+    for flavor in ["multi_thread(1)", "current_thread"] {
+        with_deadline(Duration::from_secs(60), move || {
+            let runtime = if flavor == "current_thread" {
+                theseus::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap()
+            } else {
+                multi_thread(1)
+            };
+            runtime.block_on(async {
+                for round in 0..3_000u32 {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    let waiter = theseus::spawn(async move { rx.await.unwrap() });
+                    if round % 3 == 0 {
+                        let timer = theseus::spawn(async move {
+                            tokio::time::sleep(Duration::from_micros(50)).await;
+                            tx.send(round).unwrap();
+                        });
+                        timer.await.unwrap();
+                    } else {
+                        std::thread::spawn(move || tx.send(round).unwrap());
+                    }
+                    assert_eq!(waiter.await.unwrap(), round);
+                }
+            });
+        });
+    }
+}

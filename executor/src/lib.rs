@@ -1,30 +1,29 @@
-//! The runtime under theseus: a work-stealing executor shaped like tokio's
-//! multi-thread runtime, so a tokio program moves to it by changing its
-//! `spawn` calls and its main attribute.
+//! The runtime under theseus: tokio's scheduler, with every task timed.
 //!
-//! It is built on `async-task` (task allocation, wakers, cancellation) and
-//! `crossbeam-deque` (per-worker queues, stealing, a global injector). The
-//! scheduling policy is described in [`scheduler`](self#scheduling); tokio's
-//! I/O, timers and sync types work inside theseus tasks because a small
-//! background tokio runtime drives the reactor and timers, and its handle is
-//! entered on every theseus thread. `tokio::spawn` still runs on that tokio
-//! runtime and is not profiled.
+//! # Design
 //!
-//! # Profiling
+//! A theseus runtime is a tokio runtime: tokio's work-stealing scheduler,
+//! its I/O driver and its timers, on threads that park in tokio's driver
+//! exactly as tokio's own do. theseus adds what a profiler needs at the
+//! level of tasks, and nothing to scheduling, so that what it measures is
+//! what the program would see under tokio:
 //!
-//! Each task carries a small header (`async-task` metadata) with its spawn
-//! time, schedule and poll timestamps and counters. When the task ends, the
-//! header becomes one [`theseus_profiler::TaskRecord`]. The executor talks to
-//! the profiler through `theseus_profiler`'s small interface only: a stack id
-//! at spawn, a poll scope around each poll, a record at the end, and a list
-//! of live tasks. When no tracer is installed, tasks are not timed at all.
+//! - [`spawn`] wraps the future in a timed task (`timed`): it times every
+//!   poll, hands each poll its own waker so every wake is seen, and reports
+//!   one record when the task ends;
+//! - the per-task numbers live in a small header (`header`), written with
+//!   plain relaxed stores on the hot path and readable from any thread;
+//! - tasks still running when a profile is written are reached through a
+//!   registry of live tasks (`registry`);
+//! - `tokio::spawn` tasks, spawned by libraries, are timed through tokio's
+//!   task hooks when the program is built with `--cfg tokio_unstable`
+//!   (`tokio_tasks`).
 //!
-//! # Scheduling
-//!
-//! See the `scheduler` module's documentation: per-worker FIFO queues with a
-//! LIFO slot, a global injector checked every 61 ticks, stealing half of a
-//! random victim's queue, at most half the workers searching, and idle
-//! workers parked without spinning.
+//! The data flows one way: spawn → header → one record per task → the
+//! profiler's aggregate → its writers. The executor talks to
+//! `theseus_profiler` through a small interface only: a stack id at spawn,
+//! a poll scope around each poll, a record at the end, and a list of live
+//! tasks. When no tracer is installed, tasks are not wrapped at all.
 //!
 //! ```
 //! let rt = theseus_executor::Runtime::new().unwrap();
@@ -39,19 +38,21 @@
 //! assert_eq!(total, 285);
 //! ```
 
-mod blocking;
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod clock;
 mod header;
 mod join;
-mod park;
 mod registry;
 mod runtime;
-mod scheduler;
+mod timed;
+mod tokio_tasks;
 
 pub use join::{JoinError, JoinHandle};
 pub use runtime::{
     spawn, spawn_blocking, Builder, EnterGuard, Handle, Runtime, MAX_WORKERS, WORKERS_ENV,
 };
+pub use tokio_tasks::{unseen_tokio_tasks, TOKIO_UNSTABLE_ADVICE};
 
 /// Task-level functions, as in `tokio::task`.
 pub mod task {

@@ -1,24 +1,29 @@
-//! The registry of live tasks.
+//! The registry of live profiled tasks.
 //!
-//! A task that waits on something nobody will ever signal is reachable only
-//! through the wakers its resources hold. The registry keeps one more waker per
-//! live task so the runtime can always reach it: to wake it for `abort`, to
-//! cancel it at shutdown (tokio's rule: when the main future returns, every
-//! remaining task is dropped), and to report its costs so far when a profile
-//! is written while it still runs.
+//! When a profile is written while tasks still run (a snapshot on SIGINT, or
+//! a [`theseus_profiler::Tracer`] written mid-run), each live task is shown
+//! with its costs so far. The registry is how the profiler reaches them: one
+//! entry per timed task, added at spawn and removed when the task ends.
 //!
 //! It is sharded by the spawning thread so that spawns on different workers
-//! rarely touch the same lock; a task removes itself when it finishes.
+//! rarely touch the same lock. Untimed tasks are never registered.
 
 use crate::clock;
-use crate::header::Header;
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard};
-use std::task::Waker;
+use crate::timed::TaskCell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use theseus_profiler::{LiveTasks, Outcome, TaskRecord};
 
 const SHARDS: usize = 16;
+
+/// Where a task sits in the registry: `shard << 32 | index`.
+pub(crate) struct Slot(AtomicU64);
+
+impl Slot {
+    pub(crate) const fn new() -> Slot {
+        Slot(AtomicU64::new(u64::MAX))
+    }
+}
 
 pub(crate) struct Registry {
     shards: [Mutex<Shard>; SHARDS],
@@ -27,40 +32,31 @@ pub(crate) struct Registry {
 
 #[derive(Default)]
 struct Shard {
-    entries: Vec<Option<Entry>>,
+    entries: Vec<Option<Arc<TaskCell>>>,
     free: Vec<u32>,
-}
-
-struct Entry {
-    header: NonNull<Header>,
-    waker: Waker,
-}
-
-// SAFETY: `header` points into the task allocation that `waker` keeps alive,
-// and `Header` is `Sync` (atomics and immutable fields), so sharing the
-// pointer across threads is as safe as sharing `&Header`.
-unsafe impl Send for Entry {}
-
-impl Entry {
-    fn header(&self) -> &Header {
-        // SAFETY: the waker stored beside the pointer holds a reference count
-        // on the task allocation that contains the header.
-        unsafe { self.header.as_ref() }
-    }
 }
 
 thread_local! {
     static HOME_SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
 }
 
-impl Registry {
-    pub(crate) fn new() -> Registry {
-        Registry {
+/// The process's registry, handed to the profiler once.
+pub(crate) fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Arc<Registry>> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let registry = Arc::new(Registry {
             shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
             next_shard: AtomicUsize::new(0),
-        }
-    }
+        });
+        let live: Arc<dyn LiveTasks> = registry.clone();
+        // The static keeps the registry alive, so the weak reference the
+        // profiler holds never dangles.
+        theseus_profiler::register_live_tasks(Arc::downgrade(&live));
+        registry
+    })
+}
 
+impl Registry {
     fn shard(&self, index: usize) -> MutexGuard<'_, Shard> {
         self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -74,14 +70,10 @@ impl Registry {
         })
     }
 
-    /// Adds a task. `header` must be the metadata of the task `waker` wakes.
-    pub(crate) fn insert(&self, header: &Header, waker: Waker) {
+    pub(crate) fn insert(&self, task: &Arc<TaskCell>) {
         let shard_index = self.home_shard();
         let mut shard = self.shard(shard_index);
-        let entry = Some(Entry {
-            header: NonNull::from(header),
-            waker,
-        });
+        let entry = Some(task.clone());
         let index = match shard.free.pop() {
             Some(index) => {
                 shard.entries[index as usize] = entry;
@@ -92,54 +84,25 @@ impl Registry {
                 shard.entries.len() - 1
             }
         };
-        header
-            .registry_slot
+        task.slot
+            .0
             .store(((shard_index as u64) << 32) | index as u64, Relaxed);
     }
 
-    /// Removes a task, returning its waker (to be dropped outside any lock).
-    pub(crate) fn remove(&self, header: &Header) -> Option<Waker> {
-        let (shard_index, index) = split(header.registry_slot.load(Relaxed))?;
-        let mut shard = self.shard(shard_index);
-        let slot = shard.entries.get_mut(index)?;
-        // At shutdown the registry is emptied before tasks drop themselves,
-        // so the slot may already be empty or reused: check it is ours.
-        if slot.as_ref()?.header != NonNull::from(header) {
-            return None;
-        }
-        let entry = slot.take()?;
-        shard.free.push(index as u32);
-        Some(entry.waker)
-    }
-
-    /// Wakes a live task (for `abort`).
-    pub(crate) fn wake(&self, header: &Header) {
-        let Some((shard_index, index)) = split(header.registry_slot.load(Relaxed)) else {
+    /// Removes a task; the reference it held is dropped outside the lock.
+    pub(crate) fn remove(&self, task: &TaskCell) {
+        let slot = task.slot.0.swap(u64::MAX, Relaxed);
+        if slot == u64::MAX {
             return;
-        };
-        let waker = {
-            let shard = self.shard(shard_index);
-            match shard.entries.get(index) {
-                Some(Some(entry)) if entry.header == NonNull::from(header) => entry.waker.clone(),
-                _ => return,
-            }
-        };
-        // Outside the lock: waking may run the schedule function, which may
-        // drop the task, which removes it from this registry.
-        waker.wake();
-    }
-
-    /// Marks every live task aborted and wakes it, until none is left.
-    /// Called at shutdown, once the workers have stopped: each wake then
-    /// drops the task, which records it as cancelled.
-    pub(crate) fn cancel_all(&self) {
-        for index in 0..SHARDS {
-            let Shard { entries, .. } = std::mem::take(&mut *self.shard(index));
-            for entry in entries.into_iter().flatten() {
-                entry.header().aborted.store(true, Relaxed);
-                entry.waker.wake();
-            }
         }
+        let (shard_index, index) = ((slot >> 32) as usize, slot as u32 as usize);
+        let entry = {
+            let mut shard = self.shard(shard_index);
+            let entry = shard.entries[index].take();
+            shard.free.push(index as u32);
+            entry
+        };
+        drop(entry);
     }
 
     #[cfg(test)]
@@ -150,21 +113,47 @@ impl Registry {
     }
 }
 
-fn split(slot: u64) -> Option<(usize, usize)> {
-    (slot != u64::MAX).then_some(((slot >> 32) as usize, slot as u32 as usize))
-}
-
 impl LiveTasks for Registry {
     fn for_each_live(&self, f: &mut dyn FnMut(TaskRecord)) {
         let now = clock::now();
         for index in 0..SHARDS {
             let shard = self.shard(index);
-            for entry in shard.entries.iter().flatten() {
-                let header = entry.header();
-                if header.timed {
-                    f(header.record(Outcome::Unfinished, now));
-                }
+            for task in shard.entries.iter().flatten() {
+                f(task.header.record(Outcome::Unfinished, now));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Builder;
+
+    #[test]
+    fn tasks_leave_the_registry_however_they_end() {
+        let tracer = theseus_profiler::Tracer::new();
+        tracer.install();
+        let runtime = Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let handles: Vec<_> = (0..1000).map(|i| crate::spawn(async move { i })).collect();
+            for handle in handles {
+                handle.await.unwrap();
+            }
+            assert!(crate::spawn(async { panic!("leaves too") }).await.is_err());
+            let aborted = crate::spawn(std::future::pending::<()>());
+            aborted.abort();
+            assert!(aborted.await.is_err());
+            assert!(crate::spawn_blocking(|| 1).await.is_ok());
+        });
+        assert_eq!(registry().len(), 0);
+        drop(runtime.spawn(std::future::pending::<()>()));
+        assert_eq!(registry().len(), 1);
+        drop(runtime);
+        assert_eq!(registry().len(), 0, "shutdown left tasks behind");
+        tracer.uninstall();
     }
 }

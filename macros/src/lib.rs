@@ -1,8 +1,8 @@
 //! `#[theseus::main]` and `#[theseus::test]`: the attributes that replace
 //! `#[tokio::main]` and `#[tokio::test]`.
 //!
-//! Both accept tokio's `flavor = "multi_thread" | "current_thread"` and
-//! `worker_threads = N`. Use them through the `theseus` crate, which
+//! Both accept tokio's `flavor = "multi_thread" | "current_thread"`,
+//! `worker_threads = N` and (current-thread) `start_paused = true`. Use them through the `theseus` crate, which
 //! re-exports them; the expansion calls `::theseus::__private`.
 
 use proc_macro::TokenStream;
@@ -64,12 +64,14 @@ impl Kind {
 struct Config {
     multi_thread: bool,
     worker_threads: Option<(usize, Span)>,
+    start_paused: Option<Span>,
 }
 
 fn parse_config(args: TokenStream2, kind: Kind) -> syn::Result<Config> {
     let mut config = Config {
         multi_thread: kind == Kind::Main,
         worker_threads: None,
+        start_paused: None,
     };
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args)?;
     for meta in metas {
@@ -77,7 +79,7 @@ fn parse_config(args: TokenStream2, kind: Kind) -> syn::Result<Config> {
             return Err(syn::Error::new(
                 meta.span(),
                 format!(
-                    "{} accepts `flavor = \"...\"` and `worker_threads = N`",
+                    "{} accepts `flavor = \"...\"`, `worker_threads = N` and `start_paused = true`",
                     kind.attribute()
                 ),
             ));
@@ -107,6 +109,12 @@ fn parse_config(args: TokenStream2, kind: Kind) -> syn::Result<Config> {
                 }
                 config.worker_threads = Some((value, count.span()));
             }
+            ("start_paused", Expr::Lit(ExprLit { lit: Lit::Bool(paused), .. })) => {
+                config.start_paused = paused.value.then_some(paused.span);
+            }
+            ("start_paused", value) => {
+                return Err(syn::Error::new(value.span(), "`start_paused` takes `true` or `false`"))
+            }
             ("flavor", value) => {
                 return Err(syn::Error::new(value.span(), "`flavor` takes a string: \"multi_thread\" or \"current_thread\""))
             }
@@ -117,7 +125,7 @@ fn parse_config(args: TokenStream2, kind: Kind) -> syn::Result<Config> {
                 return Err(syn::Error::new(
                     pair.path.span(),
                     format!(
-                        "unknown option `{other}` for {}: accepted are `flavor = \"multi_thread\" | \"current_thread\"` and `worker_threads = N`",
+                        "unknown option `{other}` for {}: accepted are `flavor = \"multi_thread\" | \"current_thread\"`, `worker_threads = N` and `start_paused = true`",
                         kind.attribute()
                     ),
                 ))
@@ -128,6 +136,12 @@ fn parse_config(args: TokenStream2, kind: Kind) -> syn::Result<Config> {
         return Err(syn::Error::new(
             span,
             "`worker_threads` applies only to `flavor = \"multi_thread\"`: a current-thread runtime runs on one thread",
+        ));
+    }
+    if let (true, Some(span)) = (config.multi_thread, config.start_paused) {
+        return Err(syn::Error::new(
+            span,
+            "`start_paused` needs `flavor = \"current_thread\"`, as with tokio: paused time advances only when the one thread is idle",
         ));
     }
     Ok(config)
@@ -168,6 +182,9 @@ fn expand(args: TokenStream2, item: TokenStream2, kind: Kind) -> syn::Result<Tok
     } else {
         quote! { let mut builder = ::theseus::runtime::Builder::new_current_thread(); }
     };
+    let paused = config
+        .start_paused
+        .map(|span| quote_spanned!(span=> builder.start_paused(true);));
     let body = &function.block;
     let run = match kind {
         Kind::Main => quote!(::theseus::__private::run_main),
@@ -182,6 +199,7 @@ fn expand(args: TokenStream2, item: TokenStream2, kind: Kind) -> syn::Result<Tok
         #(#attrs)*
         #vis #sig {
             #builder
+            #paused
             #run(builder, async move #body)
         }
     })

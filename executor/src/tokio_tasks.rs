@@ -1,0 +1,222 @@
+//! Tasks that libraries spawn with `tokio::spawn`.
+//!
+//! axum, hyper, tonic and many more spawn their connection tasks with
+//! `tokio::spawn`. A theseus runtime is a tokio runtime, so those tasks run
+//! on the same workers as theseus's own; to see them, theseus needs tokio's
+//! task hooks, which tokio offers only to programs built with
+//! `--cfg tokio_unstable`.
+//!
+//! - With `tokio_unstable`, [`install_hooks`] times every tokio task that
+//!   theseus did not spawn itself: its stack is captured on the spawning
+//!   thread exactly as [`crate::spawn`] does (so the parent task's stack
+//!   and library frames such as `axum::serve` show), its polls are timed
+//!   and scoped so nested spawns and CPU samples attribute to it, and its
+//!   end is one record. tokio does not tell when such a task is woken, so
+//!   `Wakes` is counted as polls after the first, and `SchedNs` is tokio's
+//!   own schedule latency.
+//! - Without it, theseus cannot see them; [`unseen_tokio_tasks`] says
+//!   whether any ran, so the profile can say how to see them.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// What to add to see `tokio::spawn` tasks, said when they ran unseen.
+pub const TOKIO_UNSTABLE_ADVICE: &str = "build with RUSTFLAGS=\"--cfg tokio_unstable\", \
+or add to .cargo/config.toml:\n    [build]\n    rustflags = [\"--cfg\", \"tokio_unstable\"]";
+
+/// theseus's own tasks alive now (timed async tasks: the ones tokio counts).
+static OWN_ALIVE: AtomicUsize = AtomicUsize::new(0);
+/// The most tokio tasks seen alive at once that theseus did not spawn.
+static UNSEEN_MAX: AtomicUsize = AtomicUsize::new(0);
+
+pub(crate) fn own_task_started() {
+    OWN_ALIVE.fetch_add(1, Relaxed);
+}
+
+pub(crate) fn own_task_ended() {
+    OWN_ALIVE.fetch_sub(1, Relaxed);
+}
+
+/// Whether tasks spawned with `tokio::spawn` ran without being profiled,
+/// and if so the most that were alive at once (a lower bound on how many
+/// ran: tokio counts spawns only under `tokio_unstable`). Always `None` in
+/// a build with `--cfg tokio_unstable`, where they are profiled.
+///
+/// ```
+/// assert_eq!(theseus_executor::unseen_tokio_tasks(), None);
+/// ```
+pub fn unseen_tokio_tasks() -> Option<usize> {
+    match UNSEEN_MAX.load(Relaxed) {
+        0 => None,
+        n => Some(n),
+    }
+}
+
+/// Called whenever a worker is about to park: compares tokio's count of
+/// live tasks with theseus's own. Ours register before tokio counts them
+/// and leave before tokio forgets them, so the difference never overstates
+/// the foreign ones.
+fn check_for_unseen_tasks() {
+    if cfg!(tokio_unstable) || !theseus_profiler::is_active() {
+        return;
+    }
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let alive = handle.metrics().num_alive_tasks();
+    let unseen = alive.saturating_sub(OWN_ALIVE.load(Relaxed));
+    if unseen > 0 {
+        UNSEEN_MAX.fetch_max(unseen, Relaxed);
+    }
+}
+
+/// Adds theseus's hooks to a tokio runtime builder.
+pub(crate) fn install_hooks(builder: &mut tokio::runtime::Builder) {
+    builder.on_thread_park(check_for_unseen_tasks);
+    #[cfg(tokio_unstable)]
+    hooks::install(builder);
+}
+
+/// Runs `spawn`, which spawns a theseus task on tokio: tokio's spawn hook
+/// must leave it alone, since it times itself.
+#[inline]
+pub(crate) fn spawning_theseus_task<R>(spawn: impl FnOnce() -> R) -> R {
+    #[cfg(tokio_unstable)]
+    {
+        hooks::spawning_own(spawn)
+    }
+    #[cfg(not(tokio_unstable))]
+    {
+        spawn()
+    }
+}
+
+#[cfg(tokio_unstable)]
+mod hooks {
+    use crate::timed::TaskCell;
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+    use std::hash::{BuildHasherDefault, Hasher};
+    use std::sync::{Arc, Mutex, MutexGuard};
+    use theseus_profiler::{Outcome, PollScope};
+    use tokio::runtime::TaskMeta;
+    use tokio::task::Id;
+
+    thread_local! {
+        /// Set while theseus itself spawns: its tasks time themselves.
+        static SPAWNING_OWN: Cell<bool> = const { Cell::new(false) };
+        /// The tokio task being polled on this thread, between the hooks
+        /// before and after its poll.
+        static POLLING: RefCell<Option<Polling>> = const { RefCell::new(None) };
+    }
+
+    struct Polling {
+        cell: Arc<TaskCell>,
+        start: u64,
+        _scope: PollScope,
+    }
+
+    pub(super) fn spawning_own<R>(spawn: impl FnOnce() -> R) -> R {
+        struct Restore(bool);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                SPAWNING_OWN.set(self.0);
+            }
+        }
+        let _restore = Restore(SPAWNING_OWN.replace(true));
+        spawn()
+    }
+
+    const SHARDS: usize = 32;
+
+    /// tokio task ids are unique integers already: hash them as they are.
+    #[derive(Default)]
+    struct IdHasher(u64);
+
+    impl Hasher for IdHasher {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for &byte in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+            }
+        }
+        fn write_u64(&mut self, n: u64) {
+            self.0 = n;
+        }
+    }
+
+    type Tasks = HashMap<Id, Arc<TaskCell>, BuildHasherDefault<IdHasher>>;
+
+    /// The timed tokio tasks, by id.
+    static TASKS: [Mutex<Tasks>; SHARDS] =
+        [const { Mutex::new(HashMap::with_hasher(BuildHasherDefault::new())) }; SHARDS];
+
+    fn shard(id: Id) -> MutexGuard<'static, Tasks> {
+        let mut hasher = IdHasher::default();
+        std::hash::Hash::hash(&id, &mut hasher);
+        TASKS[hasher.finish() as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn install(builder: &mut tokio::runtime::Builder) {
+        builder
+            .track_task_schedule_latency()
+            .on_task_spawn(on_spawn)
+            .on_before_task_poll(before_poll)
+            .on_after_task_poll(after_poll)
+            .on_task_terminate(on_terminate);
+    }
+
+    fn on_spawn(meta: &TaskMeta<'_>) {
+        if SPAWNING_OWN.get() || !theseus_profiler::is_active() {
+            return;
+        }
+        let stack = theseus_profiler::spawn_stack(meta.spawned_at(), TOKIO_TASK);
+        let cell = TaskCell::register(stack);
+        shard(meta.id()).insert(meta.id(), cell);
+    }
+
+    /// The leaf name of a `tokio::spawn` task: tokio does not say what
+    /// future it runs, only where it was spawned.
+    const TOKIO_TASK: &str = "tokio::spawn";
+
+    fn before_poll(meta: &TaskMeta<'_>) {
+        let Some(cell) = shard(meta.id()).get(&meta.id()).cloned() else {
+            return;
+        };
+        let start = cell.header.on_hooked_poll_start(meta.schedule_latency());
+        // The hook runs a few frames below tokio's poll of the task, beside
+        // the frames that will run it; a margin above this local keeps the
+        // task's own outermost frames, and tokio's frames caught in the
+        // margin are removed by name when the stack is resolved.
+        let marker = 0u8;
+        let boundary = std::hint::black_box(&marker) as *const u8 as usize + BOUNDARY_MARGIN;
+        let scope = theseus_profiler::enter_poll(cell.header.stack, boundary);
+        POLLING.with(|polling| {
+            *polling.borrow_mut() = Some(Polling {
+                cell,
+                start,
+                _scope: scope,
+            })
+        });
+    }
+
+    const BOUNDARY_MARGIN: usize = 2048;
+
+    fn after_poll(_: &TaskMeta<'_>) {
+        if let Some(polling) = POLLING.with(|polling| polling.borrow_mut().take()) {
+            polling.cell.header.on_poll_end(polling.start);
+        }
+    }
+
+    fn on_terminate(meta: &TaskMeta<'_>) {
+        let cell = shard(meta.id()).remove(&meta.id());
+        if let Some(cell) = cell {
+            // tokio does not say whether the task completed or was
+            // cancelled; see the README's events table.
+            cell.finish(Outcome::Completed, crate::clock::now());
+        }
+    }
+}
