@@ -124,10 +124,12 @@ impl BenchRuntime for Theseus {
 /// async-executor with `workers` threads running it; the benchmark's main
 /// future is driven by the calling thread, as in the other runtimes.
 ///
-/// `tokio::net` needs tokio's reactor. As theseus does, a background tokio
-/// runtime with one worker drives the reactor and timers, and its handle is
-/// entered on every executor thread and in `block_on`; the tasks themselves
-/// run on async-executor.
+/// `tokio::net` needs tokio's reactor: a background tokio runtime with one
+/// worker drives the reactor and timers, and its handle is entered on every
+/// executor thread and in `block_on`; the tasks themselves run on
+/// async-executor. (Each readiness event thus crosses from that thread to an
+/// executor thread: the model theseus used before it ran on tokio's
+/// scheduler, kept here for comparison.)
 pub struct AsyncExecutor {
     executor: Arc<async_executor::Executor<'static>>,
     stop: tokio::sync::watch::Sender<bool>,

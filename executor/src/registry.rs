@@ -3,7 +3,8 @@
 //! When a profile is written while tasks still run (a snapshot on SIGINT, or
 //! a [`theseus_profiler::Tracer`] written mid-run), each live task is shown
 //! with its costs so far. The registry is how the profiler reaches them: one
-//! entry per timed task, added at spawn and removed when the task ends.
+//! entry per timed task that has waited at least once (see `timed`), and per
+//! blocking task, removed when the task ends.
 //!
 //! It is sharded by the spawning thread so that spawns on different workers
 //! rarely touch the same lock. Untimed tasks are never registered.
@@ -22,6 +23,10 @@ pub(crate) struct Slot(AtomicU64);
 impl Slot {
     pub(crate) const fn new() -> Slot {
         Slot(AtomicU64::new(u64::MAX))
+    }
+
+    pub(crate) fn is_registered(&self) -> bool {
+        self.0.load(Relaxed) != u64::MAX
     }
 }
 

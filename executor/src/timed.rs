@@ -20,7 +20,10 @@ use crate::registry::{registry, Slot};
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use theseus_profiler::{Outcome, StackId};
 
@@ -30,17 +33,22 @@ pub(crate) struct TaskCell {
     pub(crate) slot: Slot,
     /// tokio's waker for this task, from its first poll. A tokio task's
     /// waker never changes, so it is set once and read without a lock.
-    tokio_waker: OnceLock<Waker>,
+    tokio_waker: SetOnce<Waker>,
 }
 
 impl TaskCell {
-    /// A cell for a task spawned now, entered in the live-task registry.
-    pub(crate) fn register(stack: StackId) -> Arc<TaskCell> {
-        let cell = Arc::new(TaskCell {
+    /// A cell for a task spawned now.
+    pub(crate) fn new(stack: StackId) -> Arc<TaskCell> {
+        Arc::new(TaskCell {
             header: Header::new(stack),
             slot: Slot::new(),
-            tokio_waker: OnceLock::new(),
-        });
+            tokio_waker: SetOnce::new(),
+        })
+    }
+
+    /// A cell for a task spawned now, entered in the live-task registry.
+    pub(crate) fn register(stack: StackId) -> Arc<TaskCell> {
+        let cell = TaskCell::new(stack);
         registry().insert(&cell);
         cell
     }
@@ -77,7 +85,7 @@ pub(crate) struct Timed<F> {
 impl<F: Future> Timed<F> {
     pub(crate) fn new(stack: StackId, inner: F) -> Timed<F> {
         crate::tokio_tasks::own_task_started();
-        let cell = TaskCell::register(stack);
+        let cell = TaskCell::new(stack);
         Timed {
             waker: Waker::from(cell.clone()),
             cell,
@@ -95,8 +103,10 @@ impl<F: Future> Future for Timed<F> {
         // fields are not pinned and nothing else projects `self`.
         let Timed { cell, waker, inner } = unsafe { self.get_unchecked_mut() };
         let own_waker = match cell.tokio_waker.get() {
+            // Only polls write it, and tokio never polls a task on two
+            // threads at once.
             None => {
-                let _ = cell.tokio_waker.set(cx.waker().clone());
+                cell.tokio_waker.set(cx.waker().clone());
                 true
             }
             Some(first) => first.will_wake(cx.waker()),
@@ -114,7 +124,7 @@ impl<F: Future> Future for Timed<F> {
 
 /// One timed poll of the future in `slot`, and the task's end if it ends.
 fn poll_timed<F: Future>(
-    cell: &TaskCell,
+    cell: &Arc<TaskCell>,
     slot: &mut Option<F>,
     cx: &mut Context<'_>,
 ) -> Poll<F::Output> {
@@ -135,7 +145,16 @@ fn poll_timed<F: Future>(
     };
     let end = header.on_poll_end(start);
     match polled {
-        Ok(Poll::Pending) => Poll::Pending,
+        Ok(Poll::Pending) => {
+            // Registered only once it waits: most tasks finish in their
+            // first poll and never touch the registry's locks. The price: a
+            // profile written mid-run does not show tasks still queued for
+            // their first poll (they count when they end).
+            if !cell.slot.is_registered() {
+                registry().insert(cell);
+            }
+            Poll::Pending
+        }
         Ok(Poll::Ready(value)) => {
             finish(cell, slot, Outcome::Completed, end);
             Poll::Ready(value)
@@ -238,6 +257,60 @@ impl<F> Drop for TimedBlocking<F> {
         // Never ran: the runtime shut down first.
         if self.f.is_some() {
             self.cell.finish(Outcome::Cancelled, crate::clock::now());
+        }
+    }
+}
+
+/// A value written once, by one writer, and read by any thread after that.
+///
+/// `OnceLock` would do, but its first write takes the slow path of a
+/// `Once` (a compare-and-swap loop and a futex check), once per task; here
+/// the single writer (the task's poller) makes a release store enough.
+struct SetOnce<T> {
+    set: AtomicBool,
+    value: UnsafeCell<MaybeUninit<T>>,
+}
+
+// SAFETY: the value is written once, before `set` is released, and only
+// read (as `&T`) after `set` is acquired; `T: Send + Sync` makes sharing
+// that reference and dropping the value on any thread sound.
+unsafe impl<T: Send + Sync> Sync for SetOnce<T> {}
+
+impl<T> SetOnce<T> {
+    fn new() -> SetOnce<T> {
+        SetOnce {
+            set: AtomicBool::new(false),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+        }
+    }
+
+    fn get(&self) -> Option<&T> {
+        if self.set.load(Ordering::Acquire) {
+            // SAFETY: `set` is true only after the value was written, and
+            // it is never written again.
+            Some(unsafe { (*self.value.get()).assume_init_ref() })
+        } else {
+            None
+        }
+    }
+
+    /// Sets the value. The caller must be the only writer, and call this at
+    /// most once: `Timed::poll` on the first poll, which tokio never runs
+    /// on two threads at once.
+    fn set(&self, value: T) {
+        debug_assert!(!self.set.load(Ordering::Relaxed), "set twice");
+        // SAFETY: no reader looks at the value before `set` is true, and
+        // there is one writer (see above), so nothing aliases this write.
+        unsafe { (*self.value.get()).write(value) };
+        self.set.store(true, Ordering::Release);
+    }
+}
+
+impl<T> Drop for SetOnce<T> {
+    fn drop(&mut self) {
+        if *self.set.get_mut() {
+            // SAFETY: set means initialized; `&mut self` means no reader.
+            unsafe { self.value.get_mut().assume_init_drop() };
         }
     }
 }

@@ -17,23 +17,54 @@
 //! - Without it, theseus cannot see them; [`unseen_tokio_tasks`] says
 //!   whether any ran, so the profile can say how to see them.
 
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 /// What to add to see `tokio::spawn` tasks, said when they ran unseen.
 pub const TOKIO_UNSTABLE_ADVICE: &str = "build with RUSTFLAGS=\"--cfg tokio_unstable\", \
 or add to .cargo/config.toml:\n    [build]\n    rustflags = [\"--cfg\", \"tokio_unstable\"]";
 
-/// theseus's own tasks alive now (timed async tasks: the ones tokio counts).
-static OWN_ALIVE: AtomicUsize = AtomicUsize::new(0);
+/// theseus's own tasks alive now (timed async tasks: the ones tokio
+/// counts), as counters spread over cache lines: a spawn adds one to its
+/// thread's counter, an end takes one from its own thread's, and only the
+/// sum means anything. One shared counter would bounce between cores on
+/// every spawn.
+static OWN_ALIVE: [PaddedCount; COUNTERS] = [const { PaddedCount(AtomicIsize::new(0)) }; COUNTERS];
+const COUNTERS: usize = 16;
+
+#[repr(align(128))]
+struct PaddedCount(AtomicIsize);
+
 /// The most tokio tasks seen alive at once that theseus did not spawn.
 static UNSEEN_MAX: AtomicUsize = AtomicUsize::new(0);
 
-pub(crate) fn own_task_started() {
-    OWN_ALIVE.fetch_add(1, Relaxed);
+thread_local! {
+    /// This thread's counter in `OWN_ALIVE`; `usize::MAX` until chosen.
+    static COUNTER: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// When this thread last compared counts, and whether it saw unseen
+    /// tasks then.
+    static LAST_CHECK: Cell<(Option<Instant>, bool)> = const { Cell::new((None, false)) };
 }
 
+fn own_counter() -> &'static AtomicIsize {
+    let mut index = COUNTER.get();
+    if index == usize::MAX {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        index = NEXT.fetch_add(1, Relaxed) % COUNTERS;
+        COUNTER.set(index);
+    }
+    &OWN_ALIVE[index].0
+}
+
+#[inline]
+pub(crate) fn own_task_started() {
+    own_counter().fetch_add(1, Relaxed);
+}
+
+#[inline]
 pub(crate) fn own_task_ended() {
-    OWN_ALIVE.fetch_sub(1, Relaxed);
+    own_counter().fetch_sub(1, Relaxed);
 }
 
 /// Whether tasks spawned with `tokio::spawn` ran without being profiled,
@@ -51,22 +82,33 @@ pub fn unseen_tokio_tasks() -> Option<usize> {
     }
 }
 
-/// Called whenever a worker is about to park: compares tokio's count of
-/// live tasks with theseus's own. Ours register before tokio counts them
-/// and leave before tokio forgets them, so the difference never overstates
-/// the foreign ones.
+/// How often a thread compares tokio's count of live tasks with theseus's.
+const CHECK_EVERY: Duration = Duration::from_millis(10);
+
+/// Called whenever a worker is about to park: at most every [`CHECK_EVERY`]
+/// per thread, compares tokio's count of live tasks with theseus's own.
+/// The two counts are read at slightly different moments, so a task that
+/// starts or ends in between can make a difference of one that is not a
+/// foreign task: only a difference seen at two checks in a row counts.
 fn check_for_unseen_tasks() {
     if cfg!(tokio_unstable) || !theseus_profiler::is_active() {
+        return;
+    }
+    let (last, saw_before) = LAST_CHECK.get();
+    let now = Instant::now();
+    if last.is_some_and(|last| now - last < CHECK_EVERY) {
         return;
     }
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let alive = handle.metrics().num_alive_tasks();
-    let unseen = alive.saturating_sub(OWN_ALIVE.load(Relaxed));
-    if unseen > 0 {
+    let alive = handle.metrics().num_alive_tasks() as isize;
+    let own: isize = OWN_ALIVE.iter().map(|c| c.0.load(Relaxed)).sum();
+    let unseen = (alive - own).max(0) as usize;
+    if unseen > 0 && saw_before {
         UNSEEN_MAX.fetch_max(unseen, Relaxed);
     }
+    LAST_CHECK.set((Some(now), unseen > 0));
 }
 
 /// Adds theseus's hooks to a tokio runtime builder.
