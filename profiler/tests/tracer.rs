@@ -7,12 +7,13 @@ mod common;
 use common::{check_rules, check_with_readers, serial, temp_dir};
 use std::sync::Arc;
 use theseus_profiler::{
-    is_active, record, register_live_tasks, spawn_stack, LiveTasks, Outcome, StackId, TaskRecord,
-    Tracer,
+    is_active, record, register_live_tasks, spawn_stack, LiveTasks, Outcome, StackId, TaskId,
+    TaskRecord, Tracer,
 };
 
 fn rec(stack: u32, outcome: Outcome, wall: u64) -> TaskRecord {
     TaskRecord {
+        id: TaskId::next(),
         stack: StackId(stack),
         wall_ns: wall,
         busy_ns: wall / 4,
