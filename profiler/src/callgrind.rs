@@ -39,7 +39,7 @@
 //! profile was written, with its costs so far). A completed task's leaf has
 //! no suffix.
 //!
-//! **CPU samples** ([`CpuStack`](crate::CpuStack)) are attributed the same way, with their
+//! **CPU samples** ([`CpuStack`]) are attributed the same way, with their
 //! `CpuNs` as self cost at the innermost sampled frame and as inclusive cost
 //! on every edge above it, so one tree shows where tasks waited and where
 //! they burned CPU. A sample is not a call: its edges add 0 to `calls=`,

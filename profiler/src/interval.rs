@@ -9,7 +9,11 @@
 //! [`TaskId`], and taken off when the task is next seen, live at a later
 //! cut or ended. So every duration and count (all events but `Tasks`) of
 //! the interval profiles adds up to the whole run's, and `Tasks` counts a
-//! task in every interval it had cost in.
+//! task in every interval it had cost in. `IdleNs` adds up to within a
+//! nanosecond or two per task running across a cut: it is `wall - busy -
+//! sched`, three durations each rounded to the nanosecond, so a running
+//! task's idle time can read a little less at a later cut, and a piece is
+//! never negative.
 //!
 //! Memory is one entry per task running at the last cut, never per task
 //! run, and the finished tasks of an interval are summed by stack as they
@@ -19,7 +23,7 @@
 //!
 //! A record that might belong to a task reported at the last cut is kept
 //! whole (with its id) instead of being summed, so the next cut can take
-//! off what was reported: the recording thread asks [`Routing`] whether the
+//! off what was reported: the recording thread asks its routing whether the
 //! id is among those reported, which is an empty check for programs that
 //! never cut. While a cut is under way every record is kept whole: the cut
 //! sees the live tasks at one moment and takes the finished ones a little

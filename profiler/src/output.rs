@@ -10,7 +10,7 @@
 //! on standard error says where it went.
 //!
 //! The profile is rendered in the session's [`Format`] (`THESEUS_FORMAT`,
-//! or `THESEUS_OUT`'s extension). With `THESEUS_INTERVAL`, a [`Ticker`]
+//! or `THESEUS_OUT`'s extension). With `THESEUS_INTERVAL`, a timer thread
 //! has the session write a profile of each interval beside the output (see
 //! [`crate::snapshots`]); every write of the whole run is preceded by the
 //! snapshot of the interval since the last one, so the snapshots cover the

@@ -96,7 +96,14 @@ pub fn encode(profile: &Profile, event: Event) -> Vec<u8> {
         format!("pid {}: {}", profile.header.pid, profile.header.cmd),
     ];
     let comments: Vec<i64> = comments.iter().map(|c| b.string(c)).collect();
-    let default_type = b.string(event.name());
+    // pprof wants the default among the sample types: CpuNs of a profile
+    // without the sampler is not, so it opens on wall time then.
+    let default = if events.contains(&event) {
+        event
+    } else {
+        Event::WallNs
+    };
+    let default_type = b.string(default.name());
     // The string table is complete only now: every string above has its index.
     for s in &b.strings {
         message.bytes(6, s.as_bytes());
