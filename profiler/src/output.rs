@@ -172,25 +172,7 @@ impl Session {
         });
         let ticker = match config.interval {
             None => None,
-            Some(interval) => {
-                let weak = Arc::downgrade(&inner);
-                let tick = move || match weak.upgrade() {
-                    Some(inner) => {
-                        let mut written =
-                            inner.writing.lock().unwrap_or_else(PoisonError::into_inner);
-                        let _ = inner.write_interval(&mut written);
-                        true
-                    }
-                    None => false,
-                };
-                Some(Ticker::start(interval, tick).map_err(|e| {
-                    ConfigError::unusable(
-                        "THESEUS_INTERVAL",
-                        interval_text(interval),
-                        format!("cannot start the thread that writes the intervals: {e}"),
-                    )
-                })?)
-            }
+            Some(interval) => Some(start_ticker(&inner, interval)?),
         };
         let signals = if config.signals {
             let weak = Arc::downgrade(&inner);
@@ -390,6 +372,26 @@ pub fn write_atomically(
         let _ = dir.sync_all();
     }
     Ok(())
+}
+
+/// Starts the thread that writes a snapshot of each interval.
+fn start_ticker(inner: &Arc<Inner>, interval: std::time::Duration) -> Result<Ticker, ConfigError> {
+    let weak = Arc::downgrade(inner);
+    let tick = move || match weak.upgrade() {
+        Some(inner) => {
+            let mut written = inner.writing.lock().unwrap_or_else(PoisonError::into_inner);
+            let _ = inner.write_interval(&mut written);
+            true
+        }
+        None => false,
+    };
+    Ticker::start(interval, tick).map_err(|e| {
+        ConfigError::unusable(
+            "THESEUS_INTERVAL",
+            interval_text(interval),
+            format!("cannot start the thread that writes the intervals: {e}"),
+        )
+    })
 }
 
 /// An interval as `THESEUS_INTERVAL` accepts it, in the largest whole unit.

@@ -64,33 +64,7 @@ pub fn encode(profile: &Profile, event: Event) -> Vec<u8> {
         }
         message.message(2, &sample);
     }
-    let mut mapping = Message::default();
-    mapping.uint(1, MAPPING);
-    mapping.int(5, b.string(program(&profile.header.cmd)));
-    for has in [7, 8, 9] {
-        mapping.uint(has, 1);
-    }
-    message.message(3, &mapping);
-    for (id, &(function, line)) in b.locations.iter().enumerate() {
-        let mut line_message = Message::default();
-        line_message.uint(1, function);
-        line_message.int(2, i64::from(line));
-        let mut location = Message::default();
-        location.uint(1, id as u64 + 1);
-        location.uint(2, MAPPING);
-        location.message(4, &line_message);
-        message.message(4, &location);
-    }
-    for (id, &(name, file)) in b.functions.iter().enumerate() {
-        let mut function = Message::default();
-        function.uint(1, id as u64 + 1);
-        function.int(2, name);
-        // No system name: pprof takes a function whose name equals its
-        // system name as not yet demangled, and its demangler cuts `(...)`
-        // out of names with `::`, which would drop ` (cancelled)`.
-        function.int(4, file);
-        message.message(5, &function);
-    }
+    b.write_tables(&mut message, &profile.header.cmd);
     let comments = [
         format!("theseus {}", env!("CARGO_PKG_VERSION")),
         format!("pid {}: {}", profile.header.pid, profile.header.cmd),
@@ -189,6 +163,38 @@ impl Builder {
             self.locations.push((function, frame.line));
         }
         location
+    }
+
+    /// Writes the mapping, the locations and the functions into `message`.
+    fn write_tables(&mut self, message: &mut Message, cmd: &str) {
+        let mut mapping = Message::default();
+        mapping.uint(1, MAPPING);
+        mapping.int(5, self.string(program(cmd)));
+        // has_functions, has_filenames, has_line_numbers.
+        for has in [7, 8, 9] {
+            mapping.uint(has, 1);
+        }
+        message.message(3, &mapping);
+        for (id, &(function, line)) in self.locations.iter().enumerate() {
+            let mut line_message = Message::default();
+            line_message.uint(1, function);
+            line_message.int(2, i64::from(line));
+            let mut location = Message::default();
+            location.uint(1, id as u64 + 1);
+            location.uint(2, MAPPING);
+            location.message(4, &line_message);
+            message.message(4, &location);
+        }
+        for (id, &(name, file)) in self.functions.iter().enumerate() {
+            let mut function = Message::default();
+            function.uint(1, id as u64 + 1);
+            function.int(2, name);
+            // No system name: pprof takes a function whose name equals its
+            // system name as not yet demangled, and its demangler cuts
+            // `(...)` out of names with `::`, which would drop ` (cancelled)`.
+            function.int(4, file);
+            message.message(5, &function);
+        }
     }
 
     /// The profile's samples as location ids, merged where they print alike,
