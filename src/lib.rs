@@ -37,14 +37,18 @@ pub use theseus_profiler::Tracer;
 /// The profiler: tracers, capture modes, and the join point for samplers.
 ///
 /// `#[theseus::main]` starts a profiling session from the environment
-/// (`THESEUS`, `THESEUS_OUT`, `THESEUS_STACKS`) and writes the profile when
-/// `main` returns or panics, or the program gets SIGINT or SIGTERM. Programs
-/// that build their own runtime can do the same with [`profiler::Session`],
-/// or install a [`Tracer`] around the part they want to see.
+/// (`THESEUS`, `THESEUS_OUT`, `THESEUS_FORMAT`, `THESEUS_EVENT`,
+/// `THESEUS_INTERVAL`, `THESEUS_REPORT`, `THESEUS_STACKS`,
+/// `THESEUS_SAMPLE_HZ`) and writes the profile when `main` returns or
+/// panics, or the program gets SIGINT or SIGTERM. Programs that build their
+/// own runtime can do the same with [`profiler::Session`], or install a
+/// [`Tracer`] around the part they want to see and write its
+/// [`profiler::Profile`] in any [`profiler::Format`].
 pub mod profiler {
     pub use theseus_profiler::{
-        capture_mode, current_stack, poll_boundary, resolve, set_capture_mode, CaptureMode, Config,
-        ConfigError, Destination, ResolvedFrame, Sampler, Session, StackId, Tracer,
+        capture_mode, current_stack, poll_boundary, report, resolve, set_capture_mode, CaptureMode,
+        Config, ConfigError, Destination, Event, Format, Profile, ResolvedFrame, Sampler, Session,
+        StackId, Tracer,
     };
 }
 

@@ -12,17 +12,23 @@
 //!
 //! ```text
 //! cargo run --release -p theseus-bench -- --churn [--tasks N] [--workers N]
+//! cargo run --release -p theseus-bench -- --intervals [--count-intervals N] [--tasks N] [--workers N]
 //! cargo run --release -p theseus-bench -- --count N --runtime R --workload spawn|poll
 //! ```
 //!
 //! `--churn` runs 10 million short tasks from 30 spawn sites on each runtime,
 //! each in a process of its own, and reports time, resident memory and, with
-//! profiling on, the profile's size. `--count` does exactly N spawns (or N
+//! profiling on, the profile's size. `--intervals` runs 1 million short
+//! tasks per interval (`--tasks`) over 30 intervals (`--count-intervals`)
+//! under a profiling session, writes each interval's profile as
+//! `THESEUS_INTERVAL` does, and reports the resident size after each.
+//! `--count` does exactly N spawns (or N
 //! polls) and nothing else, for counting instructions under valgrind; see
 //! `bench/instructions.sh`.
 
 mod churn;
 mod count;
+mod intervals;
 mod runtimes;
 mod workloads;
 
@@ -104,6 +110,10 @@ enum Mode {
         kind: Kind,
         tasks: usize,
     },
+    Intervals {
+        intervals: usize,
+        tasks: usize,
+    },
     Count {
         n: usize,
         kind: Kind,
@@ -115,6 +125,7 @@ const USAGE: &str = "usage:
   theseus-bench [--rounds N] [--workers N] [--only NAME]
   theseus-bench --churn [--tasks N] [--workers N]
   theseus-bench --churn-one RUNTIME [--tasks N] [--workers N]
+  theseus-bench --intervals [--count-intervals N] [--tasks N per interval] [--workers N]
   theseus-bench --count N --runtime RUNTIME --workload spawn|poll [--workers N]
 RUNTIME is one of tokio, async-executor, theseus-off, theseus-on, theseus-full";
 
@@ -124,7 +135,9 @@ fn parse_options() -> Result<(Mode, usize), String> {
     let mut only = None;
     let mut churn = false;
     let mut churn_one = None;
-    let mut tasks = 10_000_000;
+    let mut tasks = None;
+    let mut intervals = false;
+    let mut count_intervals = 30;
     let mut count = None;
     let mut runtime = None;
     let mut workload = None;
@@ -140,7 +153,9 @@ fn parse_options() -> Result<(Mode, usize), String> {
             "--only" => only = Some(value("a workload name")?),
             "--churn" => churn = true,
             "--churn-one" => churn_one = Some(Kind::parse(&value("a runtime")?)?),
-            "--tasks" => tasks = number(&flag, value("a number")?)?,
+            "--tasks" => tasks = Some(number(&flag, value("a number")?)?),
+            "--intervals" => intervals = true,
+            "--count-intervals" => count_intervals = number(&flag, value("a number")?)?,
             "--count" => count = Some(number(&flag, value("a number")?)?),
             "--runtime" => runtime = Some(Kind::parse(&value("a runtime")?)?),
             "--workload" => workload = Some(count::Workload::parse(&value("spawn or poll")?)?),
@@ -157,10 +172,20 @@ fn parse_options() -> Result<(Mode, usize), String> {
             kind: runtime.ok_or("--count needs --runtime")?,
             workload: workload.ok_or("--count needs --workload")?,
         }
+    } else if intervals {
+        Mode::Intervals {
+            intervals: count_intervals,
+            tasks: tasks.unwrap_or(1_000_000),
+        }
     } else if let Some(kind) = churn_one {
-        Mode::ChurnOne { kind, tasks }
+        Mode::ChurnOne {
+            kind,
+            tasks: tasks.unwrap_or(10_000_000),
+        }
     } else if churn {
-        Mode::Churn { tasks }
+        Mode::Churn {
+            tasks: tasks.unwrap_or(10_000_000),
+        }
     } else {
         Mode::Table { rounds, only }
     };
@@ -171,8 +196,8 @@ fn parse_options() -> Result<(Mode, usize), String> {
         (Mode::Count { .. }, None) => 1,
         _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    if rounds == 0 || workers == 0 {
-        return Err("--rounds and --workers must be at least 1".into());
+    if rounds == 0 || workers == 0 || count_intervals == 0 || tasks == Some(0) {
+        return Err("--rounds, --workers, --count-intervals and --tasks must be at least 1".into());
     }
     Ok((mode, workers))
 }
@@ -197,6 +222,7 @@ fn main() {
             churn::one(kind, tasks, workers);
             Ok(())
         }
+        Mode::Intervals { intervals, tasks } => intervals::run(intervals, tasks, workers),
         Mode::Count { n, kind, workload } => {
             count::run(kind, workload, n, workers);
             Ok(())

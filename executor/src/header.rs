@@ -22,7 +22,7 @@
 
 use crate::clock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use theseus_profiler::{Outcome, StackId, TaskRecord};
+use theseus_profiler::{Outcome, StackId, TaskId, TaskRecord};
 
 /// `scheduled_at` while nothing is pending.
 const NOT_SCHEDULED: u64 = 0;
@@ -33,6 +33,9 @@ const AT_POLL_END: u64 = u64::MAX;
 pub(crate) struct Header {
     /// The task's logical stack.
     pub(crate) stack: StackId,
+    /// Names this task in its records, so the profiler can tell a task it
+    /// saw running from one that has just ended (interval snapshots).
+    id: TaskId,
     /// Timestamps are raw clock ticks ([`clock::now`]); durations are ns.
     spawned_at: u64,
     /// When the pending schedule happened; see the module docs.
@@ -53,6 +56,7 @@ impl Header {
         let spawned_at = clock::now();
         Header {
             stack,
+            id: TaskId::next(),
             spawned_at,
             scheduled_at: AtomicU64::new(spawned_at),
             poll_started: AtomicU64::new(0),
@@ -164,6 +168,7 @@ impl Header {
             }
         }
         TaskRecord {
+            id: self.id,
             stack: self.stack,
             wall_ns: clock::nanos_between(self.spawned_at, now),
             busy_ns,

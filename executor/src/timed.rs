@@ -53,10 +53,12 @@ impl TaskCell {
         cell
     }
 
-    /// Records the task's end and takes it out of the registry.
+    /// Takes the task out of the registry and records its end: in that
+    /// order, so a profile written meanwhile never counts the task both as
+    /// live and as ended.
     pub(crate) fn finish(&self, outcome: Outcome, now: u64) {
-        theseus_profiler::record(&self.header.record(outcome, now));
         registry().remove(self);
+        theseus_profiler::record(&self.header.record(outcome, now));
     }
 }
 

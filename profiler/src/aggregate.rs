@@ -56,6 +56,31 @@ impl Costs {
         self.tasks = self.tasks.saturating_add(other.tasks);
     }
 
+    /// What one task accrued since `earlier`, an earlier reading of its
+    /// costs so far: each duration and count grows by the difference
+    /// (never below zero), while `tasks` stays as it is, since the cost
+    /// still belongs to this one task.
+    ///
+    /// ```
+    /// use theseus_profiler::Costs;
+    ///
+    /// let then = Costs { wall_ns: 100, busy_ns: 10, sched_ns: 5, idle_ns: 85, polls: 1, wakes: 0, tasks: 1 };
+    /// let now = Costs { wall_ns: 250, busy_ns: 30, sched_ns: 5, idle_ns: 215, polls: 3, wakes: 2, tasks: 1 };
+    /// let since = now.after(&then);
+    /// assert_eq!((since.wall_ns, since.busy_ns, since.idle_ns, since.polls, since.tasks), (150, 20, 130, 2, 1));
+    /// ```
+    pub fn after(&self, earlier: &Costs) -> Costs {
+        Costs {
+            wall_ns: self.wall_ns.saturating_sub(earlier.wall_ns),
+            busy_ns: self.busy_ns.saturating_sub(earlier.busy_ns),
+            sched_ns: self.sched_ns.saturating_sub(earlier.sched_ns),
+            idle_ns: self.idle_ns.saturating_sub(earlier.idle_ns),
+            polls: self.polls.saturating_sub(earlier.polls),
+            wakes: self.wakes.saturating_sub(earlier.wakes),
+            tasks: self.tasks,
+        }
+    }
+
     /// The costs in the order of the callgrind `events:` line:
     /// `WallNs BusyNs SchedNs IdleNs Polls Wakes Tasks`.
     pub fn to_array(&self) -> [u64; 7] {
@@ -196,6 +221,7 @@ mod tests {
 
     fn rec(stack: u32, outcome: Outcome, wall: u64, busy: u64, sched: u64) -> TaskRecord {
         TaskRecord {
+            id: crate::TaskId::next(),
             stack: StackId(stack),
             wall_ns: wall,
             busy_ns: busy,

@@ -1,8 +1,10 @@
 //! The callgrind writer.
 //!
-//! It takes resolved stacks ([`ProfileStack`]: frames, outcome, summed costs)
-//! and writes a file that `callgrind_annotate`, `gprof2dot` and KCachegrind
-//! read. The rules, checked against those readers:
+//! It takes a [`Profile`]'s samples (resolved stacks with their costs, the
+//! leaf named with its outcome, shared with the other writers: see
+//! [`crate::profile`]) and writes a file that `callgrind_annotate`,
+//! `gprof2dot` and KCachegrind read. The rules, checked against those
+//! readers:
 //!
 //! - Header in this order: `# callgrind format`, `version: 1`, `creator:`,
 //!   `pid:`, `cmd:`, `positions: line`, one `event:` line per event,
@@ -51,87 +53,23 @@
 //! zero self cost at its first call line, so callgrind_annotate can
 //! annotate its source file.
 
-use crate::{Costs, Outcome, ResolvedFrame};
+use crate::profile::{
+    clean_name, CpuStack, Event, Frame, Header, Profile, ProfileStack, Sample, EVENT_COUNT,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 
-/// The events of every cost line, in order, with their long names.
-pub const EVENTS: [(&str, &str); 7] = [
-    ("WallNs", "Wall time, spawn to completion (ns)"),
-    ("BusyNs", "Busy time, inside poll (ns)"),
-    ("SchedNs", "Scheduling delay, woken to polled (ns)"),
-    ("IdleNs", "Idle time, awaiting something (ns)"),
-    ("Polls", "Polls"),
-    ("Wakes", "Wakes"),
-    ("Tasks", "Tasks"),
-];
-
-/// The event of sampled CPU time, written after [`EVENTS`] by
-/// [`write_callgrind_with_cpu`].
-pub const CPU_EVENT: (&str, &str) = ("CpuNs", "CPU time sampled while the task ran (ns)");
-
 /// Cost slots: the task events, then the CPU event.
-const WIDTH: usize = EVENTS.len() + 1;
+const WIDTH: usize = EVENT_COUNT;
 
-/// Longest function or file name written, in bytes. gprof2dot warns about
-/// (and dot cannot parse) names of 4096 characters or more; longer names are
-/// cut at a character boundary and end in `...`.
-pub const MAX_NAME_LEN: usize = 2000;
-
-/// The name shown for a task whose stack resolved to no frames at all.
-pub const UNKNOWN_TASK: &str = "[task] (unknown spawn site)";
-
-/// The costs of all tasks that share one resolved stack and outcome.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProfileStack {
-    /// Outermost first, the task's leaf last.
-    pub frames: Vec<ResolvedFrame>,
-    /// How these tasks ended.
-    pub outcome: Outcome,
-    /// Their summed costs.
-    pub costs: Costs,
-}
-
-/// The CPU time sampled on one resolved stack.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CpuStack {
-    /// Outermost first: the running task's logical stack, then the frames
-    /// that were running below its poll boundary, innermost last.
-    pub frames: Vec<ResolvedFrame>,
-    /// Sampled CPU time in nanoseconds.
-    pub cpu_ns: u64,
-}
-
-/// The process details written in the header.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Header {
-    /// Process id (`pid:`).
-    pub pid: u32,
-    /// Command line (`cmd:`).
-    pub cmd: String,
-}
-
-impl Header {
-    /// The pid and command line of this process.
-    pub fn current() -> Header {
-        let cmd: Vec<String> = std::env::args_os()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        Header {
-            pid: std::process::id(),
-            cmd: cmd.join(" "),
-        }
-    }
-}
-
-/// The suffix added to the leaf's name for tasks with this outcome.
-pub fn outcome_suffix(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Completed => "",
-        Outcome::Panicked => " (panicked)",
-        Outcome::Cancelled => " (cancelled)",
-        Outcome::Unfinished => " (unfinished)",
-    }
+/// Writes `profile` in callgrind format, with [`Event::CpuNs`] as the last
+/// event when [`Profile::sampled`]. The output is deterministic: the same
+/// stacks in any order give the same bytes.
+pub fn write<W: Write + ?Sized>(out: &mut W, profile: &Profile) -> io::Result<()> {
+    let graph = Graph::build(&profile.samples(), profile.events().len());
+    let mut out = io::BufWriter::new(out);
+    graph.write(&mut out, &profile.header)?;
+    out.flush()
 }
 
 /// Writes `stacks` as a callgrind profile (see the module docs for the rules
@@ -142,14 +80,11 @@ pub fn write_callgrind<W: Write + ?Sized>(
     header: &Header,
     stacks: &[ProfileStack],
 ) -> io::Result<()> {
-    let graph = Graph::build(stacks, &[], EVENTS.len());
-    let mut out = io::BufWriter::new(out);
-    graph.write(&mut out, header)?;
-    out.flush()
+    write(out, &profile_of(header, stacks, &[], false))
 }
 
 /// Writes `stacks` and the CPU samples `cpu` as one callgrind profile, with
-/// [`CPU_EVENT`] after the task events (written even when `cpu` is empty,
+/// [`Event::CpuNs`] after the task events (written even when `cpu` is empty,
 /// so every profile of a sampled program has the same events).
 ///
 /// ```
@@ -177,14 +112,23 @@ pub fn write_callgrind_with_cpu<W: Write + ?Sized>(
     stacks: &[ProfileStack],
     cpu: &[CpuStack],
 ) -> io::Result<()> {
-    let graph = Graph::build(stacks, cpu, WIDTH);
-    let mut out = io::BufWriter::new(out);
-    graph.write(&mut out, header)?;
-    out.flush()
+    write(out, &profile_of(header, stacks, cpu, true))
 }
 
-/// A frame as written: name, file, line.
-type Frame = (String, String, u32);
+fn profile_of(
+    header: &Header,
+    stacks: &[ProfileStack],
+    cpu: &[CpuStack],
+    sampled: bool,
+) -> Profile {
+    Profile {
+        header: header.clone(),
+        stacks: stacks.to_vec(),
+        cpu: cpu.to_vec(),
+        sampled,
+        ..Profile::empty()
+    }
+}
 
 /// One function of the output.
 #[derive(Default)]
@@ -211,109 +155,26 @@ fn add_into(into: &mut [u64; WIDTH], costs: &[u64; WIDTH]) {
     }
 }
 
-/// A name as it can appear on one line of the file.
-fn clean_name(raw: &str) -> String {
-    let mut s: String = raw
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let trimmed = s.trim();
-    if trimmed.is_empty() {
-        return "???".to_string();
-    }
-    if trimmed.len() != s.len() {
-        s = trimmed.to_string();
-    }
-    if s.len() > MAX_NAME_LEN {
-        let mut cut = MAX_NAME_LEN - 3;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push_str("...");
-    }
-    s
-}
-
 impl Graph {
-    fn build(stacks: &[ProfileStack], cpu: &[CpuStack], events: usize) -> Graph {
-        let clean_frames = |frames: &[ResolvedFrame]| -> Vec<Frame> {
-            let mut frames: Vec<Frame> = frames
-                .iter()
-                .map(|f| (clean_name(&f.function), clean_name(&f.file), f.line))
-                .collect();
-            if frames.is_empty() {
-                frames.push((UNKNOWN_TASK.to_string(), "???".to_string(), 0));
-            }
-            frames
-        };
-        // Clean every frame once: (name, file, line), leaf suffixed. Every
-        // stack comes with its costs and the number of calls it adds to each
-        // edge (its tasks; none for CPU samples).
-        let mut cleaned: Vec<(Vec<Frame>, [u64; WIDTH], u64)> = stacks
-            .iter()
-            .map(|stack| {
-                let mut frames = clean_frames(&stack.frames);
-                let suffix = outcome_suffix(stack.outcome);
-                if !suffix.is_empty() {
-                    if let Some(leaf) = frames.last_mut() {
-                        leaf.0 = clean_name(&format!("{}{}", leaf.0, suffix));
-                    }
-                }
-                let mut costs = [0u64; WIDTH];
-                costs[..EVENTS.len()].copy_from_slice(&stack.costs.to_array());
-                (frames, costs, stack.costs.tasks)
-            })
-            .collect();
-        cleaned.extend(cpu.iter().map(|sample| {
-            let mut costs = [0u64; WIDTH];
-            costs[EVENTS.len()] = sample.cpu_ns;
-            (clean_frames(&sample.frames), costs, 0)
-        }));
-
-        // One file per name: the smallest known file, "???" only as a last resort.
-        let mut files: BTreeMap<&str, &str> = BTreeMap::new();
-        for (frames, _, _) in &cleaned {
-            for (name, file, _) in frames {
-                let entry = files.entry(name.as_str()).or_insert(file.as_str());
-                let better = match (*entry == "???", file == "???") {
-                    (true, false) => true,
-                    (false, true) => false,
-                    _ => file.as_str() < *entry,
-                };
-                if better {
-                    *entry = file.as_str();
-                }
-            }
-        }
-        let names: Vec<(String, String)> = files
-            .iter()
-            .map(|(n, f)| (n.to_string(), f.to_string()))
-            .collect();
+    fn build(samples: &[Sample], events: usize) -> Graph {
+        let names = function_files(samples);
         let index: HashMap<&str, usize> = names
             .iter()
             .enumerate()
             .map(|(i, (n, _))| (n.as_str(), i))
             .collect();
-
         let mut functions: Vec<Function> = names.iter().map(|_| Function::default()).collect();
         let mut total = [0u64; WIDTH];
         let mut path: Vec<(usize, u32)> = Vec::new();
-        for (frames, costs, calls) in &cleaned {
+        for sample in samples {
+            let costs = &sample.values;
             add_into(&mut total, costs);
-
-            // Collapse recursion: each function once, at its deepest appearance.
-            path.clear();
-            for (name, _, line) in frames {
-                let f = index[name.as_str()];
-                if let Some(pos) = path.iter().position(|&(g, _)| g == f) {
-                    path.truncate(pos);
-                }
-                path.push((f, *line));
-            }
-
-            let &(leaf, leaf_line) = path.last().expect("a stack has at least one frame");
+            collapse_recursion(&sample.frames, &index, &mut path);
+            let &(leaf, leaf_line) = path.last().expect("a sample has at least one frame");
             add_into(functions[leaf].own.entry(leaf_line).or_default(), costs);
+            // A CPU sample is not a call: its Tasks value is 0, so its edges
+            // add no calls.
+            let calls = sample.value(Event::Tasks);
             for pair in path.windows(2) {
                 let (caller, call_line) = pair[0];
                 let (callee, target_line) = pair[1];
@@ -321,34 +182,12 @@ impl Graph {
                     .calls
                     .entry((callee, call_line, target_line))
                     .or_default();
-                edge.0 = edge.0.saturating_add(*calls);
+                edge.0 = edge.0.saturating_add(calls);
                 add_into(&mut edge.1, costs);
             }
         }
-        // callgrind_annotate annotates the source file of every function
-        // with costs, by the lines of its self-cost lines, and prints Perl
-        // warnings for a file that exists but has none with a line number.
-        // So a function with only calls gets a zero self cost at its first
-        // call line, and a function with no line number at all is written
-        // in the unknown file `???`, which readers do not open.
         let mut names = names;
-        for (function, (_, file)) in functions.iter_mut().zip(names.iter_mut()) {
-            if function.own.keys().any(|&line| line != 0) {
-                continue;
-            }
-            let first_call = function
-                .calls
-                .keys()
-                .map(|&(_, call_line, _)| call_line)
-                .filter(|&line| line != 0)
-                .min();
-            match first_call {
-                Some(line) => {
-                    function.own.entry(line).or_default();
-                }
-                None => *file = "???".to_string(),
-            }
-        }
+        give_every_file_a_line(&mut functions, &mut names);
         Graph {
             names,
             functions,
@@ -364,16 +203,11 @@ impl Graph {
         writeln!(out, "pid: {}", header.pid)?;
         writeln!(out, "cmd: {}", clean_name(&header.cmd))?;
         writeln!(out, "positions: line")?;
-        let events: Vec<(&str, &str)> = EVENTS
-            .iter()
-            .copied()
-            .chain([CPU_EVENT])
-            .take(self.events)
-            .collect();
-        for (name, long) in &events {
-            writeln!(out, "event: {name} : {long}")?;
+        let events = &Event::ALL[..self.events];
+        for event in events {
+            writeln!(out, "event: {} : {}", event.name(), event.description())?;
         }
-        let event_names: Vec<&str> = events.iter().map(|(n, _)| *n).collect();
+        let event_names: Vec<&str> = events.iter().map(|e| e.name()).collect();
         writeln!(out, "events: {}", event_names.join(" "))?;
         writeln!(out, "summary: {}", self.numbers(&self.total))?;
 
@@ -406,6 +240,72 @@ impl Graph {
     /// The written events of `costs`.
     fn numbers<'a>(&self, costs: &'a [u64; WIDTH]) -> Numbers<'a> {
         Numbers(&costs[..self.events])
+    }
+}
+
+/// Every function name, sorted, with the one file it is written with: the
+/// smallest known file of its frames, `???` only as a last resort.
+fn function_files(samples: &[Sample]) -> Vec<(String, String)> {
+    let mut files: BTreeMap<&str, &str> = BTreeMap::new();
+    for sample in samples {
+        for Frame { name, file, .. } in &sample.frames {
+            let entry = files.entry(name.as_str()).or_insert(file.as_str());
+            let better = match (*entry == "???", file == "???") {
+                (true, false) => true,
+                (false, true) => false,
+                _ => file.as_str() < *entry,
+            };
+            if better {
+                *entry = file.as_str();
+            }
+        }
+    }
+    files
+        .iter()
+        .map(|(n, f)| (n.to_string(), f.to_string()))
+        .collect()
+}
+
+/// Fills `path` with `frames` as (function index, line), each function
+/// once, at its deepest appearance (see the module docs).
+fn collapse_recursion(
+    frames: &[Frame],
+    index: &HashMap<&str, usize>,
+    path: &mut Vec<(usize, u32)>,
+) {
+    path.clear();
+    for frame in frames {
+        let f = index[frame.name.as_str()];
+        if let Some(pos) = path.iter().position(|&(g, _)| g == f) {
+            path.truncate(pos);
+        }
+        path.push((f, frame.line));
+    }
+}
+
+/// callgrind_annotate annotates the source file of every function with
+/// costs, by the lines of its self-cost lines, and prints Perl warnings for
+/// a file that exists but has none with a line number. So a function with
+/// only calls gets a zero self cost at its first call line, and a function
+/// with no line number at all is written in the unknown file `???`, which
+/// readers do not open.
+fn give_every_file_a_line(functions: &mut [Function], names: &mut [(String, String)]) {
+    for (function, (_, file)) in functions.iter_mut().zip(names.iter_mut()) {
+        if function.own.keys().any(|&line| line != 0) {
+            continue;
+        }
+        let first_call = function
+            .calls
+            .keys()
+            .map(|&(_, call_line, _)| call_line)
+            .filter(|&line| line != 0)
+            .min();
+        match first_call {
+            Some(line) => {
+                function.own.entry(line).or_default();
+            }
+            None => *file = "???".to_string(),
+        }
     }
 }
 

@@ -1,14 +1,16 @@
-//! Settings from the environment: `THESEUS`, `THESEUS_OUT`, `THESEUS_STACKS`,
+//! Settings from the environment: `THESEUS`, `THESEUS_OUT`, `THESEUS_FORMAT`,
+//! `THESEUS_EVENT`, `THESEUS_INTERVAL`, `THESEUS_REPORT`, `THESEUS_STACKS`,
 //! `THESEUS_SAMPLE_HZ`.
 //!
 //! An empty variable counts as unset. A bad value is an error that names the
 //! variable, the value, and what is accepted, so a typo is caught at start
 //! rather than after an hour of running with the wrong settings.
 
-use crate::CaptureMode;
+use crate::{CaptureMode, Event, Format};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The output file used when `THESEUS_OUT` is not set, relative to the
 /// working directory at start.
@@ -21,6 +23,19 @@ pub struct Config {
     pub enabled: bool,
     /// `THESEUS_OUT`: where the profile is written.
     pub out: PathBuf,
+    /// `THESEUS_FORMAT`: the output format; `None` (unset) takes it from
+    /// the extension of `out` (see [`Config::format`]).
+    pub format: Option<Format>,
+    /// `THESEUS_EVENT`: the event that folded stacks and flame graphs show
+    /// and pprof opens on.
+    pub event: Event,
+    /// `THESEUS_INTERVAL`: write a profile of each interval of this length
+    /// beside `out`, as well as the whole run at `out`; `None` (unset)
+    /// writes only the whole run.
+    pub interval: Option<Duration>,
+    /// `THESEUS_REPORT`: print the top stacks to standard error when the
+    /// profile is written.
+    pub report: bool,
     /// `THESEUS_STACKS`: how much of the stack is captured at each spawn.
     pub stacks: CaptureMode,
     /// `THESEUS_SAMPLE_HZ`: run theseus's CPU sampler ([`crate::Sampler`])
@@ -37,6 +52,10 @@ impl Default for Config {
         Config {
             enabled: true,
             out: PathBuf::from(DEFAULT_OUT),
+            format: None,
+            event: Event::WallNs,
+            interval: None,
+            report: false,
             stacks: CaptureMode::Default,
             sample_hz: None,
             signals: true,
@@ -44,7 +63,17 @@ impl Default for Config {
     }
 }
 
+/// The shortest `THESEUS_INTERVAL`: each interval's profile resolves its
+/// stacks and writes a file, which should stay a small part of the time.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
 impl Config {
+    /// The format the profile is written in: `THESEUS_FORMAT` if set, else
+    /// by the extension of `out` ([`Format::for_path`]).
+    pub fn format(&self) -> Format {
+        self.format.unwrap_or_else(|| Format::for_path(&self.out))
+    }
+
     /// Reads the settings from this process's environment.
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|name| std::env::var_os(name))
@@ -73,6 +102,66 @@ impl Config {
 
         if let Some(value) = get("THESEUS_OUT") {
             config.out = PathBuf::from(value);
+        }
+
+        if let Some(value) = get("THESEUS_FORMAT") {
+            config.format = match value.to_str().map(str::parse::<Format>) {
+                Some(Ok(format)) => Some(format),
+                _ => {
+                    return Err(ConfigError::invalid(
+                        "THESEUS_FORMAT",
+                        &value,
+                        "callgrind, pprof (gzipped profile.proto), folded (folded stacks) or \
+                         svg (flame graph); unset, the extension of THESEUS_OUT decides \
+                         (.pb.gz, .folded, .svg, anything else callgrind)",
+                    ))
+                }
+            };
+        }
+
+        if let Some(value) = get("THESEUS_EVENT") {
+            config.event = match value.to_str().map(str::parse::<Event>) {
+                Some(Ok(event)) => event,
+                _ => {
+                    return Err(ConfigError::invalid(
+                        "THESEUS_EVENT",
+                        &value,
+                        "WallNs, BusyNs, SchedNs, IdleNs, Polls, Wakes, Tasks, or CpuNs \
+                         with THESEUS_SAMPLE_HZ (the event shown by .folded and .svg \
+                         profiles, and opened first by pprof)",
+                    ))
+                }
+            };
+        }
+
+        if let Some(value) = get("THESEUS_INTERVAL") {
+            config.interval = match value.to_str().and_then(parse_duration) {
+                Some(interval) if interval >= MIN_INTERVAL => Some(interval),
+                _ => {
+                    return Err(ConfigError::invalid(
+                        "THESEUS_INTERVAL",
+                        &value,
+                        "a whole number of ms, s or m of at least 100ms, such as 500ms, \
+                         60s or 5m (a profile of each interval is written beside \
+                         THESEUS_OUT)",
+                    ))
+                }
+            };
+        }
+
+        if let Some(value) = get("THESEUS_REPORT") {
+            config.report = match value.to_str().map(str::trim) {
+                Some("1") => true,
+                Some("0") => false,
+                _ => {
+                    return Err(ConfigError::invalid(
+                        "THESEUS_REPORT",
+                        &value,
+                        "1 (print the top stacks to standard error when the profile \
+                         is written) or 0 (do not)",
+                    ))
+                }
+            };
         }
 
         if let Some(value) = get("THESEUS_STACKS") {
@@ -109,7 +198,31 @@ impl Config {
             };
         }
 
+        if config.event == Event::CpuNs && config.sample_hz.is_none() {
+            return Err(ConfigError::unusable(
+                "THESEUS_EVENT",
+                "CpuNs".to_string(),
+                "needs the CPU sampler: set THESEUS_SAMPLE_HZ too (e.g. 997), \
+                 or pick a task event such as WallNs"
+                    .to_string(),
+            ));
+        }
+
         Ok(config)
+    }
+}
+
+/// A whole number with a unit: `ms`, `s` or `m`, blanks allowed around.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    match unit.trim() {
+        "ms" => Some(Duration::from_millis(number)),
+        "s" => Some(Duration::from_secs(number)),
+        "m" => Some(Duration::from_secs(number.checked_mul(60)?)),
+        _ => None,
     }
 }
 
@@ -130,6 +243,73 @@ mod tests {
         assert_eq!(with_hz("997").unwrap().sample_hz, Some(997));
         assert_eq!(with_hz(" 99 ").unwrap().sample_hz, Some(99));
         assert_eq!(with_hz("10000").unwrap().sample_hz, Some(10_000));
+    }
+
+    fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, OsString)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn the_format_follows_the_extension_unless_theseus_format_says() {
+        let format = |vars: &[(&str, &str)]| with(vars).unwrap().format();
+        assert_eq!(format(&[]), Format::Callgrind);
+        assert_eq!(format(&[("THESEUS_OUT", "a.pb.gz")]), Format::Pprof);
+        assert_eq!(format(&[("THESEUS_OUT", "a.svg")]), Format::FlameGraph);
+        assert_eq!(
+            format(&[("THESEUS_OUT", "a.svg"), ("THESEUS_FORMAT", "folded")]),
+            Format::Folded
+        );
+        assert_eq!(format(&[("THESEUS_FORMAT", "PPROF")]), Format::Pprof);
+    }
+
+    #[test]
+    fn intervals_events_and_reports_parse() {
+        let c = with(&[
+            ("THESEUS_INTERVAL", "60s"),
+            ("THESEUS_EVENT", "busyns"),
+            ("THESEUS_REPORT", "1"),
+        ])
+        .unwrap();
+        assert_eq!(c.interval, Some(Duration::from_secs(60)));
+        assert_eq!(c.event, Event::BusyNs);
+        assert!(c.report);
+        let interval = |v| with(&[("THESEUS_INTERVAL", v)]).unwrap().interval;
+        assert_eq!(interval("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(interval(" 5 m "), Some(Duration::from_secs(300)));
+        assert_eq!(interval(""), None);
+        let cpu = with(&[("THESEUS_EVENT", "CpuNs"), ("THESEUS_SAMPLE_HZ", "99")]).unwrap();
+        assert_eq!(cpu.event, Event::CpuNs);
+    }
+
+    #[test]
+    fn bad_formats_events_intervals_and_reports_say_what_is_accepted() {
+        let cases: [(&str, &str, &[&str]); 9] = [
+            (
+                "THESEUS_FORMAT",
+                "flame",
+                &["callgrind", "pprof", "folded", "svg"],
+            ),
+            ("THESEUS_EVENT", "wall", &["WallNs", "BusyNs", "CpuNs"]),
+            ("THESEUS_EVENT", "CpuNs", &["THESEUS_SAMPLE_HZ"]),
+            ("THESEUS_INTERVAL", "60", &["ms", "60s", "100ms"]),
+            ("THESEUS_INTERVAL", "50ms", &["at least 100ms"]),
+            ("THESEUS_INTERVAL", "1.5s", &["whole number"]),
+            ("THESEUS_INTERVAL", "2h", &["5m"]),
+            ("THESEUS_INTERVAL", "99999999999999999999m", &["60s"]),
+            ("THESEUS_REPORT", "yes", &["1", "0"]),
+        ];
+        for (variable, value, accepted) in cases {
+            let e = with(&[(variable, value)]).unwrap_err();
+            assert_eq!((e.variable(), e.value()), (variable, value));
+            let msg = e.to_string();
+            for needle in accepted.iter().chain([&variable, &value]) {
+                assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The profiling half of theseus: logical task stacks, per-task records,
-//! aggregation by stack, and the callgrind writer.
+//! aggregation by stack, and the writers of every output format.
 //!
 //! This crate knows nothing about how tasks are scheduled. An executor feeds it
 //! through a small interface:
@@ -13,8 +13,18 @@
 //! - [`register_live_tasks`] so that tasks still running when a profile is
 //!   written are included with their cost so far.
 //!
-//! Everything else (symbols, files, callgrind) happens when a profile is
+//! Everything else (symbols, files, formats) happens when a profile is
 //! written, never on the executor's hot path.
+//!
+//! Data flows one way: records are summed by stack as tasks end
+//! ([`Aggregate`], one per thread, inside a [`Tracer`]); when a profile is
+//! due, the tracer resolves the stacks once into a [`Profile`] (the whole
+//! run, or one interval of it, [`Tracer::take_interval`]); and one small
+//! writer per format prints that profile: [`callgrind`], [`pprof`],
+//! [`folded`], [`flamegraph`], and the terminal [`report`]. They share
+//! [`Profile::samples`], so every format shows the same stacks, names and
+//! numbers. [`Format`] picks the writer; a [`Session`] does all of it for a
+//! program, from the `THESEUS_*` settings ([`Config`]).
 //!
 //! Beside a CPU sampler: [`current_stack`] and [`poll_boundary`] can be read
 //! from a signal handler, so any sampler can tag its samples with the
@@ -25,21 +35,31 @@
 pub mod aggregate;
 pub mod callgrind;
 pub mod config;
+pub mod flamegraph;
+pub mod folded;
+pub mod format;
+pub mod interval;
 pub mod output;
+pub mod pprof;
+pub mod profile;
 mod record;
+pub mod report;
 pub mod sampler;
 pub mod signal;
+pub mod snapshots;
 mod stack;
 mod tracer;
 
 pub use aggregate::{Aggregate, Costs};
-pub use callgrind::{write_callgrind, write_callgrind_with_cpu, CpuStack, Header, ProfileStack};
+pub use callgrind::{write_callgrind, write_callgrind_with_cpu};
 pub use config::{Config, ConfigError};
+pub use format::{Format, ParseFormatError};
 pub use output::{Destination, Session};
+pub use profile::{CpuStack, Event, Header, ParseEventError, Profile, ProfileStack, Sample};
 pub use sampler::Sampler;
 pub use tracer::Tracer;
 
-pub use record::{is_active, record, register_live_tasks, LiveTasks, Outcome, TaskRecord};
+pub use record::{is_active, record, register_live_tasks, LiveTasks, Outcome, TaskId, TaskRecord};
 pub use stack::{
     capture_mode, interned_nodes, poll_boundary, set_capture_mode, ParseCaptureModeError,
 };

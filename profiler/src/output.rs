@@ -8,9 +8,18 @@
 //! profile goes to `theseus-<pid>.callgrind` in the system's temporary
 //! directory, and if even that fails, to standard error; each time a message
 //! on standard error says where it went.
+//!
+//! The profile is rendered in the session's [`Format`] (`THESEUS_FORMAT`,
+//! or `THESEUS_OUT`'s extension). With `THESEUS_INTERVAL`, a timer thread
+//! has the session write a profile of each interval beside the output (see
+//! [`crate::snapshots`]); every write of the whole run is preceded by the
+//! snapshot of the interval since the last one, so the snapshots cover the
+//! run. With `THESEUS_REPORT=1`, each write of the whole run also prints
+//! the top stacks to standard error ([`crate::report`]).
 
 use crate::config::{Config, ConfigError};
-use crate::Tracer;
+use crate::snapshots::{snapshot_path, Ticker};
+use crate::{Event, Format, Profile, Tracer};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -41,25 +50,68 @@ pub struct Session {
     sampler: Option<crate::Sampler>,
     /// Kept for its `Drop`, which gives the signals back.
     signals: Option<crate::signal::SignalGuard>,
+    /// The interval snapshot thread, with `THESEUS_INTERVAL`.
+    ticker: Option<Ticker>,
     finished: bool,
 }
 
 struct Inner {
     tracer: Tracer,
     out: PathBuf,
-    /// One write at a time: the final write and a signal's snapshot may race.
-    writing: Mutex<()>,
+    format: Format,
+    event: Event,
+    /// Whether profiles are cut into intervals.
+    intervals: bool,
+    report: bool,
+    /// One write at a time: the final write, an interval's and a signal's
+    /// snapshot may race. Holds the number of the last interval written.
+    writing: Mutex<u64>,
 }
 
 impl Inner {
     fn write_profile(&self) -> Destination {
-        let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut written = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.intervals {
+            // Reported on stderr by `write_interval`; the whole run goes on.
+            let _ = self.write_interval(&mut written);
+        }
+        let profile = self.tracer.to_profile();
+        let destination = deliver(&self.out, &self.render(&profile));
+        if self.report {
+            let _ = crate::report::write(&mut io::stderr().lock(), &profile);
+        }
+        destination
+    }
+
+    /// Cuts the interval since the last one and writes it as snapshot
+    /// number `*written + 1`; failures are reported on stderr and returned.
+    fn write_interval(&self, written: &mut u64) -> io::Result<PathBuf> {
+        let profile = self.tracer.take_interval();
+        *written += 1;
+        let path = snapshot_path(&self.out, self.format, *written);
+        let bytes = self.render(&profile);
+        match write_atomically(&path, |w| w.write_all(&bytes)) {
+            Ok(()) => Ok(path),
+            Err(e) => {
+                eprintln!(
+                    "theseus: could not write the interval profile {}: {e}; \
+                     the next interval is tried all the same, and the whole run \
+                     still goes to {} at the end",
+                    path.display(),
+                    self.out.display()
+                );
+                Err(e)
+            }
+        }
+    }
+
+    fn render(&self, profile: &Profile) -> Vec<u8> {
         let mut bytes = Vec::new();
-        if let Err(e) = self.tracer.write_data(&mut bytes) {
+        if let Err(e) = profile.write(self.format, self.event, &mut bytes) {
             // Writing into a Vec cannot fail on I/O; report what did.
             eprintln!("theseus: could not render the profile: {e}");
         }
-        deliver(&self.out, &bytes)
+        bytes
     }
 }
 
@@ -89,6 +141,11 @@ impl Session {
         check_writable(&out).map_err(|problem| {
             ConfigError::unusable("THESEUS_OUT", config.out.display().to_string(), problem)
         })?;
+        if let Some(interval) = config.interval {
+            check_snapshots_fit(&out, config.format()).map_err(|problem| {
+                ConfigError::unusable("THESEUS_INTERVAL", interval_text(interval), problem)
+            })?;
+        }
         crate::set_capture_mode(config.stacks);
 
         let tracer = Tracer::new();
@@ -107,8 +164,16 @@ impl Session {
         let inner = Arc::new(Inner {
             tracer,
             out,
-            writing: Mutex::new(()),
+            format: config.format(),
+            event: config.event,
+            intervals: config.interval.is_some(),
+            report: config.report,
+            writing: Mutex::new(0),
         });
+        let ticker = match config.interval {
+            None => None,
+            Some(interval) => Some(start_ticker(&inner, interval)?),
+        };
         let signals = if config.signals {
             let weak = Arc::downgrade(&inner);
             let write = Arc::new(move || {
@@ -133,6 +198,7 @@ impl Session {
             inner,
             sampler,
             signals,
+            ticker,
             finished: false,
         }))
     }
@@ -147,10 +213,31 @@ impl Session {
         &self.inner.tracer
     }
 
+    /// The format the profile is written in.
+    pub fn format(&self) -> Format {
+        self.inner.format
+    }
+
     /// Writes the profile so far (finished tasks, and live ones as
     /// unfinished), atomically, without ending the session.
     pub fn write_snapshot(&self) -> Destination {
         self.inner.write_profile()
+    }
+
+    /// Ends the current interval and writes its profile beside the output,
+    /// numbered after the last one ([`crate::snapshots::snapshot_path`]);
+    /// returns where it went. This is what `THESEUS_INTERVAL` does on a
+    /// timer, for programs that would rather cut on their own schedule
+    /// (after each batch, on a request). The next interval starts now.
+    ///
+    /// A failure is reported on standard error too; the session goes on.
+    pub fn write_interval(&self) -> io::Result<PathBuf> {
+        let mut written = self
+            .inner
+            .writing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.inner.write_interval(&mut written)
     }
 
     /// Stops the CPU sampler (if any), writes the final profile, uninstalls
@@ -161,6 +248,10 @@ impl Session {
 
     fn finish_in_place(&mut self) -> Destination {
         self.finished = true;
+        // Before the final write, which writes the last interval itself.
+        if let Some(mut ticker) = self.ticker.take() {
+            ticker.stop();
+        }
         if let Some(sampler) = self.sampler.take() {
             sampler.stop();
         }
@@ -281,6 +372,51 @@ pub fn write_atomically(
         let _ = dir.sync_all();
     }
     Ok(())
+}
+
+/// Starts the thread that writes a snapshot of each interval.
+fn start_ticker(inner: &Arc<Inner>, interval: std::time::Duration) -> Result<Ticker, ConfigError> {
+    let weak = Arc::downgrade(inner);
+    let tick = move || match weak.upgrade() {
+        Some(inner) => {
+            let mut written = inner.writing.lock().unwrap_or_else(PoisonError::into_inner);
+            let _ = inner.write_interval(&mut written);
+            true
+        }
+        None => false,
+    };
+    Ticker::start(interval, tick).map_err(|e| {
+        ConfigError::unusable(
+            "THESEUS_INTERVAL",
+            interval_text(interval),
+            format!("cannot start the thread that writes the intervals: {e}"),
+        )
+    })
+}
+
+/// An interval as `THESEUS_INTERVAL` accepts it, in the largest whole unit.
+fn interval_text(interval: std::time::Duration) -> String {
+    let ms = interval.as_millis();
+    match ms {
+        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        _ if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        _ => format!("{ms}ms"),
+    }
+}
+
+/// Interval snapshots go beside the output, under names made from its own
+/// ([`snapshot_path`]): that takes an output that names a file, not a
+/// device, a FIFO or a directory.
+fn check_snapshots_fit(out: &Path, format: Format) -> Result<(), String> {
+    match fs::metadata(out) {
+        Ok(meta) if !meta.is_file() => Err(format!(
+            "needs THESEUS_OUT to name a regular file, and {} is not one: the interval \
+             profiles are written beside it, as {}",
+            out.display(),
+            snapshot_path(out, format, 1).display()
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The file used when the output path cannot be written.

@@ -2,7 +2,51 @@
 //! registry of sources of tasks that have not ended yet.
 
 use crate::StackId;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError, Weak};
+
+/// Identifies one task: no two tasks of a process get the same id.
+///
+/// Interval snapshots need it: a task still running at the end of one
+/// interval is reported there with its cost so far, and when it ends in a
+/// later interval only the rest is reported, which takes knowing that the
+/// record is that task's. An executor gives each timed task an id from
+/// [`TaskId::next`] and puts it in every [`TaskRecord`] of that task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct TaskId(pub u64);
+
+/// The next block of ids to hand to a thread.
+static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+
+/// Ids a thread takes from [`NEXT_BLOCK`] at a time, so that spawning
+/// touches a shared counter once per this many tasks.
+const BLOCK: u64 = 1024;
+
+thread_local! {
+    /// This thread's next id and the end of its block.
+    static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+impl TaskId {
+    /// A fresh id, never 0: a thread-local increment, and once every 1024
+    /// ids an atomic add on a shared counter.
+    #[inline]
+    pub fn next() -> TaskId {
+        IDS.try_with(|ids| {
+            let (next, end) = ids.get();
+            if next < end {
+                ids.set((next + 1, end));
+                return TaskId(next);
+            }
+            let start = NEXT_BLOCK.fetch_add(BLOCK, Ordering::Relaxed);
+            ids.set((start + 1, start + BLOCK));
+            TaskId(start)
+        })
+        // A thread whose locals are being torn down takes a block of one.
+        .unwrap_or_else(|_| TaskId(NEXT_BLOCK.fetch_add(1, Ordering::Relaxed)))
+    }
+}
 
 /// How a task ended, or that it has not ended yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -20,6 +64,8 @@ pub enum Outcome {
 /// Everything the executor measured about one task. Durations in nanoseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TaskRecord {
+    /// The task, from [`TaskId::next`]: the same in all records of one task.
+    pub id: TaskId,
     /// The task's logical stack, from [`crate::spawn_stack`].
     pub stack: StackId,
     /// Spawn to completion (or to now, for an unfinished task).

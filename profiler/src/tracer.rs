@@ -1,5 +1,6 @@
-//! The [`Tracer`]: collects task records while installed and writes them as
-//! a callgrind profile.
+//! The [`Tracer`]: collects task records while installed and hands them out
+//! as a [`Profile`], for the whole run or ([`Tracer::take_interval`]) for
+//! the time since the last interval.
 //!
 //! Installed tracers form a stack: the last one installed and not yet
 //! uninstalled is the active one, and uninstalling it makes the one installed
@@ -9,16 +10,23 @@
 //! Each thread that records gets its own aggregate (a "slot") registered
 //! with the active tracer, so recording takes only that thread's lock. When a
 //! thread exits, or starts recording into another tracer, its slot is merged
-//! into the tracer's retired aggregate: nothing recorded is lost and memory
+//! into the tracer's pending records: nothing recorded is lost and memory
 //! stays proportional to live threads times distinct stacks.
+//!
+//! Intervals: each slot holds the finished tasks since the last cut. A cut
+//! ([`Tracer::take_interval`]) takes them from every slot, adds them to the
+//! whole run's aggregate, and works out each task's cost within the
+//! interval ([`crate::interval`]).
 
-use crate::callgrind::{write_callgrind, write_callgrind_with_cpu, CpuStack, Header, ProfileStack};
-use crate::{Aggregate, Costs, Outcome, StackId, TaskRecord};
+use crate::interval::{Carry, Finished, Reported, Routing};
+use crate::profile::{CpuStack, Profile, ProfileStack};
+use crate::{Aggregate, Costs, Format, Outcome, StackId, TaskRecord};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Instant, SystemTime};
 
 /// Collects the records of tasks while installed, and writes them as a
 /// callgrind profile.
@@ -29,12 +37,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 /// # Example
 ///
 /// ```
-/// use theseus_profiler::{record, Outcome, StackId, TaskRecord, Tracer};
+/// use theseus_profiler::{record, Outcome, StackId, TaskId, TaskRecord, Tracer};
 ///
 /// let tracer = Tracer::new();
 /// tracer.install();
 /// // An executor calls `record` as each task ends.
 /// record(&TaskRecord {
+///     id: TaskId::next(),
 ///     stack: StackId::ROOT,
 ///     wall_ns: 1_000,
 ///     busy_ns: 200,
@@ -58,25 +67,55 @@ pub struct Tracer {
 /// What a tracer shares with the threads recording into it.
 struct Shared {
     registry: Mutex<Registry>,
+    /// When the tracer was made: the start of the whole run's profile.
+    created: (SystemTime, Instant),
 }
 
 #[derive(Default)]
 struct Registry {
-    /// The aggregates of threads currently recording into this tracer.
+    /// The records of threads currently recording into this tracer.
     slots: Vec<Arc<Slot>>,
-    /// Everything from threads that have exited or moved to another tracer.
-    retired: Aggregate,
+    /// Finished tasks since the last cut from threads that have exited or
+    /// moved to another tracer. Its routing is the one new slots start with.
+    pending: Finished,
+    /// Finished tasks taken by cuts, at full cost: with `pending` and the
+    /// slots, the whole run.
+    cut: Aggregate,
     /// Sampled CPU nanoseconds by sample stack (the running task's stack
     /// followed by the sampled frames), from [`crate::Sampler`]. Written
     /// by its drain only, a few times a second, so one map under the
     /// registry lock is enough.
     cpu: HashMap<StackId, u64>,
+    /// What the cuts keep between them; `None` before the first.
+    intervals: Option<Intervals>,
 }
 
-/// One thread's aggregate for one tracer.
+/// The state of a tracer that is cut into intervals.
+struct Intervals {
+    /// What was reported of the tasks running at the last cut.
+    carry: Carry,
+    /// `cpu` at the last cut.
+    cpu_at_cut: HashMap<StackId, u64>,
+    /// When the current interval began.
+    started: (SystemTime, Instant),
+}
+
+impl Registry {
+    /// Sets the routing of every slot, and of records filed here.
+    fn set_routing(&mut self, cutting: bool, reported: Option<Arc<Reported>>) {
+        for slot in &self.slots {
+            let mut finished = lock(&slot.finished);
+            finished.routing.cutting = cutting;
+            finished.routing.reported = reported.clone();
+        }
+        self.pending.routing = Routing { cutting, reported };
+    }
+}
+
+/// One thread's records for one tracer.
 #[derive(Default)]
 struct Slot {
-    aggregate: Mutex<Aggregate>,
+    finished: Mutex<Finished>,
 }
 
 /// Installed tracers, the active one last.
@@ -143,18 +182,16 @@ pub(crate) fn record(rec: &TaskRecord) {
                 rebind(&mut binding);
             }
             if let Some((_, slot)) = &binding.bound {
-                lock(&slot.aggregate).add(rec.stack, rec.outcome, &costs);
+                lock(&slot.finished).add(rec, &costs);
             }
             true
         })
         .unwrap_or(false);
     if !recorded {
         // This thread's storage is being torn down: record straight into the
-        // active tracer's retired aggregate instead.
+        // active tracer's pending records instead.
         if let Some(shared) = active() {
-            lock(&shared.registry)
-                .retired
-                .add(rec.stack, rec.outcome, &costs);
+            lock(&shared.registry).pending.add(rec, &costs);
         }
     }
 }
@@ -184,7 +221,15 @@ fn rebind(binding: &mut Binding) {
         binding.unbind();
         if let Some(top) = top {
             let slot = Arc::new(Slot::default());
-            lock(&top.registry).slots.push(slot.clone());
+            {
+                let mut registry = lock(&top.registry);
+                let routing = &registry.pending.routing;
+                lock(&slot.finished).routing = Routing {
+                    cutting: routing.cutting,
+                    reported: routing.reported.clone(),
+                };
+                registry.slots.push(slot.clone());
+            }
             binding.bound = Some((top, slot));
         }
     }
@@ -192,23 +237,67 @@ fn rebind(binding: &mut Binding) {
 }
 
 impl Shared {
-    /// Moves a slot's contents into the retired aggregate and forgets the
+    /// Moves a slot's contents into the pending records and forgets the
     /// slot, in one step under the registry lock so a concurrent snapshot
     /// sees the costs exactly once.
     fn retire(&self, slot: &Arc<Slot>) {
         let mut registry = lock(&self.registry);
         registry.slots.retain(|s| !Arc::ptr_eq(s, slot));
-        let aggregate = std::mem::take(&mut *lock(&slot.aggregate));
-        registry.retired.merge(&aggregate);
+        let finished = lock(&slot.finished).take();
+        registry.pending.absorb(finished);
     }
 
     fn snapshot(&self) -> Aggregate {
         let registry = lock(&self.registry);
-        let mut all = registry.retired.clone();
+        let mut all = registry.cut.clone();
+        registry.pending.add_to(&mut all);
         for slot in &registry.slots {
-            all.merge(&lock(&slot.aggregate));
+            lock(&slot.finished).add_to(&mut all);
         }
         all
+    }
+
+    /// Ends the current interval: its costs by stack and outcome, its CPU
+    /// samples by stack, and when it began.
+    fn cut(&self) -> (Aggregate, Vec<(StackId, u64)>, (SystemTime, Instant)) {
+        // Buffered CPU samples first; the drain takes the registry lock.
+        crate::sampler::drain();
+        let mut registry = lock(&self.registry);
+        // Keep every record whole from here until the new routing is set:
+        // the live tasks are seen now, the finished ones taken below.
+        let routing = registry.pending.routing.reported.clone();
+        registry.set_routing(true, routing);
+        let live = crate::record::live_records();
+        let mut finished = registry.pending.take();
+        for slot in &registry.slots {
+            finished.absorb(lock(&slot.finished).take());
+        }
+        let mut full = Aggregate::new();
+        finished.add_to(&mut full);
+        registry.cut.merge(&full);
+
+        let created = self.created;
+        let Registry { cpu, intervals, .. } = &mut *registry;
+        let intervals = intervals.get_or_insert_with(|| Intervals {
+            carry: Carry::default(),
+            cpu_at_cut: HashMap::new(),
+            started: created,
+        });
+        let aggregate = intervals.carry.cut(finished, live);
+        let reported = intervals.carry.reported();
+        let cpu_in_interval: Vec<(StackId, u64)> = cpu
+            .iter()
+            .map(|(&stack, &ns)| {
+                let before = intervals.cpu_at_cut.get(&stack).copied().unwrap_or(0);
+                (stack, ns.saturating_sub(before))
+            })
+            .filter(|&(_, ns)| ns > 0)
+            .collect();
+        intervals.cpu_at_cut = cpu.clone();
+        let started =
+            std::mem::replace(&mut intervals.started, (SystemTime::now(), Instant::now()));
+        registry.set_routing(false, reported);
+        (aggregate, cpu_in_interval, started)
     }
 }
 
@@ -218,6 +307,7 @@ impl Tracer {
         Tracer {
             shared: Arc::new(Shared {
                 registry: Mutex::new(Registry::default()),
+                created: (SystemTime::now(), Instant::now()),
             }),
         }
     }
@@ -275,20 +365,7 @@ impl Tracer {
         for rec in crate::record::live_records() {
             aggregate.add_record(&rec);
         }
-        let mut resolved: HashMap<StackId, Vec<crate::ResolvedFrame>> = HashMap::new();
-        let mut entries: Vec<(StackId, Outcome, Costs)> = aggregate.iter().collect();
-        entries.sort_by_key(|&(stack, outcome, _)| (stack, outcome as u8));
-        entries
-            .into_iter()
-            .map(|(stack, outcome, costs)| ProfileStack {
-                frames: resolved
-                    .entry(stack)
-                    .or_insert_with(|| crate::resolve(stack))
-                    .clone(),
-                outcome,
-                costs,
-            })
-            .collect()
+        resolve_stacks(&aggregate)
     }
 
     /// The CPU samples of [`crate::Sampler`] recorded into this tracer, by
@@ -299,39 +376,117 @@ impl Tracer {
     /// first.
     pub fn cpu_profile(&self) -> Vec<CpuStack> {
         crate::sampler::drain();
-        let mut entries: Vec<(StackId, u64)> = lock(&self.shared.registry)
+        let entries: Vec<(StackId, u64)> = lock(&self.shared.registry)
             .cpu
             .iter()
             .map(|(&stack, &ns)| (stack, ns))
             .collect();
-        entries.sort_unstable();
-        entries
-            .into_iter()
-            .map(|(stack, cpu_ns)| {
-                let mut frames = crate::resolve(stack);
-                if frames.is_empty() {
-                    frames.push(crate::ResolvedFrame {
-                        function: crate::sampler::NO_TASK.to_string(),
-                        file: "???".to_string(),
-                        line: 0,
-                    });
-                }
-                CpuStack { frames, cpu_ns }
-            })
-            .collect()
+        resolve_cpu(entries)
+    }
+
+    /// The whole run as a [`Profile`]: [`Tracer::profile`] and
+    /// [`Tracer::cpu_profile`], from when the tracer was made until now.
+    pub fn to_profile(&self) -> Profile {
+        let cpu = self.cpu_profile();
+        let (start, began) = self.shared.created;
+        Profile {
+            sampled: !cpu.is_empty() || crate::sampler::has_run(),
+            stacks: self.profile(),
+            cpu,
+            start,
+            duration: began.elapsed(),
+            ..Profile::empty()
+        }
+    }
+
+    /// Ends the current interval and returns its [`Profile`]; the next
+    /// interval starts now. The first interval starts when the tracer was
+    /// made.
+    ///
+    /// The profile holds each task's cost *within* the interval: tasks that
+    /// ended in it, and tasks still running (as [`Outcome::Unfinished`],
+    /// with what they cost since the last interval), so that the intervals'
+    /// costs add up to the whole run's ([`crate::interval`] has the
+    /// details). Memory stays flat however many intervals are taken.
+    ///
+    /// ```
+    /// use theseus_profiler::{record, Outcome, StackId, TaskId, TaskRecord, Tracer};
+    ///
+    /// let tracer = Tracer::new();
+    /// tracer.install();
+    /// let task = |wall_ns| TaskRecord {
+    ///     id: TaskId::next(), stack: StackId::ROOT, wall_ns, busy_ns: 0, sched_ns: 0,
+    ///     polls: 1, wakes: 0, outcome: Outcome::Completed,
+    /// };
+    /// record(&task(100));
+    /// let first = tracer.take_interval();
+    /// record(&task(40));
+    /// record(&task(2));
+    /// let second = tracer.take_interval();
+    /// tracer.uninstall();
+    /// assert_eq!(first.totals()[0], 100);
+    /// assert_eq!(second.totals()[0], 42);
+    /// assert_eq!(tracer.to_profile().totals()[0], 142);
+    /// ```
+    pub fn take_interval(&self) -> Profile {
+        let (aggregate, cpu, (start, began)) = self.shared.cut();
+        let cpu = resolve_cpu(cpu);
+        Profile {
+            sampled: !cpu.is_empty() || crate::sampler::has_run(),
+            stacks: resolve_stacks(&aggregate),
+            cpu,
+            start,
+            duration: began.elapsed(),
+            ..Profile::empty()
+        }
     }
 
     /// Writes the profile ([`Tracer::profile`]) in callgrind format, with
     /// the sampled CPU time ([`Tracer::cpu_profile`]) as the `CpuNs` event
     /// when a [`crate::Sampler`] has run in this process.
     pub fn write_data<W: Write + ?Sized>(&self, out: &mut W) -> io::Result<()> {
-        let cpu = self.cpu_profile();
-        if cpu.is_empty() && !crate::sampler::has_run() {
-            write_callgrind(out, &Header::current(), &self.profile())
-        } else {
-            write_callgrind_with_cpu(out, &Header::current(), &self.profile(), &cpu)
-        }
+        self.to_profile()
+            .write(Format::Callgrind, crate::Event::WallNs, out)
     }
+}
+
+/// The stacks of `aggregate`, resolved once per distinct stack, in order of
+/// stack and outcome.
+fn resolve_stacks(aggregate: &Aggregate) -> Vec<ProfileStack> {
+    let mut resolved: HashMap<StackId, Vec<crate::ResolvedFrame>> = HashMap::new();
+    let mut entries: Vec<(StackId, Outcome, Costs)> = aggregate.iter().collect();
+    entries.sort_by_key(|&(stack, outcome, _)| (stack, outcome as u8));
+    entries
+        .into_iter()
+        .map(|(stack, outcome, costs)| ProfileStack {
+            frames: resolved
+                .entry(stack)
+                .or_insert_with(|| crate::resolve(stack))
+                .clone(),
+            outcome,
+            costs,
+        })
+        .collect()
+}
+
+/// CPU samples by resolved stack, in order of stack; a stack that resolves
+/// to nothing is [`crate::sampler::NO_TASK`].
+fn resolve_cpu(mut entries: Vec<(StackId, u64)>) -> Vec<CpuStack> {
+    entries.sort_unstable();
+    entries
+        .into_iter()
+        .map(|(stack, cpu_ns)| {
+            let mut frames = crate::resolve(stack);
+            if frames.is_empty() {
+                frames.push(crate::ResolvedFrame {
+                    function: crate::sampler::NO_TASK.to_string(),
+                    file: "???".to_string(),
+                    line: 0,
+                });
+            }
+            CpuStack { frames, cpu_ns }
+        })
+        .collect()
 }
 
 impl Default for Tracer {

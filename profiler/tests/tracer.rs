@@ -7,12 +7,13 @@ mod common;
 use common::{check_rules, check_with_readers, serial, temp_dir};
 use std::sync::Arc;
 use theseus_profiler::{
-    is_active, record, register_live_tasks, spawn_stack, LiveTasks, Outcome, StackId, TaskRecord,
-    Tracer,
+    is_active, record, register_live_tasks, spawn_stack, LiveTasks, Outcome, StackId, TaskId,
+    TaskRecord, Tracer,
 };
 
 fn rec(stack: u32, outcome: Outcome, wall: u64) -> TaskRecord {
     TaskRecord {
+        id: TaskId::next(),
         stack: StackId(stack),
         wall_ns: wall,
         busy_ns: wall / 4,
@@ -283,4 +284,66 @@ fn nothing_is_recorded_without_a_tracer() {
     record(&rec(1, Outcome::Completed, 1));
     let t = Tracer::new();
     assert_eq!(t.snapshot().len(), 0);
+}
+
+/// A live-task source whose tasks can be changed between cuts.
+struct Changing(std::sync::Mutex<Vec<TaskRecord>>);
+
+impl LiveTasks for Changing {
+    fn for_each_live(&self, f: &mut dyn FnMut(TaskRecord)) {
+        for r in self.0.lock().unwrap().iter() {
+            f(*r);
+        }
+    }
+}
+
+#[test]
+fn intervals_report_a_long_task_in_pieces_that_add_up() {
+    let _g = serial();
+    let t = Tracer::new();
+    t.install();
+    let stack = stack_here("app::long_future");
+    let long = TaskRecord {
+        stack,
+        ..rec(0, Outcome::Unfinished, 1_000)
+    };
+    let source = Arc::new(Changing(std::sync::Mutex::new(vec![long])));
+    let weak: std::sync::Weak<dyn LiveTasks> = Arc::downgrade(&source) as _;
+    register_live_tasks(weak);
+    record(&rec(1, Outcome::Completed, 10));
+    let first = t.take_interval();
+    assert_eq!(first.totals()[0], 1_010);
+
+    // The long task runs on; another finishes, from another thread.
+    source.0.lock().unwrap()[0].wall_ns = 4_000;
+    std::thread::spawn(|| record(&rec(1, Outcome::Completed, 20)))
+        .join()
+        .unwrap();
+    let second = t.take_interval();
+    assert_eq!(second.totals()[0], 3_000 + 20);
+    let live = second
+        .stacks
+        .iter()
+        .find(|s| s.outcome == Outcome::Unfinished)
+        .unwrap();
+    assert_eq!((live.costs.wall_ns, live.costs.tasks), (3_000, 1));
+
+    // It ends: its record is kept whole and only the rest is reported.
+    source.0.lock().unwrap().clear();
+    record(&TaskRecord {
+        outcome: Outcome::Cancelled,
+        wall_ns: 4_500,
+        ..long
+    });
+    let third = t.take_interval();
+    assert_eq!(third.totals()[0], 500);
+    assert!(third.stacks.iter().all(|s| s.outcome == Outcome::Cancelled));
+    t.uninstall();
+
+    // The whole run holds every task once, at full cost.
+    let whole = t.to_profile();
+    assert_eq!(whole.totals()[0], 10 + 20 + 4_500);
+    let sum: u64 = [first, second, third].iter().map(|p| p.totals()[0]).sum();
+    assert_eq!(sum, whole.totals()[0]);
+    drop(source);
 }

@@ -88,3 +88,226 @@ pub fn check_with_real_readers_in(path: &Path, ran_in: &Path) -> Vec<u64> {
     assert!(dot.starts_with("digraph"), "gprof2dot wrote no graph");
     totals
 }
+
+/// What `go tool pprof -raw` prints of a profile.
+#[derive(Debug, Default)]
+pub struct PprofRaw {
+    /// Sample types as `name/unit`, in order.
+    pub types: Vec<String>,
+    /// The type marked `[dflt]`.
+    pub default_type: String,
+    pub samples: Vec<PprofSample>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct PprofSample {
+    /// One value per sample type.
+    pub values: Vec<u64>,
+    /// Function names, outermost first.
+    pub stack: Vec<String>,
+    /// Labels as pprof prints them: `key:[value]`.
+    pub labels: Vec<String>,
+}
+
+impl PprofRaw {
+    /// The index of the sample type named `name`.
+    pub fn index(&self, name: &str) -> usize {
+        self.types
+            .iter()
+            .position(|t| t.split('/').next() == Some(name))
+            .unwrap_or_else(|| panic!("no sample type {name} in {:?}", self.types))
+    }
+
+    /// The sum over samples of the values of type `name`.
+    pub fn total(&self, name: &str) -> u64 {
+        let i = self.index(name);
+        self.samples.iter().map(|s| s.values[i]).sum()
+    }
+}
+
+fn go_pprof(args: &[&str], path: &Path) -> String {
+    let output = Command::new("go")
+        .args(["tool", "pprof"])
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("go tool pprof must be installed: apt-get install golang-go");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stderr.trim().is_empty(),
+        "go tool pprof {args:?} {}: {stderr}",
+        path.display()
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Runs `go tool pprof -raw` on `path`, which must succeed with nothing on
+/// stderr, and reads what it prints.
+pub fn pprof_raw(path: &Path) -> PprofRaw {
+    let text = go_pprof(&["-raw"], path);
+    let mut raw = PprofRaw::default();
+    let mut lines = text.lines().skip_while(|l| *l != "Samples:").skip(1);
+    let types = lines.next().expect("no sample types line");
+    for t in types.split_whitespace() {
+        match t.strip_suffix("[dflt]") {
+            Some(t) => {
+                raw.default_type = t.to_string();
+                raw.types.push(t.to_string());
+            }
+            None => raw.types.push(t.to_string()),
+        }
+    }
+    let mut locations_of: Vec<Vec<u64>> = Vec::new();
+    for line in lines.by_ref() {
+        if line == "Locations" {
+            break;
+        }
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        if trimmed.starts_with(|c: char| c.is_ascii_digit()) {
+            let (values, locations) = trimmed.split_once(':').expect("values: locations");
+            raw.samples.push(PprofSample {
+                values: values
+                    .split_whitespace()
+                    .map(|v| v.parse().unwrap())
+                    .collect(),
+                ..PprofSample::default()
+            });
+            locations_of.push(
+                locations
+                    .split_whitespace()
+                    .map(|v| v.parse().unwrap())
+                    .collect(),
+            );
+        } else {
+            let sample = raw.samples.last_mut().expect("a label before any sample");
+            sample.labels.push(trimmed.to_string());
+        }
+    }
+    // "     1: 0x0 M=1 [task] app::f (cancelled) /src/app.rs:27 s=0()"
+    let mut names = std::collections::HashMap::new();
+    for line in lines {
+        if line == "Mappings" {
+            break;
+        }
+        let (id, rest) = line.trim().split_once(": ").expect("id: location");
+        let rest = rest.split_once(" M=").map_or(rest, |(_, r)| r);
+        let rest = rest.split_once(' ').expect("mapping, then function").1;
+        let rest = &rest[..rest.rfind(" s=").expect("s=start line")];
+        let (name, _file_line) = rest.rsplit_once(' ').expect("name file:line");
+        names.insert(id.parse::<u64>().unwrap(), name.to_string());
+    }
+    for (sample, locations) in raw.samples.iter_mut().zip(locations_of) {
+        // pprof lists the leaf first.
+        sample.stack = locations.iter().rev().map(|id| names[id].clone()).collect();
+    }
+    raw
+}
+
+/// Runs `go tool pprof -top` on `path` for the sample type `index`, every
+/// node shown, and returns the total and each function's flat and
+/// cumulative value, in the type's base unit.
+pub fn pprof_top(
+    path: &Path,
+    index: &str,
+) -> (u64, std::collections::BTreeMap<String, (u64, u64)>) {
+    let sample_index = format!("-sample_index={index}");
+    let text = go_pprof(
+        &[
+            "-top",
+            "-unit=ns",
+            "-nodefraction=0",
+            "-nodecount=100000",
+            &sample_index,
+        ],
+        path,
+    );
+    let number = |s: &str| -> u64 {
+        s.trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {s:?} in\n{text}"))
+    };
+    let total = text
+        .lines()
+        .find_map(|l| l.split_once("Total samples = "))
+        .map(|(_, rest)| number(rest.split_whitespace().next().unwrap()))
+        .unwrap_or_else(|| panic!("no total in\n{text}"));
+    let mut rows = std::collections::BTreeMap::new();
+    for line in text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("flat  flat%"))
+        .skip(1)
+    {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let name = words[5..].join(" ");
+        rows.insert(name, (number(words[0]), number(words[3])));
+    }
+    (total, rows)
+}
+
+/// The frames of an inferno flame graph: each `<g>`'s `<title>`,
+/// `name (1,234 ns, 5.6%)`, as (name, count). The file must be well-formed
+/// XML.
+pub fn svg_frames(path: &Path) -> Vec<(String, u64)> {
+    use quick_xml::events::Event;
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut reader = quick_xml::Reader::from_str(&text);
+    let mut titles = Vec::new();
+    let mut in_title = false;
+    let mut title = String::new();
+    loop {
+        match reader.read_event() {
+            Err(e) => panic!("{} is not well-formed XML: {e}", path.display()),
+            Ok(Event::Eof) => break,
+            Ok(Event::Start(e)) if e.name().as_ref() == b"title" => {
+                in_title = true;
+                title.clear();
+            }
+            Ok(Event::End(e)) if e.name().as_ref() == b"title" => {
+                in_title = false;
+                titles.push(title.clone());
+            }
+            Ok(Event::Text(t)) if in_title => title.push_str(&t.decode().unwrap()),
+            Ok(Event::GeneralRef(r)) if in_title => {
+                let name = r.decode().unwrap();
+                match r.resolve_char_ref().unwrap() {
+                    Some(c) => title.push(c),
+                    None => title.push_str(
+                        quick_xml::escape::resolve_xml_entity(&name)
+                            .unwrap_or_else(|| panic!("unknown entity &{name};")),
+                    ),
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+    titles
+        .iter()
+        .filter_map(|t| {
+            // "name (1,234 ns, 5.6%)": the count is in the last parentheses.
+            let open = t.rfind(" (")?;
+            let inner = t[open + 2..].strip_suffix(')')?;
+            let count = inner.split(' ').next()?.replace(',', "");
+            Some((t[..open].to_string(), count.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Folded lines as (stack, value), checking each is `frames N`.
+pub fn folded_lines(path: &Path) -> Vec<(String, u64)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (stack, n) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("not `stack N`: {line:?}"));
+            let n = n
+                .parse()
+                .unwrap_or_else(|_| panic!("not an integer count: {line:?}"));
+            (stack.to_string(), n)
+        })
+        .collect()
+}

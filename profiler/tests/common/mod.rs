@@ -414,10 +414,11 @@ pub fn check_with_readers(path: &Path) -> Parsed {
 /// Records two finished tasks (one completed, one cancelled) at one stack,
 /// for tests that need a profile with something in it.
 pub fn some_records() {
-    use theseus_profiler::{record, spawn_stack, Outcome, TaskRecord};
+    use theseus_profiler::{record, spawn_stack, Outcome, TaskId, TaskRecord};
     let stack = spawn_stack(std::panic::Location::caller(), "app::job");
     for outcome in [Outcome::Completed, Outcome::Cancelled] {
         record(&TaskRecord {
+            id: TaskId::next(),
             stack,
             wall_ns: 1_000,
             busy_ns: 100,

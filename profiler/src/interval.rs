@@ -1,0 +1,296 @@
+//! Interval accounting: what each task cost within one interval of a
+//! long-running program, so that a profile can be cut off every minute
+//! without the memory growing and without counting anything twice.
+//!
+//! An interval's profile holds the tasks that ended in it and the tasks
+//! still running at its end (as ` (unfinished)`), each with its cost
+//! *within* the interval. A task that runs across a cut is reported live at
+//! that cut with its cost so far; what was reported is kept here, by
+//! [`TaskId`], and taken off when the task is next seen, live at a later
+//! cut or ended. So every duration and count (all events but `Tasks`) of
+//! the interval profiles adds up to the whole run's, and `Tasks` counts a
+//! task in every interval it had cost in. `IdleNs` adds up to within a
+//! nanosecond or two per task running across a cut: it is `wall - busy -
+//! sched`, three durations each rounded to the nanosecond, so a running
+//! task's idle time can read a little less at a later cut, and a piece is
+//! never negative.
+//!
+//! Memory is one entry per task running at the last cut, never per task
+//! run, and the finished tasks of an interval are summed by stack as they
+//! end, as always.
+//!
+//! # How a cut stays exact while tasks keep ending
+//!
+//! A record that might belong to a task reported at the last cut is kept
+//! whole (with its id) instead of being summed, so the next cut can take
+//! off what was reported: the recording thread asks its routing whether the
+//! id is among those reported, which is an empty check for programs that
+//! never cut. While a cut is under way every record is kept whole: the cut
+//! sees the live tasks at one moment and takes the finished ones a little
+//! later, and a task that ends in between is in both; its id tells. The
+//! executor takes a task out of its live list before handing over its
+//! record, so a task that the cut did not see live has not been summed
+//! under the old routing either. A task taken off the live list but not yet
+//! recorded at a cut (its thread was preempted in between) is neither live
+//! nor ended there: what was reported of it is kept for one more cut.
+
+use crate::aggregate::KeyHasher;
+use crate::{Aggregate, Costs, Outcome, TaskId, TaskRecord};
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
+use std::sync::Arc;
+
+type Hasher = BuildHasherDefault<KeyHasher>;
+
+/// The ids of tasks reported live at the last cut.
+pub(crate) type Reported = HashSet<TaskId, Hasher>;
+
+/// How a thread files the records of tasks that end: summed, or kept whole.
+#[derive(Default)]
+pub(crate) struct Routing {
+    /// A cut is under way: keep every record whole.
+    pub(crate) cutting: bool,
+    /// Keep whole the records of these tasks; `None` when there are none.
+    pub(crate) reported: Option<Arc<Reported>>,
+}
+
+impl Routing {
+    /// Whether the record of task `id` is to be kept whole.
+    #[inline]
+    pub(crate) fn keep_whole(&self, id: TaskId) -> bool {
+        self.cutting || self.reported.as_ref().is_some_and(|ids| ids.contains(&id))
+    }
+}
+
+/// Finished tasks not yet taken by a cut.
+#[derive(Default)]
+pub(crate) struct Finished {
+    /// Tasks summed by stack and outcome.
+    pub(crate) aggregate: Aggregate,
+    /// Records kept whole (see [`Routing`]).
+    pub(crate) whole: Vec<TaskRecord>,
+    pub(crate) routing: Routing,
+}
+
+impl Finished {
+    /// Files one finished task.
+    #[inline]
+    pub(crate) fn add(&mut self, rec: &TaskRecord, costs: &Costs) {
+        if self.routing.keep_whole(rec.id) {
+            self.whole.push(*rec);
+        } else {
+            self.aggregate.add(rec.stack, rec.outcome, costs);
+        }
+    }
+
+    /// Adds everything here, at full cost, to `into`.
+    pub(crate) fn add_to(&self, into: &mut Aggregate) {
+        into.merge(&self.aggregate);
+        for rec in &self.whole {
+            into.add_record(rec);
+        }
+    }
+
+    /// Moves everything of `other` here, keeping this routing.
+    pub(crate) fn absorb(&mut self, other: Finished) {
+        self.aggregate.merge(&other.aggregate);
+        self.whole.extend(other.whole);
+    }
+
+    /// Takes what was recorded, leaving the routing.
+    pub(crate) fn take(&mut self) -> Finished {
+        Finished {
+            aggregate: std::mem::take(&mut self.aggregate),
+            whole: std::mem::take(&mut self.whole),
+            routing: Routing::default(),
+        }
+    }
+}
+
+/// What was reported of each task live at the last cut.
+#[derive(Default)]
+pub(crate) struct Carry {
+    tasks: HashMap<TaskId, Carried, Hasher>,
+}
+
+struct Carried {
+    /// Costs so far, as reported.
+    costs: Costs,
+    /// Cuts this entry may still go unclaimed before it is dropped.
+    cuts_left: u8,
+}
+
+impl Carry {
+    /// The costs within the interval that ends now: `finished`, taken from
+    /// every thread since the last cut, and `live`, the tasks running now
+    /// (their costs so far). Remembers what was reported of the live ones.
+    pub(crate) fn cut(&mut self, finished: Finished, live: Vec<TaskRecord>) -> Aggregate {
+        let mut interval = finished.aggregate;
+        let mut ended: HashSet<TaskId, Hasher> = HashSet::default();
+        for rec in &finished.whole {
+            ended.insert(rec.id);
+            let mut costs = Costs::from_record(rec);
+            if let Some(reported) = self.tasks.remove(&rec.id) {
+                costs = costs.after(&reported.costs);
+            }
+            interval.add(rec.stack, rec.outcome, &costs);
+        }
+        let mut next: HashMap<TaskId, Carried, Hasher> = HashMap::default();
+        for rec in live {
+            // Seen running, then ended before its thread's records were
+            // taken: its record above is the whole story.
+            if ended.contains(&rec.id) {
+                continue;
+            }
+            let so_far = Costs::from_record(&rec);
+            let costs = match self.tasks.remove(&rec.id) {
+                Some(reported) => so_far.after(&reported.costs),
+                None => so_far,
+            };
+            interval.add(rec.stack, Outcome::Unfinished, &costs);
+            next.insert(
+                rec.id,
+                Carried {
+                    costs: so_far,
+                    cuts_left: 1,
+                },
+            );
+        }
+        for (id, mut carried) in self.tasks.drain() {
+            if carried.cuts_left > 0 {
+                carried.cuts_left -= 1;
+                next.insert(id, carried);
+            }
+        }
+        self.tasks = next;
+        interval
+    }
+
+    /// The ids whose records must be kept whole until the next cut.
+    pub(crate) fn reported(&self) -> Option<Arc<Reported>> {
+        (!self.tasks.is_empty()).then(|| Arc::new(self.tasks.keys().copied().collect()))
+    }
+
+    /// How many tasks are remembered: those running at the last cut.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.tasks.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StackId;
+
+    fn rec(id: u64, outcome: Outcome, wall: u64, busy: u64) -> TaskRecord {
+        TaskRecord {
+            id: TaskId(id),
+            stack: StackId(1),
+            wall_ns: wall,
+            busy_ns: busy,
+            sched_ns: 0,
+            polls: busy,
+            wakes: 0,
+            outcome,
+        }
+    }
+
+    fn finished(whole: Vec<TaskRecord>, summed: &[TaskRecord]) -> Finished {
+        let mut f = Finished::default();
+        for r in summed {
+            f.aggregate.add_record(r);
+        }
+        f.whole = whole;
+        f
+    }
+
+    fn costs(a: &Aggregate, outcome: Outcome) -> (u64, u64, u64) {
+        let c = a.get(StackId(1), outcome).unwrap_or_default();
+        (c.wall_ns, c.busy_ns, c.tasks)
+    }
+
+    #[test]
+    fn a_task_across_cuts_is_reported_once_in_pieces() {
+        let mut carry = Carry::default();
+        // Cut 1: task 7 has run 100 ns, busy 10; task 8 ended whole.
+        let i1 = carry.cut(
+            finished(vec![], &[rec(8, Outcome::Completed, 50, 5)]),
+            vec![rec(7, Outcome::Unfinished, 100, 10)],
+        );
+        assert_eq!(costs(&i1, Outcome::Unfinished), (100, 10, 1));
+        assert_eq!(costs(&i1, Outcome::Completed), (50, 5, 1));
+        assert!(carry.reported().unwrap().contains(&TaskId(7)));
+        // Cut 2: still running at 250 ns, busy 30.
+        let i2 = carry.cut(
+            Finished::default(),
+            vec![rec(7, Outcome::Unfinished, 250, 30)],
+        );
+        assert_eq!(costs(&i2, Outcome::Unfinished), (150, 20, 1));
+        // Cut 3: it ended at 400 ns, busy 31, recorded whole.
+        let i3 = carry.cut(
+            finished(vec![rec(7, Outcome::Cancelled, 400, 31)], &[]),
+            vec![],
+        );
+        assert_eq!(costs(&i3, Outcome::Cancelled), (150, 1, 1));
+        assert_eq!(costs(&i3, Outcome::Unfinished), (0, 0, 0));
+        assert_eq!(carry.len(), 0);
+        assert!(carry.reported().is_none());
+    }
+
+    #[test]
+    fn a_task_seen_live_and_ended_in_one_cut_counts_once() {
+        let mut carry = Carry::default();
+        let i = carry.cut(
+            finished(vec![rec(3, Outcome::Completed, 90, 9)], &[]),
+            vec![rec(3, Outcome::Unfinished, 80, 8)],
+        );
+        assert_eq!(costs(&i, Outcome::Completed), (90, 9, 1));
+        assert_eq!(costs(&i, Outcome::Unfinished), (0, 0, 0));
+        assert_eq!(carry.len(), 0);
+    }
+
+    #[test]
+    fn a_task_neither_live_nor_ended_is_remembered_for_one_more_cut() {
+        let mut carry = Carry::default();
+        carry.cut(
+            Finished::default(),
+            vec![rec(5, Outcome::Unfinished, 100, 10)],
+        );
+        // Off the live list, record not yet handed over.
+        let i = carry.cut(Finished::default(), vec![]);
+        assert!(i.is_empty());
+        assert!(carry.reported().unwrap().contains(&TaskId(5)));
+        let i = carry.cut(
+            finished(vec![rec(5, Outcome::Completed, 130, 12)], &[]),
+            vec![],
+        );
+        assert_eq!(costs(&i, Outcome::Completed), (30, 2, 1));
+        // An entry never claimed goes after one spare cut.
+        carry.cut(Finished::default(), vec![rec(6, Outcome::Unfinished, 1, 1)]);
+        carry.cut(Finished::default(), vec![]);
+        carry.cut(Finished::default(), vec![]);
+        assert_eq!(carry.len(), 0);
+    }
+
+    #[test]
+    fn routing_keeps_reported_tasks_and_everything_during_a_cut() {
+        let mut f = Finished::default();
+        let add = |f: &mut Finished, id| {
+            let r = rec(id, Outcome::Completed, 1, 1);
+            f.add(&r, &Costs::from_record(&r));
+        };
+        add(&mut f, 1);
+        assert_eq!((f.whole.len(), f.aggregate.len()), (0, 1));
+        f.routing.reported = Some(Arc::new([TaskId(2)].into_iter().collect()));
+        add(&mut f, 2);
+        add(&mut f, 3);
+        assert_eq!(f.whole.len(), 1);
+        f.routing.cutting = true;
+        add(&mut f, 4);
+        assert_eq!(f.whole.len(), 2);
+        let mut all = Aggregate::new();
+        f.add_to(&mut all);
+        assert_eq!(all.total().tasks, 4);
+    }
+}

@@ -1,0 +1,240 @@
+//! The terminal summary (`THESEUS_REPORT=1`): the stacks that took the most
+//! wall time, and how that time split into busy (polling), waiting for a
+//! worker (`SchedNs`) and idle (waiting for a wake), as a short aligned
+//! table on standard error, for the answer without opening a tool:
+//!
+//! ```text
+//! theseus: top 3 of 3 stacks by wall time (9.458 s over 53 tasks)
+//!      wall    busy   sched    idle  tasks  stack
+//!   4.380 s    0.6%   19.5%   79.9%     20  service::main > [task] service::client
+//!   3.355 s    0.5%    8.6%   90.9%     17  ... > service::accept_loop > [task] service::handle_connection
+//!  806.3 ms    0.0%    0.0%  100.0%      8  service::main > [task] service::refresh_cache
+//! ```
+//!
+//! Rows are the task stacks of the [`Profile`] merged where they print
+//! alike (the same names, as in the other formats), outcome suffix
+//! included, so cancelled tasks stand apart. CPU samples are not tasks and
+//! are left out. Percentages are of the row's wall time; a long stack is cut
+//! on the left, keeping its leaf.
+
+use crate::profile::{Event, Profile};
+use std::collections::HashMap;
+use std::io::{self, Write};
+
+/// How many rows the report shows.
+pub const ROWS: usize = 10;
+
+/// How many characters of a stack a row shows.
+const STACK_WIDTH: usize = 100;
+
+/// One row: a stack and its summed values.
+struct Row {
+    stack: String,
+    values: [u64; 5],
+}
+
+/// Writes the report of `profile`: at most [`ROWS`] stacks, by wall time.
+///
+/// ```
+/// use theseus_profiler::{report, Costs, Outcome, Profile, ProfileStack, ResolvedFrame};
+///
+/// let mut profile = Profile::empty();
+/// profile.stacks.push(ProfileStack {
+///     frames: vec![ResolvedFrame { function: "[task] app::serve".into(), file: "src/main.rs".into(), line: 9 }],
+///     outcome: Outcome::Completed,
+///     costs: Costs { wall_ns: 2_000_000, busy_ns: 500_000, sched_ns: 500_000, idle_ns: 1_000_000, polls: 4, wakes: 3, tasks: 2 },
+/// });
+/// let mut out = Vec::new();
+/// report::write(&mut out, &profile).unwrap();
+/// let text = String::from_utf8(out).unwrap();
+/// assert!(text.contains("2.000 ms   25.0%   25.0%   50.0%      2  [task] app::serve"), "{text}");
+/// ```
+pub fn write<W: Write + ?Sized>(out: &mut W, profile: &Profile) -> io::Result<()> {
+    let rows = rows(profile);
+    let totals = profile.totals();
+    let mut text = String::new();
+    text.push_str(&format!(
+        "theseus: top {} of {} stacks by wall time ({} over {} tasks)\n",
+        rows.len().min(ROWS),
+        rows.len(),
+        duration(totals[Event::WallNs.index()]),
+        totals[Event::Tasks.index()],
+    ));
+    text.push_str(&format!(
+        "{:>9} {:>7} {:>7} {:>7} {:>6}  stack\n",
+        "wall", "busy", "sched", "idle", "tasks"
+    ));
+    for row in rows.iter().take(ROWS) {
+        let [wall, busy, sched, idle, tasks] = row.values;
+        text.push_str(&format!(
+            "{:>9} {:>7} {:>7} {:>7} {:>6}  {}\n",
+            duration(wall),
+            percent(busy, wall),
+            percent(sched, wall),
+            percent(idle, wall),
+            tasks,
+            cut_left(&row.stack, STACK_WIDTH),
+        ));
+    }
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// The task stacks, merged by printed names, most wall time first (ties by
+/// name, so the order is stable).
+fn rows(profile: &Profile) -> Vec<Row> {
+    let mut rows: Vec<Row> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for sample in profile.samples() {
+        if sample.outcome.is_none() {
+            continue;
+        }
+        let names: Vec<&str> = sample.frames.iter().map(|f| f.name.as_str()).collect();
+        let stack = names.join(" > ");
+        let values = [
+            Event::WallNs,
+            Event::BusyNs,
+            Event::SchedNs,
+            Event::IdleNs,
+            Event::Tasks,
+        ]
+        .map(|e| sample.value(e));
+        match index.get(&stack) {
+            Some(&i) => {
+                for (total, v) in rows[i].values.iter_mut().zip(values) {
+                    *total = total.saturating_add(v);
+                }
+            }
+            None => {
+                index.insert(stack.clone(), rows.len());
+                rows.push(Row { stack, values });
+            }
+        }
+    }
+    rows.sort_by(|a, b| {
+        b.values[0]
+            .cmp(&a.values[0])
+            .then_with(|| a.stack.cmp(&b.stack))
+    });
+    rows
+}
+
+/// A duration in nanoseconds with four significant digits and a unit.
+fn duration(ns: u64) -> String {
+    let (value, unit) = match ns {
+        0..=999 => return format!("{ns} ns"),
+        1_000..=999_999 => (ns as f64 / 1e3, "µs"),
+        1_000_000..=999_999_999 => (ns as f64 / 1e6, "ms"),
+        _ => (ns as f64 / 1e9, "s"),
+    };
+    let decimals = match value {
+        v if v >= 100.0 => 1,
+        v if v >= 10.0 => 2,
+        _ => 3,
+    };
+    format!("{value:.decimals$} {unit}")
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "-".to_string();
+    }
+    format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+}
+
+/// `text` in at most `width` characters: cut on the left at a frame
+/// boundary where possible, so the leaf stays.
+fn cut_left(text: &str, width: usize) -> String {
+    let chars = text.chars().count();
+    if chars <= width {
+        return text.to_string();
+    }
+    let keep: String = text.chars().skip(chars - (width - 4)).collect();
+    let keep = match keep.find(" > ") {
+        Some(at) => &keep[at + 3..],
+        None => &keep[..],
+    };
+    format!("... > {keep}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Costs, Outcome, ProfileStack, ResolvedFrame};
+
+    fn stack(names: &[&str], outcome: Outcome, wall_ns: u64, busy_ns: u64) -> ProfileStack {
+        ProfileStack {
+            frames: names
+                .iter()
+                .map(|n| ResolvedFrame {
+                    function: n.to_string(),
+                    file: "src/lib.rs".to_string(),
+                    line: 1,
+                })
+                .collect(),
+            outcome,
+            costs: Costs {
+                wall_ns,
+                busy_ns,
+                idle_ns: wall_ns - busy_ns,
+                tasks: 1,
+                ..Costs::default()
+            },
+        }
+    }
+
+    #[test]
+    fn rows_are_merged_sorted_and_aligned() {
+        let profile = Profile {
+            stacks: vec![
+                stack(&["main", "[task] small"], Outcome::Completed, 1_500, 0),
+                stack(
+                    &["main", "[task] big"],
+                    Outcome::Completed,
+                    2_000_000_000,
+                    1,
+                ),
+                stack(
+                    &["main", "[task] big"],
+                    Outcome::Completed,
+                    1_000_000_000,
+                    0,
+                ),
+                stack(&["main", "[task] big"], Outcome::Cancelled, 7, 7),
+            ],
+            ..Profile::empty()
+        };
+        let mut out = Vec::new();
+        write(&mut out, &profile).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "theseus: top 3 of 3 stacks by wall time (3.000 s over 4 tasks)"
+        );
+        assert_eq!(lines[1], "     wall    busy   sched    idle  tasks  stack");
+        assert_eq!(
+            lines[2],
+            "  3.000 s    0.0%    0.0%  100.0%      2  main > [task] big"
+        );
+        assert_eq!(
+            lines[3],
+            " 1.500 µs    0.0%    0.0%  100.0%      1  main > [task] small"
+        );
+        assert_eq!(
+            lines[4],
+            "     7 ns  100.0%    0.0%    0.0%      1  main > [task] big (cancelled)"
+        );
+    }
+
+    #[test]
+    fn long_stacks_keep_their_leaf() {
+        let long = ["frame"; 40].join(" > ") + " > [task] leaf";
+        let cut = cut_left(&long, 60);
+        assert!(cut.chars().count() <= 60, "{cut}");
+        assert!(
+            cut.starts_with("... > frame") && cut.ends_with("[task] leaf"),
+            "{cut}"
+        );
+    }
+}
