@@ -3,8 +3,8 @@
 //! When a profile is written while tasks still run (a snapshot on SIGINT, or
 //! a [`theseus_profiler::Tracer`] written mid-run), each live task is shown
 //! with its costs so far. The registry is how the profiler reaches them: one
-//! entry per timed task that has waited at least once (see `timed`), and per
-//! blocking task, removed when the task ends.
+//! entry per timed task from its first poll (see `timed`), and per blocking
+//! task, removed when the task ends.
 //!
 //! It is sharded by the spawning thread so that spawns on different workers
 //! rarely touch the same lock. Untimed tasks are never registered.

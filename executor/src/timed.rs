@@ -137,6 +137,14 @@ fn poll_timed<F: Future>(
     // (see `Timed::poll`).
     let inner = unsafe { Pin::new_unchecked(inner) };
     let header = &cell.header;
+    // Registered when first polled, in the polling thread's shard, rather
+    // than at spawn in the spawner's: a short task then takes and leaves
+    // its entry on one thread, and no lock is shared between the thread
+    // that spawns and the one that runs. The price: a profile written
+    // mid-run does not show tasks still queued for their first poll.
+    if !cell.slot.is_registered() {
+        registry().insert(cell);
+    }
     let start = header.on_poll_start();
     let polled = {
         // The poll boundary: frames deeper than this local belong to the task.
@@ -147,16 +155,7 @@ fn poll_timed<F: Future>(
     };
     let end = header.on_poll_end(start);
     match polled {
-        Ok(Poll::Pending) => {
-            // Registered only once it waits: most tasks finish in their
-            // first poll and never touch the registry's locks. The price: a
-            // profile written mid-run does not show tasks still queued for
-            // their first poll (they count when they end).
-            if !cell.slot.is_registered() {
-                registry().insert(cell);
-            }
-            Poll::Pending
-        }
+        Ok(Poll::Pending) => Poll::Pending,
         Ok(Poll::Ready(value)) => {
             finish(cell, slot, Outcome::Completed, end);
             Poll::Ready(value)
