@@ -155,8 +155,13 @@ mod tests {
             assert!(crate::spawn_blocking(|| 1).await.is_ok());
         });
         assert_eq!(registry().len(), 0);
-        drop(runtime.spawn(std::future::pending::<()>()));
-        assert_eq!(registry().len(), 1);
+        let (polled, first_poll) = std::sync::mpsc::channel();
+        drop(runtime.spawn(async move {
+            polled.send(()).unwrap();
+            std::future::pending::<()>().await
+        }));
+        first_poll.recv().unwrap();
+        assert_eq!(registry().len(), 1, "a waiting task is live");
         drop(runtime);
         assert_eq!(registry().len(), 0, "shutdown left tasks behind");
         tracer.uninstall();
