@@ -86,8 +86,9 @@ impl Builder {
     }
 
     /// Starts the clock paused, as tokio's `start_paused`: timers advance
-    /// only when every task waits (current-thread runtimes; tokio's
-    /// `test-util` feature must be enabled, as for `#[tokio::test]`).
+    /// only when every task waits. Current-thread runtimes only, and it
+    /// needs theseus's `test-util` feature, as tokio's needs tokio's;
+    /// [`Builder::build`] says so otherwise.
     pub fn start_paused(&mut self, paused: bool) -> &mut Builder {
         self.start_paused = paused;
         self
@@ -142,6 +143,13 @@ impl Builder {
             .enable_all()
             .thread_name_fn(move || format!("{name}-{}", next.fetch_add(1, Ordering::Relaxed)));
         if self.start_paused {
+            if self.flavor == Flavor::MultiThread {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "start_paused needs a current-thread runtime (Builder::new_current_thread), \
+                     as tokio's does: paused time advances only when the one thread is idle",
+                ));
+            }
             start_paused(&mut tokio)?;
         }
         crate::tokio_tasks::install_hooks(&mut tokio);
