@@ -48,16 +48,18 @@ enum Workload {
     ChainedSpawn,
     SpawnJoin100k,
     TcpEcho,
+    HttpFast,
 }
 
 impl Workload {
-    const ALL: [Workload; 6] = [
+    const ALL: [Workload; 7] = [
         Workload::SpawnMany,
         Workload::YieldMany,
         Workload::PingPong,
         Workload::ChainedSpawn,
         Workload::SpawnJoin100k,
         Workload::TcpEcho,
+        Workload::HttpFast,
     ];
 
     fn name(self) -> &'static str {
@@ -68,6 +70,7 @@ impl Workload {
             Workload::ChainedSpawn => "chained_spawn (1000)",
             Workload::SpawnJoin100k => "spawn_join (100k from main)",
             Workload::TcpEcho => "tcp_echo (50 conns x 200 round trips)",
+            Workload::HttpFast => "http_fast (axum, 20 conns x 250 requests)",
         }
     }
 }
@@ -82,6 +85,7 @@ fn run_once<R: BenchRuntime>(runtime: &R, workload: Workload) {
         Workload::ChainedSpawn => runtime.block_on(workloads::chained_spawn(spawner)),
         Workload::SpawnJoin100k => runtime.block_on(workloads::spawn_join_100k(spawner)),
         Workload::TcpEcho => runtime.block_on(workloads::tcp_echo(spawner)),
+        Workload::HttpFast => runtime.block_on(workloads::http_fast(spawner)),
     }
 }
 

@@ -176,6 +176,66 @@ pub async fn tcp_echo<S: Spawner>(spawner: S) {
     acceptor.await;
 }
 
+/// An axum service over loopback: `/fast` answered at once. 20 client
+/// tasks each keep one connection alive and make 250 requests on it, one at
+/// a time. axum spawns one task per connection with `tokio::spawn`, so on
+/// theseus those tasks run on the same workers as theseus's own (and are
+/// profiled when built with `--cfg tokio_unstable`).
+pub async fn http_fast<S: Spawner>(spawner: S) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::{TcpListener, TcpStream};
+    const CONNECTIONS: usize = 20;
+    const REQUESTS: usize = 250;
+
+    async fn fast() -> &'static str {
+        "fast"
+    }
+    let app = axum::Router::new().route("/fast", axum::routing::get(fast));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = spawner.spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    let clients: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            spawner.spawn(async move {
+                let stream = TcpStream::connect(address).await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let mut stream = BufReader::new(stream);
+                let mut line = String::new();
+                let mut body = [0u8; 4];
+                for _ in 0..REQUESTS {
+                    stream
+                        .get_mut()
+                        .write_all(b"GET /fast HTTP/1.1\r\nHost: bench\r\n\r\n")
+                        .await
+                        .unwrap();
+                    loop {
+                        line.clear();
+                        stream.read_line(&mut line).await.unwrap();
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    stream.read_exact(&mut body).await.unwrap();
+                    assert_eq!(&body, b"fast");
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await;
+    }
+    stop.send(()).unwrap();
+    server.await;
+}
+
 /// How many spawn sites the churn uses.
 pub const CHURN_SITES: usize = 30;
 /// Tasks per churn wave: 10 parents, each with 99 children.
