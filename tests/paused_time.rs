@@ -15,7 +15,11 @@ async fn start_paused_skips_sleeps_when_every_task_waits() {
     });
     let woke = napper.await.unwrap();
     assert_eq!(woke - start, Duration::from_secs(3600));
-    assert!(wall.elapsed() < Duration::from_secs(5), "{:?}", wall.elapsed());
+    assert!(
+        wall.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        wall.elapsed()
+    );
 }
 
 /// The shape of mini-redis's `key_value_timeout` test: pause, then advance.

@@ -81,7 +81,11 @@ mod service {
     /// Sends one HTTP/1.1 GET and reads the response's body.
     async fn get_once(stream: &mut BufReader<TcpStream>, path: &str) -> String {
         let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
-        stream.get_mut().write_all(request.as_bytes()).await.unwrap();
+        stream
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .unwrap();
         let mut length = 0;
         loop {
             let mut line = String::new();

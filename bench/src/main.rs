@@ -16,6 +16,9 @@
 //! cargo run --release -p theseus-bench -- --count N --runtime R --workload spawn|poll
 //! ```
 //!
+//! `--stall` times how late a sleeping task wakes while another task holds a
+//! worker busy (see `stall.rs`).
+//!
 //! `--churn` runs 10 million short tasks from 30 spawn sites on each runtime,
 //! each in a process of its own, and reports time, resident memory and, with
 //! profiling on, the profile's size. `--intervals` runs 1 million short
@@ -30,6 +33,7 @@ mod churn;
 mod count;
 mod intervals;
 mod runtimes;
+mod stall;
 mod workloads;
 
 use runtimes::{AsyncExecutor, BenchRuntime, Kind, Theseus, Tokio};
@@ -123,6 +127,9 @@ enum Mode {
         kind: Kind,
         workload: count::Workload,
     },
+    Stall {
+        rounds: usize,
+    },
 }
 
 const USAGE: &str = "usage:
@@ -131,6 +138,7 @@ const USAGE: &str = "usage:
   theseus-bench --churn-one RUNTIME [--tasks N] [--workers N]
   theseus-bench --intervals [--count-intervals N] [--tasks N per interval] [--workers N]
   theseus-bench --count N --runtime RUNTIME --workload spawn|poll [--workers N]
+  theseus-bench --stall [--rounds N]
 RUNTIME is one of tokio, async-executor, theseus-off, theseus-on, theseus-full";
 
 fn parse_options() -> Result<(Mode, usize), String> {
@@ -145,6 +153,7 @@ fn parse_options() -> Result<(Mode, usize), String> {
     let mut count = None;
     let mut runtime = None;
     let mut workload = None;
+    let mut stall = false;
     let mut args = std::env::args().skip(1);
     fn number(flag: &str, value: String) -> Result<usize, String> {
         value.parse().map_err(|e| format!("{flag}: {e}"))
@@ -163,6 +172,7 @@ fn parse_options() -> Result<(Mode, usize), String> {
             "--count" => count = Some(number(&flag, value("a number")?)?),
             "--runtime" => runtime = Some(Kind::parse(&value("a runtime")?)?),
             "--workload" => workload = Some(count::Workload::parse(&value("spawn or poll")?)?),
+            "--stall" => stall = true,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0)
@@ -170,7 +180,9 @@ fn parse_options() -> Result<(Mode, usize), String> {
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
     }
-    let mode = if let Some(n) = count {
+    let mode = if stall {
+        Mode::Stall { rounds }
+    } else if let Some(n) = count {
         Mode::Count {
             n,
             kind: runtime.ok_or("--count needs --runtime")?,
@@ -206,7 +218,7 @@ fn parse_options() -> Result<(Mode, usize), String> {
     Ok((mode, workers))
 }
 
-fn median(samples: &mut [Duration]) -> Duration {
+pub(crate) fn median(samples: &mut [Duration]) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
 }
@@ -229,6 +241,10 @@ fn main() {
         Mode::Intervals { intervals, tasks } => intervals::run(intervals, tasks, workers),
         Mode::Count { n, kind, workload } => {
             count::run(kind, workload, n, workers);
+            Ok(())
+        }
+        Mode::Stall { rounds } => {
+            stall::run(rounds);
             Ok(())
         }
     };
