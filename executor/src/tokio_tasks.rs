@@ -225,6 +225,9 @@ mod hooks {
     const TOKIO_TASK: &str = "tokio::spawn";
 
     fn before_poll(meta: &TaskMeta<'_>) {
+        if !theseus_profiler::is_active() {
+            return;
+        }
         let Some(cell) = shard(meta.id()).get(&meta.id()).cloned() else {
             return;
         };
