@@ -46,7 +46,9 @@ fn theseus_and_tokio_metrics_agree_on_the_same_tasks() {
             let mut handlers = Vec::new();
             for _ in 0..CONNECTIONS {
                 let (stream, _) = listener.accept().await.unwrap();
-                handlers.push(theseus::spawn(watched.instrument(handle_connection(stream))));
+                handlers.push(theseus::spawn(
+                    watched.instrument(handle_connection(stream)),
+                ));
             }
             for handler in handlers {
                 handler.await.unwrap();
@@ -84,8 +86,8 @@ fn theseus_and_tokio_metrics_agree_on_the_same_tasks() {
     let ours = |event| profile.self_of(leaf, event);
     let theirs_polls = metrics.total_poll_count;
     let theirs_busy = metrics.total_poll_duration.as_nanos() as u64;
-    let theirs_sched = (metrics.total_scheduled_duration + metrics.total_first_poll_delay)
-        .as_nanos() as u64;
+    let theirs_sched =
+        (metrics.total_scheduled_duration + metrics.total_first_poll_delay).as_nanos() as u64;
     println!(
         "polls: theseus {} tokio-metrics {theirs_polls}; busy: theseus {:.2} ms, tokio-metrics {:.2} ms; \
          waiting for a worker: theseus {:.2} ms, tokio-metrics {:.2} ms",
@@ -100,7 +102,10 @@ fn theseus_and_tokio_metrics_agree_on_the_same_tasks() {
     // theseus times its wrapper around tokio-metrics' wrapper, so its polls
     // hold theirs plus a few clock reads each.
     let busy = ours("BusyNs") as f64 / theirs_busy as f64;
-    assert!((1.0..1.10).contains(&busy), "BusyNs / poll duration = {busy:.3}");
+    assert!(
+        (1.0..1.10).contains(&busy),
+        "BusyNs / poll duration = {busy:.3}"
+    );
     // Both time from the wake to the poll, through wakers a call apart:
     // they agree to well within 10% (0.1% in a run here), plus 5 ms for
     // clock reads preempted on a loaded machine.
