@@ -32,6 +32,8 @@
 //! (`THESEUS_SAMPLE_HZ`) does exactly that and writes the result as the
 //! `CpuNs` event of the same profile.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod aggregate;
 pub mod callgrind;
 pub mod config;

@@ -353,9 +353,9 @@ fn create_membership(running: &Running) -> io::Result<Membership> {
 /// A timer on this thread's CPU-time clock that sends `signal` to this
 /// thread every `period_ns` of its CPU time.
 fn thread_cpu_timer(signal: c_int, period_ns: u64) -> io::Result<Timer> {
+    let mut id: libc::timer_t = ptr::null_mut();
     // SAFETY: a zeroed sigevent is valid; the fields set are those
     // SIGEV_THREAD_ID reads. `timer_create` writes the id on success only.
-    let mut id: libc::timer_t = ptr::null_mut();
     unsafe {
         let mut event: libc::sigevent = std::mem::zeroed();
         event.sigev_notify = libc::SIGEV_THREAD_ID;
