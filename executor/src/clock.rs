@@ -53,6 +53,7 @@ pub(crate) fn init() {
 }
 
 /// A timestamp in raw ticks. Never 0, so 0 can mean "unset".
+#[cfg(not(theseus_loom))]
 #[inline]
 pub(crate) fn now() -> u64 {
     #[cfg(target_arch = "x86_64")]
@@ -65,6 +66,7 @@ pub(crate) fn now() -> u64 {
 
 /// Nanoseconds from `start` to `end` (two [`now`] readings); 0 if `end` is
 /// not after `start`, as across cores whose counters differ by a few ticks.
+#[cfg(not(theseus_loom))]
 #[inline]
 pub(crate) fn nanos_between(start: u64, end: u64) -> u64 {
     if end <= start {
@@ -73,7 +75,33 @@ pub(crate) fn nanos_between(start: u64, end: u64) -> u64 {
     clock().delta_as_nanos(start, end)
 }
 
-#[cfg(test)]
+#[cfg(theseus_loom)]
+pub(crate) use loom_clock::{nanos_between, now};
+
+/// The clock of the loom models (`header::loom_models`): a counter that
+/// every reading advances by one tick, and a tick is a nanosecond. It is
+/// new in each execution loom explores, so timestamps are deterministic;
+/// they are increasing, and ordered as the readings are, as a real clock's
+/// are; and each reading is a step at which loom may switch threads, as a
+/// real thread may be preempted between reading the clock and using it.
+#[cfg(theseus_loom)]
+mod loom_clock {
+    use loom::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+    loom::lazy_static! {
+        static ref TICKS: AtomicU64 = AtomicU64::new(0);
+    }
+
+    pub(crate) fn now() -> u64 {
+        TICKS.fetch_add(1, Relaxed) + 1
+    }
+
+    pub(crate) fn nanos_between(start: u64, end: u64) -> u64 {
+        end.saturating_sub(start)
+    }
+}
+
+#[cfg(all(test, not(theseus_loom)))]
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};

@@ -21,7 +21,8 @@
 //! poll ever crosses to the profiler.
 
 use crate::clock;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::sync::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use theseus_profiler::{Outcome, StackId, TaskId, TaskRecord};
 
 /// `scheduled_at` while nothing is pending.
@@ -187,7 +188,7 @@ fn bump(counter: &AtomicU64, by: u64) {
     counter.store(counter.load(Relaxed) + by, Relaxed);
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(theseus_loom)))]
 mod tests {
     use super::*;
 
