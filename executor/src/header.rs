@@ -1,8 +1,8 @@
 //! The per-task header: the cheap home of a task's timestamps and counters.
 //!
 //! Everything the profiler needs about one task lives here, in atomics that
-//! the task's poller writes with plain relaxed loads and stores (tokio never
-//! polls one task on two threads at once) and that any thread may read, so a
+//! the task's poller writes with plain loads and stores (tokio never polls
+//! one task on two threads at once) and that any thread may read, so a
 //! profile written mid-run can show a live task's costs so far.
 //!
 //! Three moments are timed:
@@ -17,12 +17,20 @@
 //!   schedule is `SchedNs`.
 //! - **a poll's end** ([`Header::on_poll_end`]): the poll's length is `BusyNs`.
 //!
+//! A schedule never counts from a moment the task was running: a wake that
+//! read the clock before a poll ended, but landed after it, is scheduled at
+//! that poll's end.
+//!
 //! When the task ends, the header becomes one [`TaskRecord`]: nothing per
-//! poll ever crosses to the profiler.
+//! poll ever crosses to the profiler. A record read mid-run ([`Header::record`])
+//! never counts one moment twice, as both busy and waiting, or a poll as
+//! both done and in progress: the poller writes in an order, with three
+//! release stores (plain stores on x86), that the reader reads back in
+//! reverse.
 
 use crate::clock;
 use crate::sync::AtomicU64;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use theseus_profiler::{Outcome, StackId, TaskId, TaskRecord};
 
 /// `scheduled_at` while nothing is pending.
@@ -97,14 +105,13 @@ impl Header {
         let now = clock::now();
         // A swap, not a load and a store: a wake racing with this poll's
         // start must either be consumed here or stay pending for the next.
-        let scheduled = match self.scheduled_at.swap(NOT_SCHEDULED, Relaxed) {
-            AT_POLL_END => self.poll_ended.load(Relaxed),
-            at => at,
-        };
-        if scheduled != NOT_SCHEDULED {
-            bump(&self.sched_ns, clock::nanos_between(scheduled, now));
-        }
+        let scheduled = self.scheduled_at.swap(NOT_SCHEDULED, Relaxed);
+        // Before `sched_ns`, for `record`.
         self.poll_started.store(now, Relaxed);
+        if scheduled != NOT_SCHEDULED {
+            let ready = ready_at(scheduled, self.poll_ended.load(Relaxed));
+            bump_published(&self.sched_ns, clock::nanos_between(ready, now));
+        }
         now
     }
 
@@ -124,9 +131,9 @@ impl Header {
             None if first => clock::nanos_between(self.spawned_at, now),
             None => 0,
         };
-        bump(&self.sched_ns, waited);
         self.scheduled_at.store(NOT_SCHEDULED, Relaxed);
         self.poll_started.store(now, Relaxed);
+        bump_published(&self.sched_ns, waited);
         now
     }
 
@@ -134,38 +141,39 @@ impl Header {
     #[inline]
     pub(crate) fn on_poll_end(&self, start: u64) -> u64 {
         let now = clock::now();
-        bump(&self.busy_ns, clock::nanos_between(start, now));
-        bump(&self.polls, 1);
+        // In this order, for `record`.
         self.poll_ended.store(now, Relaxed);
-        self.poll_started.store(0, Relaxed);
-        // A wake that read the clock just before this poll began, but
-        // landed after it: the task could not run again before now.
-        let scheduled = self.scheduled_at.load(Relaxed);
-        if scheduled != NOT_SCHEDULED && scheduled != AT_POLL_END && scheduled < now {
-            let _ = self
-                .scheduled_at
-                .compare_exchange(scheduled, AT_POLL_END, Relaxed, Relaxed);
-        }
+        self.poll_started.store(0, Release);
+        bump_published(&self.busy_ns, clock::nanos_between(start, now));
+        bump(&self.polls, 1);
         now
     }
 
     /// The record of this task as of `now` (a [`clock::now`] reading).
+    ///
+    /// Read while the task runs, it may miss, for that instant, the poll or
+    /// the wait that is just ending, never count it twice: once `busy_ns`
+    /// holds a poll, `poll_started` no longer shows it; once `sched_ns`
+    /// holds a wait, `scheduled_at` no longer does; once `poll_started`
+    /// shows a poll ended, `poll_ended` is its end (the poller's release
+    /// stores of all three, the acquire loads here).
     pub(crate) fn record(&self, outcome: Outcome, now: u64) -> TaskRecord {
-        let mut busy_ns = self.busy_ns.load(Relaxed);
-        let mut sched_ns = self.sched_ns.load(Relaxed);
+        let mut busy_ns = self.busy_ns.load(Acquire);
+        let mut sched_ns = self.sched_ns.load(Acquire);
         // A live task may be mid-poll or waiting in a queue: count that too.
-        let poll_started = self.poll_started.load(Relaxed);
+        let poll_started = self.poll_started.load(Acquire);
         if poll_started != 0 {
             busy_ns += clock::nanos_between(poll_started, now);
         } else {
-            let scheduled = match self.scheduled_at.load(Relaxed) {
-                AT_POLL_END => self.poll_ended.load(Relaxed),
-                at => at,
-            };
             // A task dropped while queued (cancelled at shutdown) waited
             // for a worker until then.
-            if scheduled != NOT_SCHEDULED {
-                sched_ns += clock::nanos_between(scheduled, now);
+            let ready = match self.scheduled_at.load(Relaxed) {
+                NOT_SCHEDULED => NOT_SCHEDULED,
+                at => ready_at(at, self.poll_ended.load(Relaxed)),
+            };
+            // (Not when scheduled at the end of a first poll still running.)
+            if ready != NOT_SCHEDULED {
+                sched_ns += clock::nanos_between(ready, now);
             }
         }
         TaskRecord {
@@ -181,11 +189,30 @@ impl Header {
     }
 }
 
+/// When the task became ready to run for a schedule made at `at` (not
+/// `NOT_SCHEDULED`), given the end of its last poll: not before that end,
+/// which matters for a wake that read the clock before the poll ended but
+/// landed after (or during the poll, `AT_POLL_END`).
+#[inline]
+fn ready_at(at: u64, poll_ended: u64) -> u64 {
+    match at {
+        AT_POLL_END => poll_ended,
+        at => at.max(poll_ended),
+    }
+}
+
 /// Adds to a counter that has one writer at a time: a load and a store, no
 /// locked read-modify-write on the hot path.
 #[inline]
 fn bump(counter: &AtomicU64, by: u64) {
     counter.store(counter.load(Relaxed) + by, Relaxed);
+}
+
+/// [`bump`], publishing the writer's earlier stores to a reader that loads
+/// the counter with `Acquire` ([`Header::record`]). A plain store on x86.
+#[inline]
+fn bump_published(counter: &AtomicU64, by: u64) {
+    counter.store(counter.load(Relaxed) + by, Release);
 }
 
 #[cfg(all(test, not(theseus_loom)))]
@@ -222,6 +249,31 @@ mod tests {
             "{record:?}"
         );
         assert_eq!(record.wakes, 1);
+    }
+
+    #[test]
+    fn a_wake_that_lands_after_a_poll_waits_from_its_end() {
+        let header = Header::new(StackId::ROOT);
+        // The waker reads the clock before the poll starts...
+        let woken_at = clock::now();
+        let start = header.on_poll_start();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let end = header.on_poll_end(start);
+        // ...and its compare-exchange lands after the poll has ended.
+        let waited_before = header.sched_ns.load(Relaxed);
+        assert!(header
+            .scheduled_at
+            .compare_exchange(NOT_SCHEDULED, woken_at, Relaxed, Relaxed)
+            .is_ok());
+        let pending = header.record(Outcome::Unfinished, clock::now());
+        let next = header.on_poll_start();
+        let waited = header.sched_ns.load(Relaxed) - waited_before;
+        // Waiting began at the poll's end, not during the poll.
+        assert!(waited <= clock::nanos_between(end, next), "{waited}");
+        assert!(
+            pending.busy_ns + pending.sched_ns <= pending.wall_ns,
+            "{pending:?}"
+        );
     }
 
     #[test]
