@@ -26,7 +26,7 @@
 //! never counts one moment twice, as both busy and waiting, or a poll as
 //! both done and in progress: the poller writes in an order, with three
 //! release stores (plain stores on x86), that the reader reads back in
-//! reverse.
+//! reverse. The protocol is checked by loom models (`loom_models`).
 
 use crate::clock;
 use crate::sync::AtomicU64;
@@ -57,6 +57,11 @@ pub(crate) struct Header {
     sched_ns: AtomicU64,
     polls: AtomicU64,
     wakes: AtomicU64,
+    /// Under loom only: the schedules that poll starts took, for the
+    /// models to check that each is taken once (a std atomic: bookkeeping
+    /// of the model, not a step loom should interleave).
+    #[cfg(theseus_loom)]
+    taken: std::sync::atomic::AtomicU64,
 }
 
 impl Header {
@@ -74,6 +79,8 @@ impl Header {
             sched_ns: AtomicU64::new(0),
             polls: AtomicU64::new(0),
             wakes: AtomicU64::new(0),
+            #[cfg(theseus_loom)]
+            taken: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -111,6 +118,8 @@ impl Header {
         if scheduled != NOT_SCHEDULED {
             let ready = ready_at(scheduled, self.poll_ended.load(Relaxed));
             bump_published(&self.sched_ns, clock::nanos_between(ready, now));
+            #[cfg(theseus_loom)]
+            self.taken.fetch_add(1, Relaxed);
         }
         now
     }
@@ -214,6 +223,9 @@ fn bump(counter: &AtomicU64, by: u64) {
 fn bump_published(counter: &AtomicU64, by: u64) {
     counter.store(counter.load(Relaxed) + by, Release);
 }
+
+#[cfg(all(test, theseus_loom))]
+mod loom_models;
 
 #[cfg(all(test, not(theseus_loom)))]
 mod tests {
