@@ -8,11 +8,12 @@
 //! cargo run --release -p theseus-bench -- [--rounds N] [--workers N] [--only NAME]
 //! ```
 //!
-//! Two more modes:
+//! More modes:
 //!
 //! ```text
 //! cargo run --release -p theseus-bench -- --churn [--tasks N] [--workers N]
 //! cargo run --release -p theseus-bench -- --intervals [--count-intervals N] [--tasks N] [--workers N]
+//! cargo run --release -p theseus-bench -- --deep N [--workers N]
 //! cargo run --release -p theseus-bench -- --count N --runtime R --workload spawn|poll
 //! ```
 //!
@@ -25,12 +26,14 @@
 //! tasks per interval (`--tasks`) over 30 intervals (`--count-intervals`)
 //! under a profiling session, writes each interval's profile as
 //! `THESEUS_INTERVAL` does, and reports the resident size after each.
-//! `--count` does exactly N spawns (or N
-//! polls) and nothing else, for counting instructions under valgrind; see
+//! `--deep` runs a chain of N tasks, each spawning and awaiting the next,
+//! and reports how long the profile takes to write and the peak memory.
+//! `--count` does exactly N spawns (or N polls) and nothing else, for counting instructions under valgrind; see
 //! `bench/instructions.sh`.
 
 mod churn;
 mod count;
+mod deep;
 mod intervals;
 mod runtimes;
 mod stall;
@@ -122,6 +125,13 @@ enum Mode {
         intervals: usize,
         tasks: usize,
     },
+    Deep {
+        depth: u32,
+    },
+    DeepOne {
+        kind: Kind,
+        depth: u32,
+    },
     Count {
         n: usize,
         kind: Kind,
@@ -137,6 +147,8 @@ const USAGE: &str = "usage:
   theseus-bench --churn [--tasks N] [--workers N]
   theseus-bench --churn-one RUNTIME [--tasks N] [--workers N]
   theseus-bench --intervals [--count-intervals N] [--tasks N per interval] [--workers N]
+  theseus-bench --deep N [--workers N]
+  theseus-bench --deep-one RUNTIME --depth N [--workers N]
   theseus-bench --count N --runtime RUNTIME --workload spawn|poll [--workers N]
   theseus-bench --stall [--rounds N]
 RUNTIME is one of tokio, async-executor, theseus-off, theseus-on, theseus-full";
@@ -151,6 +163,8 @@ fn parse_options() -> Result<(Mode, usize), String> {
     let mut intervals = false;
     let mut count_intervals = 30;
     let mut count = None;
+    let mut deep = None;
+    let mut deep_one = None;
     let mut runtime = None;
     let mut workload = None;
     let mut stall = false;
@@ -169,6 +183,11 @@ fn parse_options() -> Result<(Mode, usize), String> {
             "--tasks" => tasks = Some(number(&flag, value("a number")?)?),
             "--intervals" => intervals = true,
             "--count-intervals" => count_intervals = number(&flag, value("a number")?)?,
+            "--deep" | "--depth" => {
+                let depth = number(&flag, value("a number")?)?;
+                deep = Some(u32::try_from(depth).map_err(|_| format!("{flag}: too deep"))?);
+            }
+            "--deep-one" => deep_one = Some(Kind::parse(&value("a runtime")?)?),
             "--count" => count = Some(number(&flag, value("a number")?)?),
             "--runtime" => runtime = Some(Kind::parse(&value("a runtime")?)?),
             "--workload" => workload = Some(count::Workload::parse(&value("spawn or poll")?)?),
@@ -193,6 +212,13 @@ fn parse_options() -> Result<(Mode, usize), String> {
             intervals: count_intervals,
             tasks: tasks.unwrap_or(1_000_000),
         }
+    } else if let Some(kind) = deep_one {
+        Mode::DeepOne {
+            kind,
+            depth: deep.ok_or("--deep-one needs --depth")?,
+        }
+    } else if let Some(depth) = deep {
+        Mode::Deep { depth }
     } else if let Some(kind) = churn_one {
         Mode::ChurnOne {
             kind,
@@ -234,6 +260,8 @@ fn main() {
             Ok(())
         }
         Mode::Churn { tasks } => churn::all(tasks, workers),
+        Mode::Deep { depth } => deep::all(depth, workers),
+        Mode::DeepOne { kind, depth } => deep::one(kind, depth, workers),
         Mode::ChurnOne { kind, tasks } => {
             churn::one(kind, tasks, workers);
             Ok(())

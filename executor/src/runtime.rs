@@ -307,7 +307,7 @@ where
     if !theseus_profiler::is_active() {
         return JoinHandle::new(tokio.spawn_blocking(f));
     }
-    let stack = theseus_profiler::spawn_stack(location, std::any::type_name::<F>());
+    let stack = theseus_profiler::spawn_blocking_stack(location, std::any::type_name::<F>());
     let task = TimedBlocking::new(stack, f);
     JoinHandle::new(crate::tokio_tasks::spawning_theseus_task(|| {
         tokio.spawn_blocking(move || task.run())

@@ -71,15 +71,16 @@ mod tests {
 
     #[test]
     fn stacks_that_print_alike_merge_and_zeros_go() {
-        let profile = Profile {
-            stacks: vec![
+        let profile = Profile::from_stacks(
+            &[
                 stack(&["main", "[task] a<[u8; 4]>"], Outcome::Completed, 5),
                 stack(&["main", "[task] a<[u8; 4]>"], Outcome::Completed, 7),
                 stack(&["main", "[task] a<[u8; 4]>"], Outcome::Cancelled, 1),
                 stack(&["main", "[task] b"], Outcome::Completed, 0),
             ],
-            ..Profile::empty()
-        };
+            &[],
+            false,
+        );
         let mut out = Vec::new();
         write(&mut out, &profile, Event::WallNs).unwrap();
         assert_eq!(

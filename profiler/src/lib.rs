@@ -51,6 +51,7 @@ pub mod signal;
 pub mod snapshots;
 mod stack;
 mod tracer;
+mod tree;
 
 pub use aggregate::{Aggregate, Costs};
 pub use callgrind::{write_callgrind, write_callgrind_with_cpu};
@@ -60,11 +61,13 @@ pub use output::{Destination, Session};
 pub use profile::{CpuStack, Event, Header, ParseEventError, Profile, ProfileStack, Sample};
 pub use sampler::Sampler;
 pub use tracer::Tracer;
+pub use tree::{NodeId, ProfileTree};
 
 pub use record::{is_active, record, register_live_tasks, LiveTasks, Outcome, TaskId, TaskRecord};
 pub use stack::{
     capture_mode, interned_nodes, poll_boundary, set_capture_mode, ParseCaptureModeError,
 };
 pub use stack::{
-    current_stack, enter_poll, resolve, spawn_stack, CaptureMode, PollScope, ResolvedFrame, StackId,
+    current_stack, enter_poll, resolve, spawn_blocking_stack, spawn_stack, CaptureMode, PollScope,
+    ResolvedFrame, StackId,
 };

@@ -7,6 +7,13 @@
 //! theseus's sampler ([`CpuStack`]); the process details; and the span of
 //! time it covers. Writers do not see aggregates, stack ids or symbols.
 //!
+//! The stacks are kept in a [`ProfileTree`], which shares their prefixes:
+//! a chain of tasks each spawned by the one before, `n` deep, is `n` stacks
+//! of average depth `n / 2`, and kept one by one they would take time and
+//! memory quadratic in `n`. The callgrind writer reads the tree directly;
+//! formats that print every stack in full ([`Profile::samples`]) pay for
+//! the repetition themselves.
+//!
 //! [`Profile::samples`] is the step every writer shares: it turns each
 //! stack into a [`Sample`] of printable frames (names on one line, at most
 //! [`MAX_NAME_LEN`] bytes, an empty stack shown as [`UNKNOWN_TASK`]) whose
@@ -16,7 +23,7 @@
 //! report all show the same logical stacks under the same names, and their
 //! numbers agree.
 
-use crate::{Costs, Outcome, ResolvedFrame};
+use crate::{Costs, Outcome, ProfileTree, ResolvedFrame};
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
@@ -288,7 +295,7 @@ impl Sample {
 ///     line,
 /// };
 /// let mut profile = Profile::empty();
-/// profile.stacks.push(ProfileStack {
+/// profile.push_stack(ProfileStack {
 ///     frames: vec![frame("app::main", 3), frame("[task] app::work", 4)],
 ///     outcome: Outcome::Cancelled,
 ///     costs: Costs { wall_ns: 900, busy_ns: 100, sched_ns: 50, idle_ns: 750, polls: 2, wakes: 1, tasks: 1 },
@@ -301,10 +308,9 @@ impl Sample {
 pub struct Profile {
     /// The process the profile is of.
     pub header: Header,
-    /// The tasks, by stack and outcome.
-    pub stacks: Vec<ProfileStack>,
-    /// CPU samples of theseus's sampler, by stack.
-    pub cpu: Vec<CpuStack>,
+    /// The tasks, by stack and outcome, and the CPU samples of theseus's
+    /// sampler, by stack.
+    pub tree: ProfileTree,
     /// Whether the sampler ran: then [`Event::CpuNs`] is one of the
     /// profile's events, even with no sample in it.
     pub sampled: bool,
@@ -319,12 +325,45 @@ impl Profile {
     pub fn empty() -> Profile {
         Profile {
             header: Header::current(),
-            stacks: Vec::new(),
-            cpu: Vec::new(),
+            tree: ProfileTree::new(),
             sampled: false,
             start: SystemTime::now(),
             duration: Duration::ZERO,
         }
+    }
+
+    /// A profile of `stacks` and `cpu`, of this process, starting now;
+    /// [`Profile::sampled`] when `sampled`.
+    pub fn from_stacks(stacks: &[ProfileStack], cpu: &[CpuStack], sampled: bool) -> Profile {
+        Profile {
+            tree: ProfileTree::from_stacks(stacks, cpu),
+            sampled,
+            ..Profile::empty()
+        }
+    }
+
+    /// Adds the costs of tasks that share a stack and outcome.
+    pub fn push_stack(&mut self, stack: ProfileStack) {
+        let node = self.tree.node_of(&stack.frames);
+        self.tree.add_tasks(node, stack.outcome, stack.costs);
+    }
+
+    /// Adds CPU time sampled on a stack.
+    pub fn push_cpu(&mut self, sample: CpuStack) {
+        let node = self.tree.node_of(&sample.frames);
+        self.tree.add_cpu(node, sample.cpu_ns);
+    }
+
+    /// The tasks, by stack and outcome, each stack in full, in the order
+    /// they were added.
+    pub fn stacks(&self) -> Vec<ProfileStack> {
+        self.tree.stacks()
+    }
+
+    /// The CPU samples, by stack, each in full, in the order they were
+    /// added.
+    pub fn cpu(&self) -> Vec<CpuStack> {
+        self.tree.cpu_stacks()
     }
 
     /// The events this profile has: the task events, and [`Event::CpuNs`]
@@ -342,28 +381,26 @@ impl Profile {
     /// names from different spawn sites), and each writer merges as its
     /// format needs.
     pub fn samples(&self) -> Vec<Sample> {
-        let mut samples = Vec::with_capacity(self.stacks.len() + self.cpu.len());
-        for stack in &self.stacks {
-            let mut frames = clean_frames(&stack.frames);
-            let suffix = outcome_suffix(stack.outcome);
+        let tree = &self.tree;
+        let mut samples = Vec::with_capacity(tree.tasks().len() + tree.cpu().len());
+        for &(node, outcome, costs) in tree.tasks() {
+            let mut frames = clean_frames(&tree.frames(node));
+            let suffix = outcome_suffix(outcome);
             if !suffix.is_empty() {
                 let leaf = frames.last_mut().expect("clean_frames never returns none");
                 leaf.name = clean_name(&format!("{}{suffix}", leaf.name));
             }
-            let c = &stack.costs;
             samples.push(Sample {
                 frames,
-                outcome: Some(stack.outcome),
-                values: [
-                    c.wall_ns, c.busy_ns, c.sched_ns, c.idle_ns, c.polls, c.wakes, c.tasks, 0,
-                ],
+                outcome: Some(outcome),
+                values: task_values(&costs),
             });
         }
-        for sample in &self.cpu {
+        for &(node, cpu_ns) in tree.cpu() {
             let mut values = [0; EVENT_COUNT];
-            values[Event::CpuNs.index()] = sample.cpu_ns;
+            values[Event::CpuNs.index()] = cpu_ns;
             samples.push(Sample {
-                frames: clean_frames(&sample.frames),
+                frames: clean_frames(&tree.frames(node)),
                 outcome: None,
                 values,
             });
@@ -374,21 +411,24 @@ impl Profile {
     /// The sum of every stack's values.
     pub fn totals(&self) -> [u64; EVENT_COUNT] {
         let mut totals = [0u64; EVENT_COUNT];
-        for stack in &self.stacks {
-            let c = &stack.costs;
-            let values = [
-                c.wall_ns, c.busy_ns, c.sched_ns, c.idle_ns, c.polls, c.wakes, c.tasks,
-            ];
-            for (total, v) in totals.iter_mut().zip(values) {
+        for (_, _, costs) in self.tree.tasks() {
+            for (total, v) in totals.iter_mut().zip(task_values(costs)) {
                 *total = total.saturating_add(v);
             }
         }
         let cpu = &mut totals[Event::CpuNs.index()];
-        for sample in &self.cpu {
-            *cpu = cpu.saturating_add(sample.cpu_ns);
+        for &(_, cpu_ns) in self.tree.cpu() {
+            *cpu = cpu.saturating_add(cpu_ns);
         }
         totals
     }
+}
+
+/// The values of tasks' costs, by [`Event::index`]; 0 for [`Event::CpuNs`].
+pub(crate) fn task_values(c: &Costs) -> [u64; EVENT_COUNT] {
+    [
+        c.wall_ns, c.busy_ns, c.sched_ns, c.idle_ns, c.polls, c.wakes, c.tasks, 0,
+    ]
 }
 
 /// Printable frames of a resolved stack; an empty stack becomes the one
@@ -439,8 +479,8 @@ mod tests {
 
     #[test]
     fn samples_carry_outcome_suffixes_and_cpu_values() {
-        let profile = Profile {
-            stacks: vec![
+        let profile = Profile::from_stacks(
+            &[
                 ProfileStack {
                     frames: vec![frame("main"), frame("[task] a")],
                     outcome: Outcome::Unfinished,
@@ -460,13 +500,13 @@ mod tests {
                     },
                 },
             ],
-            cpu: vec![CpuStack {
+            &[CpuStack {
                 frames: vec![frame("[task] a"), frame("\tspin\n")],
                 cpu_ns: 7,
             }],
-            sampled: true,
-            ..Profile::empty()
-        };
+            true,
+        );
+
         let samples = profile.samples();
         let names = |s: &Sample| s.frames.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(&samples[0]), ["main", "[task] a (unfinished)"]);

@@ -39,7 +39,7 @@ struct Row {
 /// use theseus_profiler::{report, Costs, Outcome, Profile, ProfileStack, ResolvedFrame};
 ///
 /// let mut profile = Profile::empty();
-/// profile.stacks.push(ProfileStack {
+/// profile.push_stack(ProfileStack {
 ///     frames: vec![ResolvedFrame { function: "[task] app::serve".into(), file: "src/main.rs".into(), line: 9 }],
 ///     outcome: Outcome::Completed,
 ///     costs: Costs { wall_ns: 2_000_000, busy_ns: 500_000, sched_ns: 500_000, idle_ns: 1_000_000, polls: 4, wakes: 3, tasks: 2 },
@@ -185,8 +185,8 @@ mod tests {
 
     #[test]
     fn rows_are_merged_sorted_and_aligned() {
-        let profile = Profile {
-            stacks: vec![
+        let profile = Profile::from_stacks(
+            &[
                 stack(&["main", "[task] small"], Outcome::Completed, 1_500, 0),
                 stack(
                     &["main", "[task] big"],
@@ -202,8 +202,9 @@ mod tests {
                 ),
                 stack(&["main", "[task] big"], Outcome::Cancelled, 7, 7),
             ],
-            ..Profile::empty()
-        };
+            &[],
+            false,
+        );
         let mut out = Vec::new();
         write(&mut out, &profile).unwrap();
         let text = String::from_utf8(out).unwrap();

@@ -214,7 +214,29 @@ pub struct ResolvedFrame {
 /// when no poll runs here). Never looks up a symbol; what it costs depends
 /// on the [`CaptureMode`].
 pub fn spawn_stack(location: &'static Location<'static>, future_type: &'static str) -> StackId {
-    capture::spawn_stack(location, future_type)
+    capture::spawn_stack(
+        location,
+        intern::Leaf {
+            type_name: future_type,
+            blocking: false,
+        },
+    )
+}
+
+/// [`spawn_stack`] for a `spawn_blocking` closure of type `closure_type`
+/// (`std::any::type_name` of the closure): the same stack, with a leaf that
+/// reads `[blocking]` and names the closure after where it was written.
+pub fn spawn_blocking_stack(
+    location: &'static Location<'static>,
+    closure_type: &'static str,
+) -> StackId {
+    capture::spawn_stack(
+        location,
+        intern::Leaf {
+            type_name: closure_type,
+            blocking: true,
+        },
+    )
 }
 
 /// The frames of `id`, outermost first, the task's leaf last.
@@ -229,6 +251,89 @@ pub fn spawn_stack(location: &'static Location<'static>, future_type: &'static s
 /// An unknown id resolves to no frames.
 pub fn resolve(id: StackId) -> Vec<ResolvedFrame> {
     symbols::resolve(id)
+}
+
+/// Resolves logical stacks into a [`crate::ProfileTree`], each distinct
+/// segment (one poll's frames and the task it spawned) once.
+///
+/// A stack is its parent task's stack and one more segment, so a stack
+/// whose parent was already resolved costs one segment, and a chain of
+/// tasks `n` deep costs `n` segments in all, where resolving each stack in
+/// full would cost `n * n / 2`.
+pub(crate) struct TreeResolver {
+    /// Stacks resolved so far, each ending in a task leaf or a sample's
+    /// innermost frame.
+    nodes: intern::FastMap<StackId, crate::tree::NodeId>,
+    /// Frames of each distinct segment. Segments repeat: every level of a
+    /// recursive chain spawns from the same lines.
+    segments: std::collections::HashMap<
+        (Vec<intern::FrameKey>, Option<intern::Leaf>),
+        Vec<ResolvedFrame>,
+    >,
+    cwd: Option<std::path::PathBuf>,
+}
+
+impl TreeResolver {
+    pub(crate) fn new() -> TreeResolver {
+        TreeResolver {
+            nodes: intern::FastMap::default(),
+            segments: std::collections::HashMap::new(),
+            cwd: std::env::current_dir().ok(),
+        }
+    }
+
+    /// The node of `tree` whose frames are those [`resolve`] gives `id`.
+    pub(crate) fn node(
+        &mut self,
+        tree: &mut crate::ProfileTree,
+        id: StackId,
+    ) -> crate::tree::NodeId {
+        // Up to the nearest stack already resolved, a segment at a time,
+        // then down again adding each segment's frames: no recursion, as a
+        // chain may be far deeper than a thread's stack allows.
+        let mut pending = Vec::new();
+        let mut cur = id;
+        let mut node = loop {
+            if let Some(&node) = self.nodes.get(&cur) {
+                break node;
+            }
+            match intern::segment(cur) {
+                Some(segment) => {
+                    let parent = segment.parent;
+                    pending.push((cur, segment));
+                    cur = parent;
+                }
+                None => break crate::ProfileTree::root(),
+            }
+        };
+        while let Some((end, segment)) = pending.pop() {
+            let cwd = self.cwd.as_deref();
+            let frames = self
+                .segments
+                .entry((segment.keys, segment.parent_leaf))
+                .or_insert_with_key(|(keys, parent_leaf)| {
+                    symbols::resolve_segment(keys, *parent_leaf, cwd)
+                });
+            for frame in frames.iter() {
+                node = tree.child(node, frame);
+            }
+            self.nodes.insert(end, node);
+        }
+        node
+    }
+}
+
+/// Whether some frame resolved so far lacked full debug info: names then
+/// fall back to bare names qualified by file and line, or to the spawn
+/// location alone.
+pub(crate) fn names_degraded() -> bool {
+    symbols::names_degraded()
+}
+
+/// Marks names as degraded, as resolving a frame without debug info does.
+#[cfg(test)]
+pub(crate) fn mark_names_degraded() {
+    symbols::mark_names_degraded();
 }
 
 /// How many distinct stack nodes have been interned: grows with distinct

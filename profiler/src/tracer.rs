@@ -20,7 +20,8 @@
 
 use crate::interval::{Carry, Finished, Reported, Routing};
 use crate::profile::{CpuStack, Profile, ProfileStack};
-use crate::{Aggregate, Costs, Format, Outcome, StackId, TaskRecord};
+use crate::stack::TreeResolver;
+use crate::{Aggregate, Costs, Format, Outcome, ProfileTree, StackId, TaskRecord};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -359,13 +360,22 @@ impl Tracer {
     /// The profile as resolved stacks: finished tasks, plus the tasks still
     /// running (as [`Outcome::Unfinished`]) from every source registered with
     /// [`crate::register_live_tasks`]. Stacks are resolved with
-    /// [`crate::resolve`], once per distinct stack.
+    /// [`crate::resolve`], once per distinct stack. Each stack is given in
+    /// full, so this costs the sum of their depths; [`Tracer::to_profile`]
+    /// shares their prefixes instead.
     pub fn profile(&self) -> Vec<ProfileStack> {
+        let mut tree = ProfileTree::new();
+        add_tasks(&mut tree, &mut TreeResolver::new(), &self.whole_run());
+        tree.stacks()
+    }
+
+    /// Finished tasks and, as unfinished, live ones.
+    fn whole_run(&self) -> Aggregate {
         let mut aggregate = self.snapshot();
         for rec in crate::record::live_records() {
             aggregate.add_record(&rec);
         }
-        resolve_stacks(&aggregate)
+        aggregate
     }
 
     /// The CPU samples of [`crate::Sampler`] recorded into this tracer, by
@@ -375,24 +385,32 @@ impl Tracer {
     /// [`crate::sampler::NO_TASK`]. Samples still buffered are collected
     /// first.
     pub fn cpu_profile(&self) -> Vec<CpuStack> {
+        let mut tree = ProfileTree::new();
+        add_cpu(&mut tree, &mut TreeResolver::new(), self.cpu_entries());
+        tree.cpu_stacks()
+    }
+
+    /// The CPU samples so far, those still buffered collected first.
+    fn cpu_entries(&self) -> Vec<(StackId, u64)> {
         crate::sampler::drain();
-        let entries: Vec<(StackId, u64)> = lock(&self.shared.registry)
+        lock(&self.shared.registry)
             .cpu
             .iter()
             .map(|(&stack, &ns)| (stack, ns))
-            .collect();
-        resolve_cpu(entries)
+            .collect()
     }
 
     /// The whole run as a [`Profile`]: [`Tracer::profile`] and
     /// [`Tracer::cpu_profile`], from when the tracer was made until now.
+    /// Resolving a stack costs only what it adds to its parent task's
+    /// stack, so a chain of tasks thousands deep costs time and memory
+    /// linear in it.
     pub fn to_profile(&self) -> Profile {
-        let cpu = self.cpu_profile();
+        let cpu = self.cpu_entries();
         let (start, began) = self.shared.created;
         Profile {
             sampled: !cpu.is_empty() || crate::sampler::has_run(),
-            stacks: self.profile(),
-            cpu,
+            tree: resolve_tree(&self.whole_run(), cpu),
             start,
             duration: began.elapsed(),
             ..Profile::empty()
@@ -430,11 +448,9 @@ impl Tracer {
     /// ```
     pub fn take_interval(&self) -> Profile {
         let (aggregate, cpu, (start, began)) = self.shared.cut();
-        let cpu = resolve_cpu(cpu);
         Profile {
             sampled: !cpu.is_empty() || crate::sampler::has_run(),
-            stacks: resolve_stacks(&aggregate),
-            cpu,
+            tree: resolve_tree(&aggregate, cpu),
             start,
             duration: began.elapsed(),
             ..Profile::empty()
@@ -450,43 +466,44 @@ impl Tracer {
     }
 }
 
-/// The stacks of `aggregate`, resolved once per distinct stack, in order of
-/// stack and outcome.
-fn resolve_stacks(aggregate: &Aggregate) -> Vec<ProfileStack> {
-    let mut resolved: HashMap<StackId, Vec<crate::ResolvedFrame>> = HashMap::new();
-    let mut entries: Vec<(StackId, Outcome, Costs)> = aggregate.iter().collect();
-    entries.sort_by_key(|&(stack, outcome, _)| (stack, outcome as u8));
-    entries
-        .into_iter()
-        .map(|(stack, outcome, costs)| ProfileStack {
-            frames: resolved
-                .entry(stack)
-                .or_insert_with(|| crate::resolve(stack))
-                .clone(),
-            outcome,
-            costs,
-        })
-        .collect()
+/// The stacks of `aggregate` and the CPU samples `cpu`, resolved into one
+/// tree: each distinct segment once.
+fn resolve_tree(aggregate: &Aggregate, cpu: Vec<(StackId, u64)>) -> ProfileTree {
+    let mut tree = ProfileTree::new();
+    let mut resolver = TreeResolver::new();
+    add_tasks(&mut tree, &mut resolver, aggregate);
+    add_cpu(&mut tree, &mut resolver, cpu);
+    tree
 }
 
-/// CPU samples by resolved stack, in order of stack; a stack that resolves
-/// to nothing is [`crate::sampler::NO_TASK`].
-fn resolve_cpu(mut entries: Vec<(StackId, u64)>) -> Vec<CpuStack> {
+/// Adds the stacks of `aggregate`, in order of stack and outcome.
+fn add_tasks(tree: &mut ProfileTree, resolver: &mut TreeResolver, aggregate: &Aggregate) {
+    let mut entries: Vec<(StackId, Outcome, Costs)> = aggregate.iter().collect();
+    // Parents before children (ids grow as stacks are interned), so each
+    // stack extends one already resolved.
+    entries.sort_by_key(|&(stack, outcome, _)| (stack, outcome as u8));
+    for (stack, outcome, costs) in entries {
+        let node = resolver.node(tree, stack);
+        tree.add_tasks(node, outcome, costs);
+    }
+}
+
+/// Adds CPU samples, in order of stack; a stack that resolves to nothing is
+/// [`crate::sampler::NO_TASK`].
+fn add_cpu(tree: &mut ProfileTree, resolver: &mut TreeResolver, mut entries: Vec<(StackId, u64)>) {
     entries.sort_unstable();
-    entries
-        .into_iter()
-        .map(|(stack, cpu_ns)| {
-            let mut frames = crate::resolve(stack);
-            if frames.is_empty() {
-                frames.push(crate::ResolvedFrame {
-                    function: crate::sampler::NO_TASK.to_string(),
-                    file: "???".to_string(),
-                    line: 0,
-                });
-            }
-            CpuStack { frames, cpu_ns }
-        })
-        .collect()
+    for (stack, cpu_ns) in entries {
+        let mut node = resolver.node(tree, stack);
+        if node == ProfileTree::root() {
+            let no_task = crate::ResolvedFrame {
+                function: crate::sampler::NO_TASK.to_string(),
+                file: "???".to_string(),
+                line: 0,
+            };
+            node = tree.child(node, &no_task);
+        }
+        tree.add_cpu(node, cpu_ns);
+    }
 }
 
 impl Default for Tracer {

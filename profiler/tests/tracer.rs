@@ -321,8 +321,8 @@ fn intervals_report_a_long_task_in_pieces_that_add_up() {
         .unwrap();
     let second = t.take_interval();
     assert_eq!(second.totals()[0], 3_000 + 20);
-    let live = second
-        .stacks
+    let stacks = second.stacks();
+    let live = stacks
         .iter()
         .find(|s| s.outcome == Outcome::Unfinished)
         .unwrap();
@@ -337,7 +337,10 @@ fn intervals_report_a_long_task_in_pieces_that_add_up() {
     });
     let third = t.take_interval();
     assert_eq!(third.totals()[0], 500);
-    assert!(third.stacks.iter().all(|s| s.outcome == Outcome::Cancelled));
+    assert!(third
+        .stacks()
+        .iter()
+        .all(|s| s.outcome == Outcome::Cancelled));
     t.uninstall();
 
     // The whole run holds every task once, at full cost.

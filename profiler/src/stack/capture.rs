@@ -2,7 +2,7 @@
 //! default mode skip it.
 
 use super::context::{current_stack, poll_boundary};
-use super::intern::{intern, FastMap, FrameKey};
+use super::intern::{intern, FastMap, FrameKey, Leaf};
 use super::{capture_mode, CaptureMode, StackId};
 use crate::sampler::walk::{poll_frames, sp_is_callee_cfa};
 use std::cell::RefCell;
@@ -14,24 +14,22 @@ use std::sync::{LazyLock, Mutex, PoisonError};
 const MAX_FRAMES: usize = 128;
 
 /// See [`crate::spawn_stack`].
-pub(crate) fn spawn_stack(
-    location: &'static Location<'static>,
-    future_type: &'static str,
-) -> StackId {
+pub(crate) fn spawn_stack(location: &'static Location<'static>, leaf: Leaf) -> StackId {
     let parent = current_stack();
     match capture_mode() {
-        CaptureMode::Full => capture(parent, location, future_type),
+        CaptureMode::Full => capture(parent, location, leaf),
         // The location mode needs no unwinding, but its stack is as fixed by
         // the key as the default mode's: the same cache spares it hashing
         // the file and type names into the trie on every spawn.
-        mode => cached(mode, parent, location, future_type),
+        mode => cached(mode, parent, location, leaf),
     }
 }
 
-/// What the default and location modes key their reuse on: mode, parent,
-/// location, future type. Pointers, not contents: this is a cache, and a
-/// second copy of a string only costs a second entry.
-type CacheKey = (StackId, usize, usize, usize, bool);
+/// What the default and location modes key their reuse on: parent,
+/// location, spawned type, and the mode and leaf kind as bits. Pointers,
+/// not contents: this is a cache, and a second copy of a string only costs
+/// a second entry.
+type CacheKey = (StackId, usize, usize, usize, u8);
 
 thread_local! {
     /// This thread's view of [`GLOBAL_CACHE`]: hits need no lock at all.
@@ -51,14 +49,14 @@ fn cached(
     mode: CaptureMode,
     parent: StackId,
     location: &'static Location<'static>,
-    future_type: &'static str,
+    leaf: Leaf,
 ) -> StackId {
     let key: CacheKey = (
         parent,
         location as *const Location<'static> as usize,
-        future_type.as_ptr() as usize,
-        future_type.len(),
-        mode == CaptureMode::Location,
+        leaf.type_name.as_ptr() as usize,
+        leaf.type_name.len(),
+        u8::from(mode == CaptureMode::Location) | (u8::from(leaf.blocking) << 1),
     );
     // `try_with`: during thread teardown the local cache may be gone; the
     // global one still works.
@@ -82,9 +80,9 @@ fn cached(
             let captured = match mode {
                 CaptureMode::Location => intern(
                     parent,
-                    &[FrameKey::Location(location), FrameKey::Leaf(future_type)],
+                    &[FrameKey::Location(location), FrameKey::Leaf(leaf)],
                 ),
-                _ => capture(parent, location, future_type),
+                _ => capture(parent, location, leaf),
             };
             *GLOBAL_CACHE
                 .lock()
@@ -98,11 +96,7 @@ fn cached(
 }
 
 /// Unwinds the current poll and interns parent + frames + location + leaf.
-fn capture(
-    parent: StackId,
-    location: &'static Location<'static>,
-    future_type: &'static str,
-) -> StackId {
+fn capture(parent: StackId, location: &'static Location<'static>, leaf: Leaf) -> StackId {
     let mut ips = [0usize; MAX_FRAMES];
     let n = unwind(poll_boundary(), &mut ips);
     let mut keys = [FrameKey::Ip(0); MAX_FRAMES + 2];
@@ -111,7 +105,7 @@ fn capture(
         *slot = FrameKey::Ip(*ip);
     }
     keys[n] = FrameKey::Location(location);
-    keys[n + 1] = FrameKey::Leaf(future_type);
+    keys[n + 1] = FrameKey::Leaf(leaf);
     intern(parent, &keys[..n + 2])
 }
 

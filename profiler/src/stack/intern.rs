@@ -19,8 +19,17 @@ pub(crate) enum FrameKey {
     Ip(usize),
     /// The `#[track_caller]` location of a spawn call.
     Location(&'static Location<'static>),
-    /// The spawned future's type name, as `std::any::type_name` gives it.
-    Leaf(&'static str),
+    /// The spawned task.
+    Leaf(Leaf),
+}
+
+/// What a task leaf is made of: the type of what was spawned, and whether it
+/// is a `spawn_blocking` closure rather than a future.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Leaf {
+    /// As `std::any::type_name` gives it.
+    pub(crate) type_name: &'static str,
+    pub(crate) blocking: bool,
 }
 
 // Locations and leaves compare by content: the same source position or type
@@ -51,7 +60,10 @@ impl Hash for FrameKey {
                 state.write_u32(l.column());
                 state.write(l.file().as_bytes());
             }
-            FrameKey::Leaf(s) => state.write(s.as_bytes()),
+            FrameKey::Leaf(leaf) => {
+                state.write(leaf.type_name.as_bytes());
+                state.write_u32(u32::from(leaf.blocking));
+            }
         }
     }
 }
@@ -171,21 +183,52 @@ pub(crate) fn intern(parent: StackId, keys: &[FrameKey]) -> StackId {
     id
 }
 
-/// The keys of `id`, outermost first. Empty for the root or an id this trie
-/// never handed out.
-pub(crate) fn path(id: StackId) -> Vec<FrameKey> {
+/// One poll's worth of a logical stack, as [`segment`] returns it.
+pub(crate) struct Segment {
+    /// Outermost first: the return addresses of one poll, then (for a task
+    /// stack) the spawn location and the spawned task's leaf.
+    pub(crate) keys: Vec<FrameKey>,
+    /// The stack this segment extends: a task's stack (ending in its leaf),
+    /// or the root.
+    pub(crate) parent: StackId,
+    /// The leaf of `parent`, whose poll these frames are; `None` at the root.
+    pub(crate) parent_leaf: Option<Leaf>,
+}
+
+/// The last segment of `id`: its keys back to (not including) the nearest
+/// task leaf above it, or to the root. Walking segment by segment visits
+/// each node once, where [`path`] from every node of a deep chain would
+/// visit the chain again for each of them. `None` for the root or an
+/// unknown id.
+pub(crate) fn segment(id: StackId) -> Option<Segment> {
     let trie = TRIE.read().unwrap_or_else(PoisonError::into_inner);
-    let mut out = Vec::new();
-    let mut cur = id;
-    while cur != StackId::ROOT {
-        let Some(node) = trie.nodes.get(cur.0 as usize) else {
-            return Vec::new();
-        };
-        out.push(node.key);
-        cur = node.parent;
+    let node_at = |id: StackId| trie.nodes.get(id.0 as usize).copied();
+    if id == StackId::ROOT {
+        return None;
     }
-    out.reverse();
-    out
+    let mut keys = Vec::new();
+    let mut cur = id;
+    loop {
+        let node = node_at(cur)?;
+        keys.push(node.key);
+        cur = node.parent;
+        if cur == StackId::ROOT {
+            keys.reverse();
+            return Some(Segment {
+                keys,
+                parent: cur,
+                parent_leaf: None,
+            });
+        }
+        if let FrameKey::Leaf(leaf) = node_at(cur)?.key {
+            keys.reverse();
+            return Some(Segment {
+                keys,
+                parent: cur,
+                parent_leaf: Some(leaf),
+            });
+        }
+    }
 }
 
 /// How many nodes the trie holds (the root included).

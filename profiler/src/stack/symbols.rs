@@ -2,10 +2,12 @@
 //! (looked up once, then cached), the filters that take the runtime and
 //! std's plumbing out, and the name cleanup.
 
-use super::intern::{path, FastMap, FrameKey};
+use super::intern::{self, FastMap, FrameKey, Leaf};
 use super::{ResolvedFrame, StackId};
 use std::ffi::c_void;
 use std::panic::Location;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 /// One source-level frame of a machine frame (inlined calls give several).
@@ -63,38 +65,61 @@ fn demangle(raw: &[u8]) -> String {
 
 /// See [`crate::resolve`].
 pub(crate) fn resolve(id: StackId) -> Vec<ResolvedFrame> {
+    // Segment by segment from the innermost, without recursion: a chain of
+    // tasks may be many thousands deep.
+    let mut segments = Vec::new();
+    let mut cur = id;
+    while let Some(segment) = intern::segment(cur) {
+        cur = segment.parent;
+        segments.push(segment);
+    }
+    let cwd = std::env::current_dir().ok();
+    let mut out = Vec::new();
+    for segment in segments.iter().rev() {
+        out.extend(resolve_segment(
+            &segment.keys,
+            segment.parent_leaf,
+            cwd.as_deref(),
+        ));
+    }
+    out
+}
+
+/// The frames of one segment of a logical stack (see [`intern::segment`]):
+/// the user frames of one poll, down to the spawn call, and the spawned
+/// task's leaf. What a segment resolves to depends on its keys only, so a
+/// profile resolves each distinct segment once, however many stacks share
+/// it. Files under `cwd` are written relative to it.
+pub(crate) fn resolve_segment(
+    keys: &[FrameKey],
+    parent_leaf: Option<Leaf>,
+    cwd: Option<&Path>,
+) -> Vec<ResolvedFrame> {
     let mut out = Vec::new();
     let mut ips = Vec::new();
-    // Where the last poll's spawn call is, as its frame spells the file.
-    let mut spawned_at: Option<(String, u32)> = None;
-    for key in path(id) {
-        match key {
+    let mut site: Option<SpawnSite> = None;
+    for key in keys {
+        match *key {
             FrameKey::Ip(ip) => ips.push(ip),
             FrameKey::Location(loc) => {
-                spawned_at = Some(poll_frames(&ips, Some(loc), &mut out));
+                site = Some(poll_frames(&ips, Some(loc), parent_leaf, cwd, &mut out));
                 ips.clear();
             }
-            FrameKey::Leaf(type_name) => {
+            FrameKey::Leaf(leaf) => {
                 if !ips.is_empty() {
-                    poll_frames(&ips, None, &mut out);
+                    poll_frames(&ips, None, parent_leaf, cwd, &mut out);
                     ips.clear();
                 }
-                out.push(ResolvedFrame {
-                    function: format!("[task] {}", leaf_name(type_name)),
-                    file: spawned_at
-                        .as_ref()
-                        .map_or_else(|| "???".to_string(), |(f, _)| f.clone()),
-                    line: spawned_at.take().map_or(0, |(_, l)| l),
-                });
+                out.push(leaf_frame(leaf, site.take(), cwd));
             }
         }
     }
     if !ips.is_empty() {
-        poll_frames(&ips, None, &mut out);
+        poll_frames(&ips, None, parent_leaf, cwd, &mut out);
     }
-    if let Ok(cwd) = std::env::current_dir() {
+    if let Some(cwd) = cwd {
         for frame in &mut out {
-            relative_to(&cwd, &mut frame.file);
+            relative_to(cwd, &mut frame.file);
         }
     }
     out
@@ -108,24 +133,77 @@ pub(crate) fn resolve(id: StackId) -> Vec<ResolvedFrame> {
 /// path under the directory it runs in would split one function into two.
 /// The profile is written by a program that usually runs where it was built,
 /// so relative paths are the ones every reader agrees on.
-fn relative_to(dir: &std::path::Path, file: &mut String) {
+fn relative_to(dir: &Path, file: &mut String) {
     let Some(dir) = dir.to_str() else { return };
     if let Some(rest) = file.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) {
         *file = rest.to_string();
     }
 }
 
+/// `file` as [`relative_to`] writes it.
+fn shown_file(file: &str, cwd: Option<&Path>) -> String {
+    let mut file = file.to_string();
+    if let Some(cwd) = cwd {
+        relative_to(cwd, &mut file);
+    }
+    file
+}
+
+/// Where a task was spawned, as found in the spawning poll's frames.
+struct SpawnSite {
+    /// The spawn call's file, spelled as its frame spells it, and line.
+    file: String,
+    line: u32,
+    /// The function that called `spawn`: its name as debug info gives it
+    /// (bare names qualified), and as shown. `None` when no frame of the
+    /// spawning poll was resolved.
+    spawner: Option<(String, String)>,
+}
+
+/// Set once a profile had to name a frame without full debug info: bare
+/// names (`line-tables-only`) or no names and lines at all (no debug info).
+static DEGRADED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a frame resolved so far was named without full debug info, so
+/// that some names are qualified by file and line, or stand for a spawn
+/// location only. See [`crate::Session`], which then says how to fix it.
+pub(crate) fn names_degraded() -> bool {
+    DEGRADED.load(Relaxed)
+}
+
+#[cfg(test)]
+pub(crate) fn mark_names_degraded() {
+    DEGRADED.store(true, Relaxed);
+}
+
 /// Appends the user frames of one poll, from the poll boundary (or the
 /// thread's entry) down to the spawn call, captured as `ips` (outermost
-/// first), with the spawn call's line from `location`. Returns the spawn
-/// call's file (spelled as the frame that holds it spells it) and line.
+/// first), with the spawn call's line from `location`. Returns where the
+/// spawn call is.
 fn poll_frames(
     ips: &[usize],
     location: Option<&Location<'static>>,
+    parent_leaf: Option<Leaf>,
+    cwd: Option<&Path>,
     out: &mut Vec<ResolvedFrame>,
-) -> (String, u32) {
+) -> SpawnSite {
     let symbols: Vec<Arc<[Symbol]>> = ips.iter().map(|&ip| symbolize(ip)).collect();
-    let mut frames: Vec<&Symbol> = symbols.iter().flat_map(|s| s.iter()).collect();
+    let frames: Vec<&Symbol> = symbols.iter().flat_map(|s| s.iter()).collect();
+    let location = location.map(|l| (l.file(), l.line()));
+    user_frames(frames, location, parent_leaf, cwd, out)
+}
+
+/// [`poll_frames`] once the addresses are symbolized: `frames` is every
+/// source frame of the poll, outermost first, and `location` the spawn
+/// call's file and line.
+fn user_frames(
+    mut frames: Vec<&Symbol>,
+    location: Option<(&str, u32)>,
+    parent_leaf: Option<Leaf>,
+    cwd: Option<&Path>,
+    out: &mut Vec<ResolvedFrame>,
+) -> SpawnSite {
+    let polled = !frames.is_empty();
 
     // Outer cut: a thread's entry (std's short-backtrace marker, which both
     // `main` and spawned threads go through) and everything above it.
@@ -142,15 +220,15 @@ fn poll_frames(
     // too; failing that, by name and file.
     let user = |f: &Symbol| !is_internal(f.name.as_deref().unwrap_or(""), f.file.as_deref());
     let in_loc_file = |f: &Symbol| {
-        location.is_some_and(|l| {
+        location.is_some_and(|(loc_file, _)| {
             f.file
                 .as_deref()
-                .is_some_and(|file| same_file(file, l.file()))
+                .is_some_and(|file| same_file(file, loc_file))
         })
     };
     let innermost = frames
         .iter()
-        .rposition(|f| user(f) && in_loc_file(f) && location.is_some_and(|l| l.line() == f.line))
+        .rposition(|f| user(f) && in_loc_file(f) && location.is_some_and(|(_, l)| l == f.line))
         .or_else(|| frames.iter().rposition(|f| user(f) && in_loc_file(f)))
         .or_else(|| {
             frames.iter().rposition(|f| {
@@ -161,9 +239,10 @@ fn poll_frames(
         });
     frames.truncate(innermost.map_or(0, |i| i + 1));
 
-    let mut kept: Vec<ResolvedFrame> = Vec::new();
-    let mut spawned_at = ("???".to_string(), 0);
-    for f in frames {
+    // Each kept frame, with its name as debug info gives it (bare names
+    // qualified), before closures are folded into their function.
+    let mut kept: Vec<(ResolvedFrame, String)> = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
         let Some(name) = f.name.as_deref() else {
             continue;
         };
@@ -171,55 +250,240 @@ fn poll_frames(
         if is_internal(name, file) || is_plumbing(name, file) || is_startup(name, file) {
             continue;
         }
+        let raw = if is_bare(name) {
+            DEGRADED.store(true, Relaxed);
+            let previous = i.checked_sub(1).and_then(|p| frames[p].name.as_deref());
+            qualify_bare(name, previous, parent_leaf).unwrap_or_else(|| {
+                let file = shown_file(file.unwrap_or("???"), cwd);
+                if is_generated(base_name(name)) {
+                    format!("{} ({file}:{})", base_name(name), f.line)
+                } else {
+                    format!("{name} ({file})")
+                }
+            })
+        } else {
+            name.to_string()
+        };
         let frame = ResolvedFrame {
-            function: function_name(name),
+            function: function_name(&raw),
             file: f.file.clone().unwrap_or_else(|| "???".to_string()),
             line: f.line,
         };
         // `handler::{{closure}}` and `handler` both read `handler`: keep one,
         // with the deeper position (the call made from it).
         match kept.last_mut() {
-            Some(prev) if prev.function == frame.function => {
+            Some((prev, prev_raw)) if prev.function == frame.function => {
                 if frame.line != 0 {
                     *prev = frame;
+                    *prev_raw = raw;
                 }
             }
-            _ => kept.push(frame),
+            _ => kept.push((frame, raw)),
         }
     }
+    if polled && kept.iter().all(|(f, _)| f.file == "???") {
+        // No debug info: the spawn location below stands for the frames.
+        DEGRADED.store(true, Relaxed);
+    }
 
-    if let Some(loc) = location {
+    let mut site = SpawnSite {
+        file: "???".to_string(),
+        line: 0,
+        spawner: None,
+    };
+    if let Some((loc_file, loc_line)) = location {
         // The `#[track_caller]` location is exact where a return address is
         // only near the call: put it on the innermost frame of its file.
         let own = kept
             .iter_mut()
             .rev()
-            .find(|f| same_file(&f.file, loc.file()));
+            .find(|(f, _)| same_file(&f.file, loc_file));
         match own {
-            Some(f) => {
-                f.line = loc.line();
-                spawned_at = (f.file.clone(), f.line);
+            Some((f, raw)) => {
+                f.line = loc_line;
+                site = SpawnSite {
+                    file: f.file.clone(),
+                    line: f.line,
+                    spawner: Some((raw.clone(), f.function.clone())),
+                };
             }
             None => match kept.last_mut() {
                 // No debug info for files: the innermost frame is the caller.
-                Some(f) if f.file == "???" => {
-                    f.file = loc.file().to_string();
-                    f.line = loc.line();
-                    spawned_at = (f.file.clone(), f.line);
+                Some((f, raw)) if f.file == "???" => {
+                    f.file = loc_file.to_string();
+                    f.line = loc_line;
+                    site = SpawnSite {
+                        file: f.file.clone(),
+                        line: f.line,
+                        spawner: Some((raw.clone(), f.function.clone())),
+                    };
                 }
                 _ => {
-                    spawned_at = (loc.file().to_string(), loc.line());
-                    kept.push(ResolvedFrame {
-                        function: format!("{}:{}", loc.file(), loc.line()),
-                        file: loc.file().to_string(),
-                        line: loc.line(),
-                    });
+                    site.file = loc_file.to_string();
+                    site.line = loc_line;
+                    kept.push((
+                        ResolvedFrame {
+                            function: format!("{loc_file}:{loc_line}"),
+                            file: loc_file.to_string(),
+                            line: loc_line,
+                        },
+                        String::new(),
+                    ));
                 }
             },
         }
     }
-    out.extend(kept);
-    spawned_at
+    out.extend(kept.into_iter().map(|(f, _)| f));
+    site
+}
+
+/// The name without generic arguments: `{closure#0}<u64>` is `{closure#0}`.
+fn base_name(name: &str) -> &str {
+    name.split('<').next().unwrap_or(name)
+}
+
+/// A name without a path, as debug info with line tables only gives them:
+/// `{async_fn#0}`, `run`. Such names are not unique in a program.
+fn is_bare(name: &str) -> bool {
+    !name.starts_with('<') && !base_name(name).contains("::")
+}
+
+/// A name the compiler made up for a closure, an async fn's or block's body
+/// or a coroutine: `{closure#0}`, `{async_fn#0}`, `{async_block#1}`.
+fn is_generated(name: &str) -> bool {
+    name.strip_prefix('{')
+        .and_then(|rest| rest.strip_suffix('}'))
+        .and_then(|inner| inner.split_once('#'))
+        .is_some_and(|(kind, n)| {
+            !kind.is_empty()
+                && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                && !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+/// The full path of a bare compiler-made name, from the frame that called
+/// it: a generic caller names the closure or future it runs among its type
+/// arguments (`poll_below_boundary<app::serve::{async_fn_env#0}>` runs
+/// `app::serve`'s body, `{async_fn#0}`). `None` unless exactly one path
+/// matches.
+fn qualify_bare(name: &str, caller: Option<&str>, _parent_leaf: Option<Leaf>) -> Option<String> {
+    let base = base_name(name);
+    if !is_generated(base) {
+        return None;
+    }
+    let (kind, n) = base[1..base.len() - 1].split_once('#')?;
+    let env = format!("::{{{kind}_env#{n}}}");
+    let caller = caller?;
+    let mut found: Option<&str> = None;
+    let mut from = 0;
+    while let Some(at) = caller[from..].find(&env) {
+        let end = from + at;
+        let start = caller[..end]
+            .rfind(|c: char| !(c.is_alphanumeric() || "_:{}#".contains(c)))
+            .map_or(0, |i| i + 1);
+        let path = &caller[start..end];
+        from = end + env.len();
+        if path.is_empty() || starts_with_any(path, STD_PATHS) {
+            continue;
+        }
+        match found {
+            Some(other) if other != path => return None,
+            _ => found = Some(path),
+        }
+    }
+    found.map(|path| format!("{path}::{base}"))
+}
+
+/// The frame of a spawned task: named after what was spawned (see
+/// [`task_name`]), at the spawn call.
+fn leaf_frame(leaf: Leaf, site: Option<SpawnSite>, cwd: Option<&Path>) -> ResolvedFrame {
+    let (file, line, spawner) = match site {
+        Some(site) => (site.file, site.line, site.spawner),
+        None => ("???".to_string(), 0, None),
+    };
+    let at = (line != 0).then(|| format!("{}:{line}", shown_file(&file, cwd)));
+    ResolvedFrame {
+        function: task_name(leaf, at.as_deref(), spawner.as_ref()),
+        file,
+        line,
+    }
+}
+
+/// A task's leaf: `[task] ` or `[blocking] ` and what it runs, so that
+/// distinct tasks never share a name.
+///
+/// - An async fn's future reads as the function: `[task] app::serve`.
+/// - An async block or closure reads as where it was written, which its
+///   type alone does not tell apart from its siblings: `[task] async block
+///   in app::serve (src/server.rs:40)`, `[blocking] closure in app::main
+///   (src/main.rs:12)`.
+/// - A type-erased future (`Pin<Box<dyn Future>>`) reads as its spawn site:
+///   `[task] boxed future spawned in app::chain (src/chain.rs:9)`.
+/// - Any other type reads as the type, closures inside it shown as their
+///   function: `[task] tokio::time::Timeout<app::serve>`.
+///
+/// `at` is the spawn site (`file:line`), `spawner` the spawning function's
+/// name as debug info gives it and as shown.
+fn task_name(leaf: Leaf, at: Option<&str>, spawner: Option<&(String, String)>) -> String {
+    let kind = if leaf.blocking {
+        "[blocking]"
+    } else {
+        "[task]"
+    };
+    let at = at.map(|at| format!(" ({at})")).unwrap_or_default();
+    let shown = leaf_name(leaf.type_name);
+    let (path, closures) = strip_closures(leaf.type_name);
+    let path = leaf_name(path);
+    if leaf.blocking {
+        return if closures > 0 {
+            format!("{kind} closure in {path}{at}")
+        } else {
+            format!("{kind} {shown}")
+        };
+    }
+    if is_type_erased(&shown) {
+        return match spawner {
+            Some((_, function)) => format!("{kind} boxed future spawned in {function}{at}"),
+            None => format!("{kind} boxed future{at}"),
+        };
+    }
+    // Two closure levels are a block inside an async fn or block. One is an
+    // async fn's body, unless the function that spawned it is the plain
+    // (not async) function of that name: then it is a block written there.
+    let in_plain_fn = spawner.is_some_and(|(raw, _)| *raw == path);
+    if closures >= 2 || (closures == 1 && in_plain_fn) {
+        format!("{kind} async block in {path}{at}")
+    } else {
+        format!("{kind} {shown}")
+    }
+}
+
+/// `type_name` without its trailing closure segments, and how many there
+/// were: `app::main::{{closure}}::{{closure}}` is `("app::main", 2)`.
+fn strip_closures(type_name: &str) -> (&str, usize) {
+    let mut path = type_name;
+    let mut closures = 0;
+    while let Some(last) = path.rfind("::") {
+        if path.ends_with('>') || !is_closure_segment(&path[last + 2..]) {
+            break;
+        }
+        path = &path[..last];
+        closures += 1;
+    }
+    (path, closures)
+}
+
+/// A future whose type names no function: `Pin<Box<dyn Future<..>>>`.
+fn is_type_erased(shown: &str) -> bool {
+    [
+        "Pin<Box<dyn ",
+        "Box<dyn ",
+        "Pin<&mut dyn ",
+        "Pin<&mut (dyn ",
+    ]
+    .iter()
+    .any(|p| shown.starts_with(p))
 }
 
 /// Whether debug info's `a` and `#[track_caller]`'s `b` name the same file:
@@ -504,9 +768,16 @@ fn function_name(name: &str) -> String {
 fn is_closure_segment(seg: &str) -> bool {
     seg == "{{closure}}"
         || seg.strip_prefix('{').is_some_and(|rest| {
-            ["closure#", "async_block#", "async_fn_body#", "coroutine#"]
-                .iter()
-                .any(|p| rest.starts_with(p))
+            [
+                "closure#",
+                "async_block#",
+                "async_fn#",
+                "async_fn_body#",
+                "async_closure#",
+                "coroutine#",
+            ]
+            .iter()
+            .any(|p| rest.starts_with(p))
                 && rest.ends_with('}')
         })
 }
@@ -703,6 +974,213 @@ mod tests {
             "{closure#0}",
             Some(&format!("{}poll.rs", own[1]))
         ));
+    }
+
+    fn sym(name: &str, file: &str, line: u32) -> Symbol {
+        Symbol {
+            name: Some(name.to_string()),
+            file: Some(file.to_string()),
+            line,
+        }
+    }
+
+    /// The user frames of one poll of `symbols`, spawning at `at`.
+    fn user_of(symbols: &[Symbol], at: (&str, u32)) -> (Vec<ResolvedFrame>, SpawnSite) {
+        let mut out = Vec::new();
+        let site = user_frames(symbols.iter().collect(), Some(at), None, None, &mut out);
+        (out, site)
+    }
+
+    fn functions(frames: &[ResolvedFrame]) -> Vec<&str> {
+        frames.iter().map(|f| f.function.as_str()).collect()
+    }
+
+    /// With `debug = "line-tables-only"` debug info names functions without
+    /// their paths, as these frames of the service example show. The
+    /// executor's generic poll names the future it polls; that qualifies
+    /// the bare body inlined into it.
+    #[test]
+    fn bare_names_are_qualified_by_the_generic_caller() {
+        let executor = own_dirs()[1].clone();
+        let join = format!("{executor}join.rs");
+        let runtime = format!("{executor}runtime.rs");
+        let app = "/home/u/app/examples/service.rs";
+        let poll = [
+            sym(
+                "poll_below_boundary<service::accept_loop::{async_fn_env#0}>",
+                &join,
+                111,
+            ),
+            sym("{async_fn#0}", app, 62),
+            sym(
+                "spawn<service::handle_connection::{async_fn_env#0}>",
+                &runtime,
+                643,
+            ),
+        ];
+        let (frames, site) = user_of(&poll, ("examples/service.rs", 62));
+        assert_eq!(functions(&frames), ["service::accept_loop"]);
+        assert_eq!((frames[0].file.as_str(), frames[0].line), (app, 62));
+        let (raw, shown) = site.spawner.unwrap();
+        assert_eq!(raw, "service::accept_loop::{async_fn#0}");
+        assert_eq!(shown, "service::accept_loop");
+
+        // A closure run by std's `map`: its generic arguments name the
+        // user's closure and std's own; the user's one is meant.
+        let map = [
+            sym(
+                "poll_below_boundary<service::main::{async_block_env#0}>",
+                &join,
+                111,
+            ),
+            sym("{async_block#0}", app, 31),
+            sym(
+                "{closure#0}<u64, theseus_executor::join::JoinHandle<u64>, (), service::main::{async_block#0}::{closure_env#0}, core::iter::traits::iterator::Iterator::for_each::call::{closure_env#0}<u64>>",
+                "/rustc/abc/library/core/src/iter/adapters/map.rs",
+                88,
+            ),
+            sym("{closure#0}", app, 30),
+        ];
+        let (frames, _) = user_of(&map, ("examples/service.rs", 30));
+        // Both are `service::main` once closures are folded into their
+        // function, and one frame then.
+        assert_eq!(functions(&frames), ["service::main"]);
+        assert_eq!(frames[0].line, 30);
+    }
+
+    /// Without a generic caller to name them, distinct bare bodies stay
+    /// distinct: each is qualified by its file and line, never merged.
+    #[test]
+    fn unqualified_bare_names_are_never_merged() {
+        let (a, _) = user_of(
+            &[sym("{async_fn#0}", "/app/src/a.rs", 10)],
+            ("src/a.rs", 10),
+        );
+        let (b, _) = user_of(
+            &[sym("{async_fn#0}", "/app/src/a.rs", 20)],
+            ("src/a.rs", 20),
+        );
+        assert_eq!(functions(&a), ["{async_fn#0} (/app/src/a.rs:10)"]);
+        assert_eq!(functions(&b), ["{async_fn#0} (/app/src/a.rs:20)"]);
+        let (run, _) = user_of(&[sym("run", "/app/src/server.rs", 5)], ("src/server.rs", 5));
+        assert_eq!(functions(&run), ["run (/app/src/server.rs)"]);
+        assert!(names_degraded());
+        // Qualified names are left as they are.
+        assert_eq!(qualify_bare("app::run", None, None), None);
+        assert!(!is_bare(
+            "<app::Conn as core::future::future::Future>::poll"
+        ));
+        assert!(!is_bare("app::handler::{{closure}}"));
+        assert!(is_bare("{closure#3}<u64>"));
+        assert!(is_generated("{async_block#12}"));
+        assert!(!is_generated("{impl#0}x") && !is_generated("{closure#}"));
+    }
+
+    /// Two paths in the caller's name: which one is meant cannot be told.
+    #[test]
+    fn an_ambiguous_caller_qualifies_nothing() {
+        let caller = "join<app::a::{closure_env#0}, app::b::{closure_env#0}>";
+        assert_eq!(qualify_bare("{closure#0}", Some(caller), None), None);
+        let same = "select<app::a::{closure_env#0}, app::a::{closure_env#0}>";
+        assert_eq!(
+            qualify_bare("{closure#0}", Some(same), None).as_deref(),
+            Some("app::a::{closure#0}")
+        );
+        assert_eq!(
+            qualify_bare("{closure#1}", Some(same), None),
+            None,
+            "another closure of the same function"
+        );
+    }
+
+    fn future(type_name: &'static str) -> Leaf {
+        Leaf {
+            type_name,
+            blocking: false,
+        }
+    }
+
+    fn spawner(raw: &str, shown: &str) -> (String, String) {
+        (raw.to_string(), shown.to_string())
+    }
+
+    #[test]
+    fn task_leaves_tell_blocks_closures_and_boxed_futures_apart() {
+        let at = Some("src/server.rs:259");
+        let run = spawner(
+            "mini_redis::server::Listener::run::{{closure}}",
+            "mini_redis::server::Listener::run",
+        );
+        // An async fn: the function.
+        assert_eq!(
+            task_name(
+                future("mini_redis::server::Listener::run::{{closure}}"),
+                at,
+                Some(&run)
+            ),
+            "[task] mini_redis::server::Listener::run"
+        );
+        // An async block inside it: where it was written.
+        assert_eq!(
+            task_name(
+                future("mini_redis::server::Listener::run::{{closure}}::{{closure}}"),
+                at,
+                Some(&run)
+            ),
+            "[task] async block in mini_redis::server::Listener::run (src/server.rs:259)"
+        );
+        // An async block in a plain function.
+        assert_eq!(
+            task_name(
+                future("app::start::{{closure}}"),
+                Some("src/lib.rs:9"),
+                Some(&spawner("app::start", "app::start"))
+            ),
+            "[task] async block in app::start (src/lib.rs:9)"
+        );
+        // A `spawn_blocking` closure, and a function given to it.
+        let main = spawner("service::main::{{closure}}", "service::main");
+        let closure = Leaf {
+            type_name: "service::main::{{closure}}::{{closure}}",
+            blocking: true,
+        };
+        assert_eq!(
+            task_name(closure, Some("examples/service.rs:36"), Some(&main)),
+            "[blocking] closure in service::main (examples/service.rs:36)"
+        );
+        let function = Leaf {
+            type_name: "service::burn",
+            blocking: true,
+        };
+        assert_eq!(
+            task_name(function, at, Some(&main)),
+            "[blocking] service::burn"
+        );
+        // A boxed future: its spawn site.
+        let boxed = future(
+            "core::pin::Pin<alloc::boxed::Box<dyn core::future::future::Future<Output = u32> + core::marker::Send>>",
+        );
+        assert_eq!(
+            task_name(
+                boxed,
+                Some("src/chain.rs:9"),
+                Some(&spawner("app::chain::{{closure}}", "app::chain"))
+            ),
+            "[task] boxed future spawned in app::chain (src/chain.rs:9)"
+        );
+        assert_eq!(
+            task_name(boxed, Some("src/chain.rs:9"), None),
+            "[task] boxed future (src/chain.rs:9)"
+        );
+        // Other types read as the type.
+        assert_eq!(
+            task_name(
+                future("tokio::time::timeout::Timeout<app::handler::{{closure}}>"),
+                at,
+                Some(&run)
+            ),
+            "[task] tokio::time::timeout::Timeout<app::handler>"
+        );
     }
 
     #[test]

@@ -1,0 +1,100 @@
+//! A chain of tasks each spawned by the one before it, thousands deep: the
+//! profile is written in time and memory linear in the chain, and the chain
+//! is kept, both in the logical stacks and in the call graph.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::panic::Location;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+use theseus_profiler::{
+    enter_poll, record, resolve, spawn_stack, Outcome, StackId, TaskId, TaskRecord, Tracer,
+};
+
+/// Deep enough that a write quadratic in it takes minutes.
+const DEPTH: usize = 20_000;
+
+type Boxed = Pin<Box<dyn Future<Output = u32> + Send>>;
+
+/// A task body that spawns the next level, as a boxed recursive async fn
+/// does: the spawn call sits in this function, below the poll boundary.
+#[inline(never)]
+fn spawn_next_level() -> StackId {
+    let next: Boxed = Box::pin(async { 0 });
+    let id = spawn_stack(Location::caller(), std::any::type_name_of_val(&next));
+    black_box(id)
+}
+
+/// Polls a task whose logical stack is `stack`, as the executor does.
+#[inline(never)]
+fn poll_task(stack: StackId) -> StackId {
+    let marker = 0u8;
+    let boundary = black_box(&marker) as *const u8 as usize;
+    let _scope = enter_poll(stack, boundary);
+    black_box(spawn_next_level())
+}
+
+fn task(stack: StackId) -> TaskRecord {
+    TaskRecord {
+        id: TaskId::next(),
+        stack,
+        wall_ns: 1_000,
+        busy_ns: 100,
+        sched_ns: 10,
+        polls: 2,
+        wakes: 1,
+        outcome: Outcome::Completed,
+    }
+}
+
+#[test]
+fn a_deep_chain_is_written_in_linear_time_and_kept() {
+    let tracer = Tracer::new();
+    tracer.install();
+    let mut stack = StackId::ROOT;
+    for _ in 0..DEPTH {
+        stack = poll_task(stack);
+        record(&task(stack));
+    }
+    tracer.uninstall();
+
+    let start = Instant::now();
+    let mut out = Vec::new();
+    tracer.write_data(&mut out).unwrap();
+    let took = start.elapsed();
+    println!("{DEPTH} levels written in {took:?}, {} bytes", out.len());
+    assert!(
+        took < Duration::from_secs(5),
+        "writing a {DEPTH}-deep chain took {took:?}"
+    );
+
+    // The deepest task's logical stack holds every level.
+    let frames = resolve(stack);
+    let leaves = frames
+        .iter()
+        .filter(|f| f.function.starts_with("[task] "))
+        .count();
+    assert_eq!(leaves, DEPTH, "{:#?}", &frames[..6.min(frames.len())]);
+
+    // In the call graph, recursion folds each function onto itself once,
+    // but the chain stays below its first task: the root spawn, then the
+    // function that spawns every further level.
+    let text = String::from_utf8(out).unwrap();
+    let totals = text.lines().last().unwrap();
+    assert_eq!(
+        totals,
+        format!(
+            "totals: {} {} {} {} {} {} {DEPTH}",
+            1_000 * DEPTH,
+            100 * DEPTH,
+            10 * DEPTH,
+            890 * DEPTH,
+            2 * DEPTH,
+            DEPTH
+        )
+    );
+    assert!(
+        text.contains("deep::spawn_next_level"),
+        "the spawning function is lost:\n{text}"
+    );
+}
