@@ -66,7 +66,7 @@ pub mod runtime {
 pub mod __private {
     use std::future::Future;
 
-    use theseus_profiler::{Destination, Session};
+    use theseus_profiler::Session;
 
     /// What `#[theseus::main]` expands to: start the profiling session (a bad
     /// setting or an unwritable output path stops the program here, before
@@ -86,9 +86,8 @@ pub mod __private {
         // Cancelled tasks are recorded as they drop, so shut down first.
         runtime.shutdown();
         if let Some(session) = session {
-            if let Destination::Out(path) = session.finish() {
-                eprintln!("theseus: profile written to {}", path.display());
-            }
+            // Says where the profile went, and how to read it.
+            session.finish();
             if let Some(count) = theseus_executor::unseen_tokio_tasks() {
                 eprintln!(
                     "theseus: tasks spawned with tokio::spawn ran unseen (up to {count} at once), \

@@ -7,7 +7,7 @@ mod common;
 use common::callgrind::parse;
 use common::child;
 use common::readers::{check_with_real_readers, check_with_real_readers_in};
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
@@ -82,10 +82,17 @@ fn the_profile_is_written_where_theseus_out_says() {
     assert!(output.status.success(), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stdout).contains("work done"));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains(&format!("theseus: profile written to {}", out.display())),
-        "{stderr}"
+    // Where it went, and the one command that opens it, on one line.
+    let written = stderr
+        .lines()
+        .find(|line| line.starts_with("theseus: profile written to "))
+        .unwrap_or_else(|| panic!("nothing says where the profile went: {stderr}"));
+    assert!(written.contains(&out.display().to_string()), "{written}");
+    let open = format!(
+        "callgrind_annotate --inclusive=yes --threshold=100 {}",
+        out.display()
     );
+    assert!(written.ends_with(&open), "{written}");
     // Nothing but the profile is left in the directory: no temporary files.
     let entries: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -172,6 +179,17 @@ fn ctrl_c_writes_a_complete_profile_and_ends_the_program() {
     };
     // It ends as it would have without theseus: killed by SIGINT.
     assert_eq!(status.signal(), Some(libc_sigint()), "{status:?}");
+    let mut stderr = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains(&format!("theseus: profile written to {}", out.display())),
+        "nothing says where the profile went after SIGINT: {stderr}"
+    );
     let profile = read_profile(&out);
     assert_eq!(
         profile.self_of("[task] profile_output::programs::nap", "Tasks"),
@@ -204,7 +222,10 @@ fn an_unwritable_output_path_is_reported_before_the_program_runs() {
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("THESEUS_OUT"), "{stderr}");
+    assert!(
+        stderr.starts_with("theseus: THESEUS_OUT=") && !stderr.contains("theseus: theseus:"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("/nonexistent-theseus-dir/profile.callgrind"),
         "{stderr}"

@@ -372,11 +372,8 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "theseus: {}={:?} {}",
-            self.variable, self.value, self.problem
-        )
+        // No "theseus: " here: whoever prints the error says who speaks.
+        write!(f, "{}={:?} {}", self.variable, self.value, self.problem)
     }
 }
 

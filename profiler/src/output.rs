@@ -23,7 +23,7 @@ use crate::{Event, Format, Profile, Tracer};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Where a profile was written.
@@ -80,7 +80,25 @@ impl Inner {
         if self.report {
             let _ = crate::report::write(&mut io::stderr().lock(), &profile);
         }
+        if let Some(hint) = full_names_hint() {
+            eprintln!("{hint}");
+        }
         destination
+    }
+
+    /// Says on standard error where a profile went and the command that
+    /// reads it. A profile that went to standard error was announced by
+    /// [`deliver`].
+    fn announce(&self, destination: &Destination) {
+        let path = match destination {
+            Destination::Out(path) | Destination::Fallback(path) => path,
+            Destination::Stderr => return,
+        };
+        eprintln!(
+            "theseus: profile written to {}; read it with: {}",
+            path.display(),
+            open_command(path, self.format)
+        );
     }
 
     /// Cuts the interval since the last one and writes it as snapshot
@@ -178,7 +196,7 @@ impl Session {
             let weak = Arc::downgrade(&inner);
             let write = Arc::new(move || {
                 if let Some(inner) = weak.upgrade() {
-                    inner.write_profile();
+                    inner.announce(&inner.write_profile());
                 }
             });
             match crate::signal::write_on_termination(write) {
@@ -240,8 +258,9 @@ impl Session {
         self.inner.write_interval(&mut written)
     }
 
-    /// Stops the CPU sampler (if any), writes the final profile, uninstalls
-    /// the tracer and gives the signals back. Returns where the profile went.
+    /// Stops the CPU sampler (if any), writes the final profile, says on
+    /// standard error where it went and how to read it, uninstalls the
+    /// tracer and gives the signals back. Returns where the profile went.
     pub fn finish(mut self) -> Destination {
         self.finish_in_place()
     }
@@ -256,6 +275,7 @@ impl Session {
             sampler.stop();
         }
         let written = self.inner.write_profile();
+        self.inner.announce(&written);
         self.inner.tracer.uninstall();
         // After the write: a signal arriving during it still finds a handler
         // that waits for the write to finish.
@@ -419,6 +439,54 @@ fn check_snapshots_fit(out: &Path, format: Format) -> Result<(), String> {
     }
 }
 
+/// What to change when some frames were named without full debug info
+/// (see [`crate::resolve`]): the first time only, `None` otherwise.
+fn full_names_hint() -> Option<&'static str> {
+    static GIVEN: AtomicBool = AtomicBool::new(false);
+    (crate::stack::names_degraded() && !GIVEN.swap(true, Ordering::Relaxed)).then_some(FULL_NAMES)
+}
+
+/// The hint [`full_names_hint`] gives: the exact lines, ready to paste.
+const FULL_NAMES: &str =
+    "theseus: some functions in this profile are named by file and line only: \
+the program was built without full debug info (cargo's release profile has none, \
+and `debug = \"line-tables-only\"` keeps no paths). For full names, add these lines \
+to Cargo.toml and rebuild:
+
+[profile.release]
+debug = \"limited\"
+";
+
+/// One shell command that shows the profile at `path`, written in
+/// `format`. For callgrind, `callgrind_annotate` (it comes with valgrind),
+/// with a threshold of 100 % to list every function: the default of 99 %
+/// hides all but the largest.
+pub fn open_command(path: &Path, format: Format) -> String {
+    let quoted = shell_quoted(&path.to_string_lossy());
+    match format {
+        Format::Callgrind => {
+            format!("callgrind_annotate --inclusive=yes --threshold=100 {quoted}")
+        }
+        Format::Pprof => format!("go tool pprof -top {quoted}"),
+        Format::Folded => format!(
+            "inferno-flamegraph {quoted} > {}",
+            shell_quoted(&path.with_extension("svg").to_string_lossy())
+        ),
+        Format::FlameGraph => format!("xdg-open {quoted}"),
+    }
+}
+
+/// `word` as one shell word: as it is when it is made of characters no
+/// shell treats specially, else in single quotes.
+fn shell_quoted(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:+,=@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 /// The file used when the output path cannot be written.
 pub fn fallback_path() -> PathBuf {
     std::env::temp_dir().join(format!("theseus-{}.callgrind", std::process::id()))
@@ -455,5 +523,46 @@ fn deliver(out: &Path, bytes: &[u8]) -> Destination {
             let _ = writeln!(stderr, "----- END theseus profile -----");
             Destination::Stderr
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_full_names_hint_is_given_once_with_the_lines_to_paste() {
+        crate::stack::mark_names_degraded();
+        let hint = full_names_hint().expect("names were degraded");
+        assert!(
+            hint.contains("\n[profile.release]\ndebug = \"limited\"\n"),
+            "{hint}"
+        );
+        assert_eq!(full_names_hint(), None, "given twice");
+    }
+
+    #[test]
+    fn open_commands_fit_the_format_and_quote_what_a_shell_would_split() {
+        let path = Path::new("/tmp/app.callgrind");
+        assert_eq!(
+            open_command(path, Format::Callgrind),
+            "callgrind_annotate --inclusive=yes --threshold=100 /tmp/app.callgrind"
+        );
+        assert_eq!(
+            open_command(Path::new("/tmp/my app's.cg"), Format::Callgrind),
+            "callgrind_annotate --inclusive=yes --threshold=100 '/tmp/my app'\\''s.cg'"
+        );
+        assert_eq!(
+            open_command(Path::new("app.pb.gz"), Format::Pprof),
+            "go tool pprof -top app.pb.gz"
+        );
+        assert_eq!(
+            open_command(Path::new("app.folded"), Format::Folded),
+            "inferno-flamegraph app.folded > app.svg"
+        );
+        assert_eq!(
+            open_command(Path::new("app.svg"), Format::FlameGraph),
+            "xdg-open app.svg"
+        );
     }
 }
