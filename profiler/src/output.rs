@@ -4,7 +4,10 @@
 //!
 //! Writes go to a temporary file in the output's directory, which is synced
 //! and then renamed over the output: a reader sees the old file or the new
-//! one, never half of one. If the output cannot be written at the end, the
+//! one, never half of one. A character device or a FIFO is written straight
+//! into instead, and a symbolic link's target is written (see
+//! [`write_atomically`]): nothing the path points at is ever replaced by a
+//! regular file. If the output cannot be written at the end, the
 //! profile goes to `theseus-<pid>.callgrind` in the system's temporary
 //! directory, and if even that fails, to standard error; each time a message
 //! on standard error says where it went.
@@ -25,6 +28,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 /// Where a profile was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -330,36 +334,169 @@ fn temporary_beside(path: &Path, purpose: &str) -> PathBuf {
     directory_of(path).join(format!(".{name}.{}.{n}.{purpose}", std::process::id()))
 }
 
-/// Checks that a profile could be written at `path`: it is not a directory,
-/// and a file can be created (and is then removed) in its directory.
-/// The error says what is wrong and how to fix it.
-pub fn check_writable(path: &Path) -> Result<(), String> {
-    if path.is_dir() {
-        return Err(format!(
-            "is a directory; set THESEUS_OUT to a file path such as {}",
-            path.join(crate::config::DEFAULT_OUT).display()
-        ));
-    }
-    let probe = temporary_beside(path, "check");
-    match OpenOptions::new().write(true).create_new(true).open(&probe) {
-        Ok(file) => {
-            drop(file);
-            let _ = fs::remove_file(&probe);
-            Ok(())
+/// What an output path is, once symbolic links are followed: how a profile
+/// can be written there without damaging it.
+enum Target {
+    /// A regular file, or nothing yet: written to a temporary file beside
+    /// it, then renamed into place.
+    File(PathBuf),
+    /// A character device (`/dev/null`, a terminal) or a FIFO: written
+    /// straight into it. Renaming a file over it would replace the device
+    /// or the pipe with a regular file.
+    Stream { path: PathBuf, fifo: bool },
+}
+
+/// Most symbolic links followed, as Linux's own limit.
+const MAX_LINKS: usize = 40;
+
+/// How long a write waits for a process to open a FIFO for reading, before
+/// the profile goes to the fallback file instead: a program should not hang
+/// at exit for a reader that never comes.
+const FIFO_WAIT: Duration = Duration::from_secs(10);
+
+/// What `path` is: a symlink's final target, and how to write it. An error
+/// for what must not or cannot be written: a directory (kind
+/// `IsADirectory`), a block device, a socket.
+fn target_of(path: &Path) -> io::Result<Target> {
+    let mut path = path.to_path_buf();
+    for _ in 0..=MAX_LINKS {
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Target::File(path)),
+            Err(e) => return Err(e),
+        };
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            // A relative link is relative to the link's directory; joining
+            // an absolute one replaces the directory.
+            let link = fs::read_link(&path)?;
+            path = directory_of(&path).join(link);
+            continue;
         }
-        Err(e) => Err(format!(
-            "cannot be written: creating a file in {} failed: {e}; \
-             set THESEUS_OUT to a path in a writable directory",
-            directory_of(path).display()
-        )),
+        if kind.is_file() {
+            return Ok(Target::File(path));
+        }
+        if kind.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                format!("{} is a directory", path.display()),
+            ));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            let refused = if kind.is_char_device() {
+                return Ok(Target::Stream { path, fifo: false });
+            } else if kind.is_fifo() {
+                return Ok(Target::Stream { path, fifo: true });
+            } else if kind.is_block_device() {
+                "is a block device: a profile written there would overwrite the disk's contents"
+            } else if kind.is_socket() {
+                "is a socket, which cannot be written as a file"
+            } else {
+                "is neither a file, a character device nor a FIFO"
+            };
+            return Err(io::Error::other(format!("{} {refused}", path.display())));
+        }
+        #[cfg(not(unix))]
+        return Err(io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    Err(io::Error::other(format!(
+        "{}: more than {MAX_LINKS} levels of symbolic links",
+        path.display()
+    )))
+}
+
+/// Checks that a profile could be written at `path`, without changing
+/// anything there. A regular file (or nothing yet): a file can be created
+/// (and is then removed) in its directory. A character device or FIFO: it
+/// is writable; it is not opened, since opening a FIFO waits for a reader.
+/// A symlink is checked as its target. The error says what is wrong and how
+/// to fix it.
+pub fn check_writable(path: &Path) -> Result<(), String> {
+    let target = match target_of(path) {
+        Ok(target) => target,
+        Err(e) if e.kind() == io::ErrorKind::IsADirectory => {
+            return Err(format!(
+                "is a directory; set THESEUS_OUT to a file path such as {}",
+                path.join(crate::config::DEFAULT_OUT).display()
+            ))
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot be used: {e}; set THESEUS_OUT to a file, a character device or a FIFO"
+            ))
+        }
+    };
+    match target {
+        Target::File(file) => {
+            let probe = temporary_beside(&file, "check");
+            match OpenOptions::new().write(true).create_new(true).open(&probe) {
+                Ok(created) => {
+                    drop(created);
+                    let _ = fs::remove_file(&probe);
+                    Ok(())
+                }
+                Err(e) => Err(format!(
+                    "cannot be written: creating a file in {} failed: {e}; \
+                     set THESEUS_OUT to a path in a writable directory",
+                    directory_of(&file).display()
+                )),
+            }
+        }
+        Target::Stream { path: stream, .. } => {
+            writable(&stream).map_err(|e| format!("cannot be written: {}: {e}", stream.display()))
+        }
     }
 }
 
-/// Writes a file atomically: `write` fills a temporary file in the same
-/// directory, which is synced to disk and then renamed to `path`. On any
-/// error, or a panic in `write`, the temporary file is removed and `path`
-/// is left as it was.
+/// Whether this process may write `path`, asked without opening it.
+#[cfg(unix)]
+fn writable(path: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::other("the path holds a NUL byte"))?;
+    // SAFETY: `c_path` is a NUL-terminated string that outlives the call;
+    // access(2) only reads it.
+    if unsafe { libc::access(c_path.as_ptr(), libc::W_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(unix))]
+fn writable(_path: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+/// Writes a profile to `path` without damaging what is there, and so that
+/// a reader never sees half of it where that can be promised:
+///
+/// - a regular file, or nothing yet: `write` fills a temporary file in the
+///   same directory, which is synced to disk and then renamed to `path`. On
+///   any error, or a panic in `write`, the temporary file is removed and
+///   `path` is left as it was;
+/// - a character device (`/dev/null`) or a FIFO: written straight into it
+///   (for a FIFO, once a process opens it for reading, waiting up to ten
+///   seconds for one), never replaced;
+/// - a symbolic link: its target, as above; the link stays;
+/// - a directory, a block device or a socket: an error, nothing written.
 pub fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
+    match target_of(path)? {
+        Target::File(file) => replace_file(&file, write),
+        Target::Stream { path, fifo } => write_through(&path, fifo, write),
+    }
+}
+
+/// The regular-file case of [`write_atomically`].
+fn replace_file(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
@@ -392,6 +529,72 @@ pub fn write_atomically(
         let _ = dir.sync_all();
     }
     Ok(())
+}
+
+/// The device and FIFO case of [`write_atomically`]: opened without
+/// creating or truncating anything, written, not synced (neither can be).
+fn write_through(
+    path: &Path,
+    fifo: bool,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
+    let file = if fifo {
+        open_fifo(path)?
+    } else {
+        OpenOptions::new().write(true).open(path)?
+    };
+    let mut buffered = io::BufWriter::new(file);
+    write(&mut buffered)?;
+    buffered.flush()
+}
+
+/// Opens a FIFO for writing once a process has it open for reading, for at
+/// most [`FIFO_WAIT`]. A plain open would wait for a reader for ever.
+#[cfg(unix)]
+fn open_fifo(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let deadline = std::time::Instant::now() + FIFO_WAIT;
+    loop {
+        let opened = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path);
+        match opened {
+            Ok(file) => {
+                let fd = file.as_raw_fd();
+                // SAFETY: `fd` is the open descriptor `file` owns; F_GETFL
+                // and F_SETFL only read and set its status flags. Writes
+                // should block while the reader catches up, not fail.
+                unsafe {
+                    let flags = libc::fcntl(fd, libc::F_GETFL);
+                    if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                return Ok(file);
+            }
+            // ENXIO: no process has the FIFO open for reading yet.
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "no process opened the FIFO for reading within {} s",
+                            FIFO_WAIT.as_secs()
+                        ),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn open_fifo(path: &Path) -> io::Result<fs::File> {
+    OpenOptions::new().write(true).open(path)
 }
 
 /// Starts the thread that writes a snapshot of each interval.
