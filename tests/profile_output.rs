@@ -19,6 +19,7 @@ fn child() {
         Some("work") => programs::work::main(),
         Some("panics") => programs::panics::main(),
         Some("serve") => programs::serve::main(),
+        Some("exits") => programs::exits::main(),
         Some(other) => panic!("unknown program {other}"),
     }
 }
@@ -50,6 +51,18 @@ mod programs {
             theseus::spawn(super::nap()).await.unwrap();
             theseus::spawn(super::wait_forever());
             panic!("main gives up");
+        }
+    }
+
+    pub mod exits {
+        /// A command-line tool's way out: `std::process::exit` with a
+        /// status, from inside `main`, tasks still running.
+        #[theseus::main(worker_threads = 2)]
+        pub async fn main() {
+            theseus::spawn(super::nap()).await.unwrap();
+            theseus::spawn(super::wait_forever());
+            println!("exiting");
+            std::process::exit(3);
         }
     }
 
@@ -140,6 +153,33 @@ fn a_panic_in_main_still_writes_the_profile() {
     assert_eq!(
         profile.self_of(
             "[task] profile_output::programs::wait_forever (cancelled)",
+            "Tasks"
+        ),
+        1
+    );
+}
+
+#[test]
+fn std_process_exit_still_writes_the_profile() {
+    let dir = child::scratch_dir("exit");
+    let out = dir.join("exit.callgrind");
+    let output = child::run("exits", &[("THESEUS_OUT", out.to_str().unwrap())]);
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("exiting"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("theseus: profile written to {}", out.display())),
+        "{stderr}"
+    );
+    let profile = read_profile(&out);
+    assert_eq!(
+        profile.self_of("[task] profile_output::programs::nap", "Tasks"),
+        1
+    );
+    // Still running when the process exited: counted up to that moment.
+    assert_eq!(
+        profile.self_of(
+            "[task] profile_output::programs::wait_forever (unfinished)",
             "Tasks"
         ),
         1

@@ -27,7 +27,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 /// Where a profile was written.
@@ -45,7 +45,12 @@ pub enum Destination {
 /// and the path its profile goes to.
 ///
 /// Dropping a session without [`Session::finish`] finishes it, so a profile
-/// is written even when the program unwinds past it.
+/// is written even when the program unwinds past it. A program that ends
+/// through `std::process::exit` (which runs no destructor) gets its profile
+/// written by an `atexit` handler, as a snapshot: tasks still running count
+/// as unfinished. Nothing can be written when a process ends without
+/// running any code of its own: `std::process::abort` (and panics with
+/// `panic = "abort"`), `libc::_exit`, SIGKILL.
 pub struct Session {
     inner: Arc<Inner>,
     /// theseus's CPU sampler, when `THESEUS_SAMPLE_HZ` asked for it;
@@ -216,6 +221,7 @@ impl Session {
         } else {
             None
         };
+        write_at_exit(&inner);
         Ok(Some(Session {
             inner,
             sampler,
@@ -280,11 +286,66 @@ impl Session {
         }
         let written = self.inner.write_profile();
         self.inner.announce(&written);
+        forget_at_exit(&self.inner);
         self.inner.tracer.uninstall();
         // After the write: a signal arriving during it still finds a handler
         // that waits for the write to finish.
         self.signals = None;
         written
+    }
+}
+
+/// The session whose profile is written if the process ends through
+/// `exit` (`std::process::exit`, common in command-line tools) before the
+/// session finishes: no destructor runs then, but `atexit` handlers do.
+static AT_EXIT: Mutex<Option<Weak<Inner>>> = Mutex::new(None);
+
+/// Makes `inner` the session written at exit, registering the handler the
+/// first time. Where the handler cannot be registered, says so: the
+/// profile is then written only when the program ends normally.
+fn write_at_exit(inner: &Arc<Inner>) {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    // SAFETY: `at_exit` is an `extern "C" fn()` that lives as long as the
+    // program and never unwinds (it catches panics).
+    let registered = *REGISTERED.get_or_init(|| unsafe { libc::atexit(at_exit) } == 0);
+    if registered {
+        *AT_EXIT.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::downgrade(inner));
+    } else {
+        eprintln!(
+            "theseus: cannot register an exit handler; if the program ends with \
+             std::process::exit, its profile will not be written"
+        );
+    }
+}
+
+/// After a session finished: nothing left to write at exit.
+fn forget_at_exit(inner: &Arc<Inner>) {
+    let mut at_exit = AT_EXIT.lock().unwrap_or_else(PoisonError::into_inner);
+    if at_exit
+        .as_ref()
+        .is_some_and(|weak| std::ptr::eq(weak.as_ptr(), Arc::as_ptr(inner)))
+    {
+        *at_exit = None;
+    }
+}
+
+/// Runs in `exit`, on the thread that called it, before the process ends:
+/// other threads still run, so the profile is written as a SIGINT snapshot
+/// is (tasks still running counted as unfinished). No theseus lock is held
+/// across user code, so none can be held by this thread here.
+extern "C" fn at_exit() {
+    let written = std::panic::catch_unwind(|| {
+        let inner = AT_EXIT
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .and_then(|weak| weak.upgrade());
+        if let Some(inner) = inner {
+            inner.announce(&inner.write_profile());
+        }
+    });
+    if written.is_err() {
+        eprintln!("theseus: writing the profile at exit failed");
     }
 }
 
