@@ -21,13 +21,20 @@
 //! hyper, tonic...) are profiled too.
 //!
 //! ```
+//! # mod program {
 //! #[theseus::main(worker_threads = 2)]
 //! async fn main() {
 //!     let handle = theseus::spawn(async { 40 + 2 });
 //!     assert_eq!(handle.await.unwrap(), 42);
 //! }
-//! # // doctests run `main` themselves only when it is called:
-//! # fn _call() { main() }
+//! # pub fn run() { main() }
+//! # }
+//! # fn main() {
+//! #     // Run, profiled, with the profile written nowhere: a doctest runs in
+//! #     // the package's directory, where `callgrind.theseus` would land.
+//! #     std::env::set_var("THESEUS_OUT", "/dev/null");
+//! #     program::run();
+//! # }
 //! ```
 
 pub use theseus_executor::{spawn, spawn_blocking, JoinError, JoinHandle};

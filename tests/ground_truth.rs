@@ -29,10 +29,8 @@ fn profile(name: &str, workers: usize, main: impl Future<Output = ()>) -> Profil
     runtime.block_on(main);
     drop(runtime);
     tracer.uninstall();
-    let path = std::env::temp_dir().join(format!(
-        "theseus-ground-truth-{}-{name}.callgrind",
-        std::process::id()
-    ));
+    let dir = common::Scratch::new(&format!("ground-truth-{name}"));
+    let path = dir.join("profile.callgrind");
     let mut file = std::fs::File::create(&path).unwrap();
     tracer.write_data(&mut file).unwrap();
     drop(file);

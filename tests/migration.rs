@@ -1,6 +1,8 @@
 //! The migration promise: a tokio program runs unchanged on theseus after
 //! the README's substitutions, with the same output.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -44,7 +46,7 @@ fn the_theseus_twin_is_exactly_the_migrated_tokio_program() {
 
 #[test]
 fn the_migrated_program_prints_what_the_tokio_program_prints() {
-    let out_dir = tempdir();
+    let out_dir = common::Scratch::new("migration");
     let run = |name: &str| {
         let output = Command::new(example_binary(name))
             .env("THESEUS_OUT", out_dir.join("migration.callgrind"))
@@ -60,10 +62,4 @@ fn the_migrated_program_prints_what_the_tokio_program_prints() {
     let expected = run("migration_tokio");
     assert_eq!(expected.lines().count(), 9, "{expected}");
     assert_eq!(run("migration_theseus"), expected);
-}
-
-fn tempdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("theseus-migration-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

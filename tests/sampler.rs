@@ -266,6 +266,8 @@ fn pprof_beside_full_stack_capture_never_hangs_or_crashes() {
                 ("THESEUS_STACKS", "full"),
                 ("THESEUS_OUT", out.to_str().unwrap()),
                 ("TEST_PPROF", "1"),
+                // pprof-rs keeps a named temporary file it never removes.
+                ("TMPDIR", dir.to_str().unwrap()),
             ],
             Duration::from_secs(120),
         );
@@ -373,6 +375,8 @@ fn both_samplers_at_once_both_get_their_samples() {
                 ("THESEUS_STACKS", "full"),
                 ("THESEUS_OUT", out.to_str().unwrap()),
                 ("TEST_PPROF", "1"),
+                // pprof-rs keeps a named temporary file it never removes.
+                ("TMPDIR", dir.to_str().unwrap()),
             ],
             Duration::from_secs(60),
         );

@@ -79,7 +79,7 @@ fn unwritable_output_is_reported_at_start() {
     for bad in [
         dir.join("missing-dir").join("out.callgrind"),
         file.join("out.callgrind"),
-        dir.clone(),
+        dir.to_path_buf(),
     ] {
         let c = Config {
             out: bad.clone(),

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{check_with_readers, temp_dir};
+use common::{check_with_readers, temp_dir, Scratch};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -87,8 +87,9 @@ fn child_process() {
 }
 
 /// Runs the child in `mode`, sends `sig` once it is ready, and returns its
-/// exit status, its standard output and the profile path.
-fn run_child(mode: &str, sig: libc::c_int) -> (std::process::ExitStatus, String, PathBuf) {
+/// exit status, its standard output, the profile path and the directory it
+/// is in (removed when dropped).
+fn run_child(mode: &str, sig: libc::c_int) -> (std::process::ExitStatus, String, PathBuf, Scratch) {
     let dir = temp_dir(&format!("signal-{mode}-{sig}"));
     let out = dir.join("profile.callgrind");
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -138,33 +139,30 @@ fn run_child(mode: &str, sig: libc::c_int) -> (std::process::ExitStatus, String,
     watchdog.join().unwrap();
     assert!(ready, "child never got ready: {seen}");
     let status = child.wait().unwrap();
-    (status, seen, out)
+    (status, seen, out, dir)
 }
 
 #[test]
 fn sigterm_without_a_handler_writes_the_profile_then_dies_of_it() {
-    let (status, stdout, out) = run_child("plain", libc::SIGTERM);
+    let (status, stdout, out, _dir) = run_child("plain", libc::SIGTERM);
     assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?} {stdout}");
     assert!(!stdout.contains("still alive"));
     assert_eq!(check_with_readers(&out).totals[6], 2);
-    std::fs::remove_dir_all(out.parent().unwrap()).unwrap();
 }
 
 #[test]
 fn sigint_without_a_handler_writes_the_profile_then_dies_of_it() {
-    let (status, stdout, out) = run_child("plain", libc::SIGINT);
+    let (status, stdout, out, _dir) = run_child("plain", libc::SIGINT);
     assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?} {stdout}");
     assert_eq!(check_with_readers(&out).totals[6], 2);
-    std::fs::remove_dir_all(out.parent().unwrap()).unwrap();
 }
 
 #[test]
 fn a_program_handling_sigterm_gets_a_snapshot_and_goes_on() {
-    let (status, stdout, out) = run_child("tokio", libc::SIGTERM);
+    let (status, stdout, out, _dir) = run_child("tokio", libc::SIGTERM);
     assert!(status.success(), "{status:?} {stdout}");
     assert!(stdout.contains("snapshot seen"), "{stdout}");
     assert!(stdout.contains("finished normally"), "{stdout}");
     // The final profile replaced the snapshot.
     assert_eq!(check_with_readers(&out).totals[6], 4);
-    std::fs::remove_dir_all(out.parent().unwrap()).unwrap();
 }

@@ -37,10 +37,7 @@ pub fn spawn(program: &str, env: &[(&str, &str)]) -> Child {
         .unwrap()
 }
 
-/// A fresh, empty directory for one test's files.
-pub fn scratch_dir(test: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("theseus-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh, empty directory for one test's files, removed when dropped.
+pub fn scratch_dir(test: &str) -> super::Scratch {
+    super::Scratch::new(test)
 }
