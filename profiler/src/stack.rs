@@ -266,10 +266,7 @@ pub(crate) struct TreeResolver {
     nodes: intern::FastMap<StackId, crate::tree::NodeId>,
     /// Frames of each distinct segment. Segments repeat: every level of a
     /// recursive chain spawns from the same lines.
-    segments: std::collections::HashMap<
-        (Vec<intern::FrameKey>, Option<intern::Leaf>),
-        Vec<ResolvedFrame>,
-    >,
+    segments: std::collections::HashMap<Vec<intern::FrameKey>, Vec<ResolvedFrame>>,
     cwd: Option<std::path::PathBuf>,
 }
 
@@ -310,10 +307,8 @@ impl TreeResolver {
             let cwd = self.cwd.as_deref();
             let frames = self
                 .segments
-                .entry((segment.keys, segment.parent_leaf))
-                .or_insert_with_key(|(keys, parent_leaf)| {
-                    symbols::resolve_segment(keys, *parent_leaf, cwd)
-                });
+                .entry(segment.keys)
+                .or_insert_with_key(|keys| symbols::resolve_segment(keys, cwd));
             for frame in frames.iter() {
                 node = tree.child(node, frame);
             }

@@ -326,3 +326,32 @@ fn header_carries_pid_and_command() {
     assert!(events_at < summary_at);
     assert!(!text[..events_at].contains("\nfn="));
 }
+
+/// A function whose frames are in its own file and in a dependency's macro
+/// (tokio's `select!` expands into `mini_redis::server::run`, and debug info
+/// puts those lines in tokio's `select.rs`) is written with its own file.
+#[test]
+fn a_function_is_written_with_the_programs_own_file() {
+    let select = "/home/u/.cargo/registry/src/index.crates.io-x/tokio-1.54.1/src/macros/select.rs";
+    let stacks = [
+        stack(
+            &[
+                ("app::run", select, 620),
+                ("[task] app::serve", "src/server.rs", 40),
+            ],
+            Outcome::Completed,
+            costs(1_000, 1),
+        ),
+        stack(
+            &[
+                ("app::run", "src/server.rs", 12),
+                ("[task] app::tick", "src/server.rs", 12),
+            ],
+            Outcome::Completed,
+            costs(1_000, 1),
+        ),
+    ];
+    let text = render(&stacks);
+    assert!(text.contains("fl=(1) src/server.rs\n"), "{text}");
+    assert!(!text.contains("select.rs"), "{text}");
+}

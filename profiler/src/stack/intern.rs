@@ -191,8 +191,6 @@ pub(crate) struct Segment {
     /// The stack this segment extends: a task's stack (ending in its leaf),
     /// or the root.
     pub(crate) parent: StackId,
-    /// The leaf of `parent`, whose poll these frames are; `None` at the root.
-    pub(crate) parent_leaf: Option<Leaf>,
 }
 
 /// The last segment of `id`: its keys back to (not including) the nearest
@@ -214,19 +212,11 @@ pub(crate) fn segment(id: StackId) -> Option<Segment> {
         cur = node.parent;
         if cur == StackId::ROOT {
             keys.reverse();
-            return Some(Segment {
-                keys,
-                parent: cur,
-                parent_leaf: None,
-            });
+            return Some(Segment { keys, parent: cur });
         }
-        if let FrameKey::Leaf(leaf) = node_at(cur)?.key {
+        if let FrameKey::Leaf(_) = node_at(cur)?.key {
             keys.reverse();
-            return Some(Segment {
-                keys,
-                parent: cur,
-                parent_leaf: Some(leaf),
-            });
+            return Some(Segment { keys, parent: cur });
         }
     }
 }

@@ -76,11 +76,7 @@ pub(crate) fn resolve(id: StackId) -> Vec<ResolvedFrame> {
     let cwd = std::env::current_dir().ok();
     let mut out = Vec::new();
     for segment in segments.iter().rev() {
-        out.extend(resolve_segment(
-            &segment.keys,
-            segment.parent_leaf,
-            cwd.as_deref(),
-        ));
+        out.extend(resolve_segment(&segment.keys, cwd.as_deref()));
     }
     out
 }
@@ -90,11 +86,7 @@ pub(crate) fn resolve(id: StackId) -> Vec<ResolvedFrame> {
 /// task's leaf. What a segment resolves to depends on its keys only, so a
 /// profile resolves each distinct segment once, however many stacks share
 /// it. Files under `cwd` are written relative to it.
-pub(crate) fn resolve_segment(
-    keys: &[FrameKey],
-    parent_leaf: Option<Leaf>,
-    cwd: Option<&Path>,
-) -> Vec<ResolvedFrame> {
+pub(crate) fn resolve_segment(keys: &[FrameKey], cwd: Option<&Path>) -> Vec<ResolvedFrame> {
     let mut out = Vec::new();
     let mut ips = Vec::new();
     let mut site: Option<SpawnSite> = None;
@@ -102,12 +94,12 @@ pub(crate) fn resolve_segment(
         match *key {
             FrameKey::Ip(ip) => ips.push(ip),
             FrameKey::Location(loc) => {
-                site = Some(poll_frames(&ips, Some(loc), parent_leaf, cwd, &mut out));
+                site = Some(poll_frames(&ips, Some(loc), cwd, &mut out));
                 ips.clear();
             }
             FrameKey::Leaf(leaf) => {
                 if !ips.is_empty() {
-                    poll_frames(&ips, None, parent_leaf, cwd, &mut out);
+                    poll_frames(&ips, None, cwd, &mut out);
                     ips.clear();
                 }
                 out.push(leaf_frame(leaf, site.take(), cwd));
@@ -115,7 +107,7 @@ pub(crate) fn resolve_segment(
         }
     }
     if !ips.is_empty() {
-        poll_frames(&ips, None, parent_leaf, cwd, &mut out);
+        poll_frames(&ips, None, cwd, &mut out);
     }
     if let Some(cwd) = cwd {
         for frame in &mut out {
@@ -183,14 +175,13 @@ pub(crate) fn mark_names_degraded() {
 fn poll_frames(
     ips: &[usize],
     location: Option<&Location<'static>>,
-    parent_leaf: Option<Leaf>,
     cwd: Option<&Path>,
     out: &mut Vec<ResolvedFrame>,
 ) -> SpawnSite {
     let symbols: Vec<Arc<[Symbol]>> = ips.iter().map(|&ip| symbolize(ip)).collect();
     let frames: Vec<&Symbol> = symbols.iter().flat_map(|s| s.iter()).collect();
     let location = location.map(|l| (l.file(), l.line()));
-    user_frames(frames, location, parent_leaf, cwd, out)
+    user_frames(frames, location, cwd, out)
 }
 
 /// [`poll_frames`] once the addresses are symbolized: `frames` is every
@@ -199,7 +190,6 @@ fn poll_frames(
 fn user_frames(
     mut frames: Vec<&Symbol>,
     location: Option<(&str, u32)>,
-    parent_leaf: Option<Leaf>,
     cwd: Option<&Path>,
     out: &mut Vec<ResolvedFrame>,
 ) -> SpawnSite {
@@ -252,8 +242,11 @@ fn user_frames(
         }
         let raw = if is_bare(name) {
             DEGRADED.store(true, Relaxed);
-            let previous = i.checked_sub(1).and_then(|p| frames[p].name.as_deref());
-            qualify_bare(name, previous, parent_leaf).unwrap_or_else(|| {
+            let caller = i.checked_sub(1).and_then(|p| {
+                let frame = frames[p];
+                Some((frame.name.as_deref()?, frame.file.as_deref()))
+            });
+            qualify_bare(name, caller).unwrap_or_else(|| {
                 let file = shown_file(file.unwrap_or("???"), cwd);
                 if is_generated(base_name(name)) {
                     format!("{} ({file}:{})", base_name(name), f.line)
@@ -367,14 +360,25 @@ fn is_generated(name: &str) -> bool {
 /// arguments (`poll_below_boundary<app::serve::{async_fn_env#0}>` runs
 /// `app::serve`'s body, `{async_fn#0}`). `None` unless exactly one path
 /// matches.
-fn qualify_bare(name: &str, caller: Option<&str>, _parent_leaf: Option<Leaf>) -> Option<String> {
+///
+/// A caller's type arguments name its callee only when the caller is code
+/// that runs what it is given (the executor, std, a library): a closure or
+/// async body written in the same crate as the path, or in the program's
+/// own code, carries the type parameters of the function it is written in
+/// (tokio's `select!` expands a closure into `server::run<F>`, whose `F` is
+/// `tokio::signal::ctrl_c`'s future, not what the closure calls).
+fn qualify_bare(name: &str, caller: Option<(&str, Option<&str>)>) -> Option<String> {
     let base = base_name(name);
     if !is_generated(base) {
         return None;
     }
     let (kind, n) = base[1..base.len() - 1].split_once('#')?;
     let env = format!("::{{{kind}_env#{n}}}");
-    let caller = caller?;
+    let (caller, caller_file) = caller?;
+    let caller_crate = caller_file.and_then(crate_of_file);
+    if caller_crate.is_none() && is_generated(base_name(caller)) {
+        return None;
+    }
     let mut found: Option<&str> = None;
     let mut from = 0;
     while let Some(at) = caller[from..].find(&env) {
@@ -384,7 +388,11 @@ fn qualify_bare(name: &str, caller: Option<&str>, _parent_leaf: Option<Leaf>) ->
             .map_or(0, |i| i + 1);
         let path = &caller[start..end];
         from = end + env.len();
-        if path.is_empty() || starts_with_any(path, STD_PATHS) {
+        let path_crate = path.split("::").next().unwrap_or(path);
+        if path.is_empty()
+            || starts_with_any(path, STD_PATHS)
+            || caller_crate.as_deref() == Some(path_crate)
+        {
             continue;
         }
         match found {
@@ -393,6 +401,31 @@ fn qualify_bare(name: &str, caller: Option<&str>, _parent_leaf: Option<Leaf>) ->
         }
     }
     found.map(|path| format!("{path}::{base}"))
+}
+
+/// The crate a source file belongs to, as a path's first segment spells
+/// it, for files of std, of theseus and of registry crates; `None` for the
+/// program's own files.
+fn crate_of_file(file: &str) -> Option<String> {
+    for (dir, krate) in [
+        ("/library/core/src/", "core"),
+        ("/library/std/src/", "std"),
+        ("/library/alloc/src/", "alloc"),
+    ] {
+        if file.contains(dir) {
+            return Some(krate.to_string());
+        }
+    }
+    if own_dirs().iter().any(|d| file.starts_with(d.as_str())) {
+        return Some("theseus".to_string());
+    }
+    // `.../registry/src/<index>/<crate>-<version>/...`
+    let rest = &file[file.find("/registry/src/")? + "/registry/src/".len()..];
+    let dir = rest.split('/').nth(1)?;
+    let cut = dir.rfind('-')?;
+    dir[cut + 1..]
+        .starts_with(|c: char| c.is_ascii_digit())
+        .then(|| dir[..cut].replace('-', "_"))
 }
 
 /// The frame of a spawned task: named after what was spawned (see
@@ -987,7 +1020,7 @@ mod tests {
     /// The user frames of one poll of `symbols`, spawning at `at`.
     fn user_of(symbols: &[Symbol], at: (&str, u32)) -> (Vec<ResolvedFrame>, SpawnSite) {
         let mut out = Vec::new();
-        let site = user_frames(symbols.iter().collect(), Some(at), None, None, &mut out);
+        let site = user_frames(symbols.iter().collect(), Some(at), None, &mut out);
         (out, site)
     }
 
@@ -1066,7 +1099,7 @@ mod tests {
         assert_eq!(functions(&run), ["run (/app/src/server.rs)"]);
         assert!(names_degraded());
         // Qualified names are left as they are.
-        assert_eq!(qualify_bare("app::run", None, None), None);
+        assert_eq!(qualify_bare("app::run", None), None);
         assert!(!is_bare(
             "<app::Conn as core::future::future::Future>::poll"
         ));
@@ -1076,18 +1109,64 @@ mod tests {
         assert!(!is_generated("{impl#0}x") && !is_generated("{closure#}"));
     }
 
+    /// A closure expanded from a dependency's macro into a generic function
+    /// carries that function's type parameters, not its callee: tokio's
+    /// `select!` closure in `mini_redis::server::run<F>`, with `F` the
+    /// future of `tokio::signal::ctrl_c`, calls `Listener::run`'s body.
+    /// Such a caller names nothing; the body is qualified by file and line.
+    #[test]
+    fn a_callers_own_type_parameters_do_not_name_its_callee() {
+        let registry = "/home/u/.cargo/registry/src/index.crates.io-x";
+        let poll = [
+            sym(
+                "poll<mini_redis::server::Out, mini_redis::server::run::{async_fn#0}::{closure_env#0}<tokio::signal::ctrl_c::ctrl_c::{async_fn_env#0}>>",
+                "/rustc/abc/library/core/src/future/poll_fn.rs",
+                151,
+            ),
+            sym(
+                "{closure#0}<tokio::signal::ctrl_c::ctrl_c::{async_fn_env#0}>",
+                &format!("{registry}/tokio-1.54.1/src/macros/select.rs"),
+                710,
+            ),
+            sym("{async_fn#0}", "/home/u/mini-redis/src/server.rs", 259),
+        ];
+        let (frames, _) = user_of(&poll, ("src/server.rs", 259));
+        assert_eq!(
+            functions(&frames),
+            [
+                "mini_redis::server::run",
+                "{async_fn#0} (/home/u/mini-redis/src/server.rs:259)"
+            ]
+        );
+        // A closure in the program's own generic code: the same.
+        let own = [
+            sym(
+                "{closure#0}<app::handler::{async_fn_env#0}>",
+                "/home/u/app/src/lib.rs",
+                10,
+            ),
+            sym("{async_fn#0}", "/home/u/app/src/lib.rs", 30),
+        ];
+        let (frames, _) = user_of(&own, ("src/lib.rs", 30));
+        assert_eq!(
+            functions(&frames).last(),
+            Some(&"{async_fn#0} (/home/u/app/src/lib.rs:30)")
+        );
+    }
+
     /// Two paths in the caller's name: which one is meant cannot be told.
     #[test]
     fn an_ambiguous_caller_qualifies_nothing() {
+        let lib = Some("/home/u/.cargo/registry/src/i/futures-util-0.3.31/src/lib.rs");
         let caller = "join<app::a::{closure_env#0}, app::b::{closure_env#0}>";
-        assert_eq!(qualify_bare("{closure#0}", Some(caller), None), None);
+        assert_eq!(qualify_bare("{closure#0}", Some((caller, lib))), None);
         let same = "select<app::a::{closure_env#0}, app::a::{closure_env#0}>";
         assert_eq!(
-            qualify_bare("{closure#0}", Some(same), None).as_deref(),
+            qualify_bare("{closure#0}", Some((same, lib))).as_deref(),
             Some("app::a::{closure#0}")
         );
         assert_eq!(
-            qualify_bare("{closure#1}", Some(same), None),
+            qualify_bare("{closure#1}", Some((same, lib))),
             None,
             "another closure of the same function"
         );
