@@ -4,18 +4,22 @@
 //! `callgrind.theseus` (or the path in `THESEUS_OUT`). What it does:
 //!
 //! - an echo server on loopback spawns one `handle_connection` task per
-//!   client; each waits on the network most of its life;
+//!   client; each waits on the network most of its life; when the clients
+//!   are done, the accept loop stops and waits for its handlers, so every
+//!   run has the same tasks, all completed;
 //! - 20 clients each make 50 round trips, sleeping 2 ms between them;
 //! - 8 `refresh_cache` tasks wait on a 100 ms timer;
 //! - 4 `checksum` tasks burn about 20 ms of CPU each, in `spawn_blocking`
 //!   and in plain tasks, so they show as busy time.
 //!
 //! Open the profile with `kcachegrind callgrind.theseus`,
-//! `callgrind_annotate callgrind.theseus`, or `gprof2dot -f callgrind`.
+//! `callgrind_annotate --threshold=100 callgrind.theseus`, or
+//! `gprof2dot -f callgrind`.
 
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
 
 const CLIENTS: usize = 20;
 const ROUND_TRIPS: usize = 50;
@@ -24,7 +28,8 @@ const ROUND_TRIPS: usize = 50;
 async fn main() -> std::io::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
-    let server = theseus::spawn(accept_loop(listener));
+    let (stop, stopped) = oneshot::channel();
+    let server = theseus::spawn(accept_loop(listener, stopped));
 
     let caches: Vec<_> = (0..8)
         .map(|shard| theseus::spawn(refresh_cache(shard)))
@@ -51,16 +56,35 @@ async fn main() -> std::io::Result<()> {
     for checksum in checksums {
         sum = sum.wrapping_add(checksum.await?);
     }
-    server.abort();
-    println!("{CLIENTS} clients echoed {bytes} bytes; checksum {sum:x}");
+    let _ = stop.send(());
+    let connections = server.await??;
+    println!(
+        "{CLIENTS} clients echoed {bytes} bytes over {connections} connections; checksum {sum:x}"
+    );
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener) -> std::io::Result<()> {
+/// Accepts connections until told to stop, then waits for their handlers:
+/// each ends when its client closes the connection.
+async fn accept_loop(
+    listener: TcpListener,
+    mut stop: oneshot::Receiver<()>,
+) -> std::io::Result<usize> {
+    let mut handlers = Vec::new();
     loop {
-        let (socket, _) = listener.accept().await?;
-        theseus::spawn(handle_connection(socket));
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (socket, _) = accepted?;
+                handlers.push(theseus::spawn(handle_connection(socket)));
+            }
+            _ = &mut stop => break,
+        }
     }
+    let connections = handlers.len();
+    for handler in handlers {
+        handler.await??;
+    }
+    Ok(connections)
 }
 
 async fn handle_connection(mut socket: TcpStream) -> std::io::Result<()> {

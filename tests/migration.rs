@@ -6,12 +6,25 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The README's migration, applied to source text.
+/// The README's migration, applied to source text: its sed line, run as a
+/// user runs it, from a crate's root, on a copy of `tokio_source` in
+/// `src/main.rs`.
 fn migrate(tokio_source: &str) -> String {
-    tokio_source
-        .replace("#[tokio::main]", "#[theseus::main]")
-        .replace("tokio::spawn", "theseus::spawn")
-        .replace("tokio::task::", "theseus::task::")
+    let readme = include_str!("../README.md");
+    let line = readme
+        .lines()
+        .find(|line| line.starts_with("find src examples tests benches"))
+        .expect("the README's sed line");
+    let krate = common::Scratch::new("migrate");
+    std::fs::create_dir(krate.join("src")).unwrap();
+    std::fs::write(krate.join("src/main.rs"), tokio_source).unwrap();
+    let status = Command::new("sh")
+        .args(["-c", line])
+        .current_dir(&*krate)
+        .status()
+        .unwrap();
+    assert!(status.success(), "the README's sed line failed: {line}");
+    std::fs::read_to_string(krate.join("src/main.rs")).unwrap()
 }
 
 fn example_binary(name: &str) -> PathBuf {

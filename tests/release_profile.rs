@@ -46,7 +46,8 @@ fn the_service_example_profiled_in_release() {
         .output()
         .unwrap();
     assert!(run.status.success(), "{run:?}");
-    assert!(String::from_utf8_lossy(&run.stdout).contains("20 clients echoed 16300 bytes"));
+    assert!(String::from_utf8_lossy(&run.stdout)
+        .contains("20 clients echoed 16300 bytes over 20 connections"));
 
     let profile = parse(&std::fs::read_to_string(&out).unwrap());
     assert_eq!(check_with_real_readers(&out), profile.totals);
@@ -79,6 +80,18 @@ fn the_service_example_profiled_in_release() {
         profile.self_of(clients, "Polls") - profile.self_of(clients, "Wakes"),
         20
     );
+
+    // Every connection's handler ran to its end, and so did the accept
+    // loop: the figures are the same on every run.
+    let handlers = "[task] service::handle_connection";
+    assert_eq!(profile.self_of(handlers, "Tasks"), 20);
+    assert_eq!(profile.self_of("[task] service::accept_loop", "Tasks"), 1);
+    let cancelled = profile.functions("(cancelled)");
+    assert!(cancelled.is_empty(), "cancelled: {cancelled:?}");
+    // The blocking closures, named after where they were written.
+    let blocking = profile.functions("[blocking] closure in service::main (examples/service.rs:");
+    assert_eq!(blocking.len(), 1, "{:#?}", profile.self_cost.keys());
+    assert_eq!(profile.self_of(blocking[0], "Tasks"), 2);
 
     // Stacks: the program's own functions, spawn sites by line.
     let accept_to_handler: Vec<_> =
