@@ -35,6 +35,11 @@ mod programs {
         std::future::pending::<()>().await;
     }
 
+    pub async fn wait_forever_once_started(started: tokio::sync::oneshot::Sender<()>) {
+        let _ = started.send(());
+        std::future::pending::<()>().await;
+    }
+
     pub mod work {
         #[theseus::main(worker_threads = 2)]
         pub async fn main() {
@@ -60,7 +65,10 @@ mod programs {
         #[theseus::main(worker_threads = 2)]
         pub async fn main() {
             theseus::spawn(super::nap()).await.unwrap();
-            theseus::spawn(super::wait_forever());
+            // A task is live from its first poll: wait for that.
+            let (started, running) = tokio::sync::oneshot::channel();
+            theseus::spawn(super::wait_forever_once_started(started));
+            running.await.unwrap();
             println!("exiting");
             std::process::exit(3);
         }
@@ -179,7 +187,7 @@ fn std_process_exit_still_writes_the_profile() {
     // Still running when the process exited: counted up to that moment.
     assert_eq!(
         profile.self_of(
-            "[task] profile_output::programs::wait_forever (unfinished)",
+            "[task] profile_output::programs::wait_forever_once_started (unfinished)",
             "Tasks"
         ),
         1
