@@ -435,8 +435,9 @@ fn interval_snapshots_are_readable_and_add_up_to_the_whole_run() {
     let first = &snapshots[0];
     assert_eq!(first.self_of(long_live, "Tasks"), 1);
     let wall = first.self_of(long_live, "WallNs");
+    // Spawned a little after the interval began (more on a loaded machine).
     assert!(
-        (250_000_000..=400_000_000).contains(&wall),
+        (150_000_000..=400_000_000).contains(&wall),
         "{wall} ns of the long task in the first 300 ms"
     );
     let second = &snapshots[1];

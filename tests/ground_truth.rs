@@ -123,14 +123,16 @@ fn spinning_tasks_show_their_spin_as_busy_time() {
     assert_eq!(profile.self_of(leaf, "Polls"), 4);
     let busy = profile.self_of(leaf, "BusyNs");
     let spun = spun.lock().unwrap().as_nanos() as u64;
-    // Against what the tasks measured themselves, and against the nominal
-    // 4 x 50 ms (which a loaded machine stretches).
+    // Against what the tasks measured themselves (5%), and against the
+    // nominal 4 x 50 ms: a spin preempted before it sees its 50 ms pass runs
+    // on for real, so on a loaded machine (CI shares its cores) the nominal
+    // figure gets 20%.
     assert!(
         busy >= spun,
         "BusyNs {busy} below the {spun} ns the tasks spun"
     );
     assert_within("BusyNs against the tasks' own spin time", busy, spun, 0.05);
-    assert_within("BusyNs of 4 tasks spinning 50 ms", busy, 200 * MS, 0.05);
+    assert_within("BusyNs of 4 tasks spinning 50 ms", busy, 200 * MS, 0.20);
 }
 
 async fn blocker() {
