@@ -45,7 +45,7 @@ pub use theseus_profiler::Tracer;
 ///
 /// `#[theseus::main]` starts a profiling session from the environment
 /// (`THESEUS`, `THESEUS_OUT`, `THESEUS_FORMAT`, `THESEUS_EVENT`,
-/// `THESEUS_INTERVAL`, `THESEUS_REPORT`, `THESEUS_STACKS`,
+/// `THESEUS_INTERVAL`, `THESEUS_REPORT`, `THESEUS_STACKS`, `THESEUS_AWAITS`,
 /// `THESEUS_SAMPLE_HZ`) and writes the profile when `main` returns or
 /// panics, or the program gets SIGINT or SIGTERM. Programs that build their
 /// own runtime can do the same with [`profiler::Session`], or install a
@@ -53,9 +53,9 @@ pub use theseus_profiler::Tracer;
 /// [`profiler::Profile`] in any [`profiler::Format`].
 pub mod profiler {
     pub use theseus_profiler::{
-        capture_mode, current_stack, poll_boundary, report, resolve, set_capture_mode, CaptureMode,
-        Config, ConfigError, Destination, Event, Format, Profile, ResolvedFrame, Sampler, Session,
-        StackId, Tracer,
+        await_mode, capture_mode, current_stack, poll_boundary, report, resolve, set_await_mode,
+        set_capture_mode, AwaitMode, CaptureMode, Config, ConfigError, Destination, Event, Format,
+        Profile, ResolvedFrame, Sampler, Session, StackId, Tracer,
     };
 }
 

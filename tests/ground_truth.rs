@@ -4,60 +4,12 @@
 
 mod common;
 
-use common::callgrind::{parse, Profile};
-use common::readers::check_with_real_readers;
-use std::future::Future;
+use common::callgrind::parse;
+use common::ground::{assert_within, profile, SERIAL};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// One profile at a time: the tracer is process-wide.
-static SERIAL: Mutex<()> = Mutex::new(());
-
 const MS: u64 = 1_000_000;
-
-/// Runs `main` on a fresh runtime with `workers` workers under a tracer,
-/// writes the profile to a file, checks the real readers accept it and
-/// agree on the totals, and returns it parsed.
-fn profile(name: &str, workers: usize, main: impl Future<Output = ()>) -> Profile {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tracer = theseus::Tracer::new();
-    tracer.install();
-    let runtime = theseus::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .build()
-        .unwrap();
-    runtime.block_on(main);
-    drop(runtime);
-    tracer.uninstall();
-    let dir = common::Scratch::new(&format!("ground-truth-{name}"));
-    let path = dir.join("profile.callgrind");
-    let mut file = std::fs::File::create(&path).unwrap();
-    tracer.write_data(&mut file).unwrap();
-    drop(file);
-    let text = std::fs::read_to_string(&path).unwrap();
-    let profile = parse(&text);
-    assert_eq!(
-        check_with_real_readers(&path),
-        profile.totals,
-        "callgrind_annotate disagrees on totals"
-    );
-    profile
-}
-
-/// Checks `measured` against `expected` and prints both, so that
-/// `cargo test --test ground_truth -- --nocapture` reports the figures.
-fn assert_within(what: &str, measured: u64, expected: u64, tolerance: f64) {
-    let error = (measured as f64 - expected as f64).abs() / expected as f64;
-    let report = format!(
-        "{what}: measured {:.3} ms, expected {:.3} ms (off by {:.2}%, tolerance {:.0}%)",
-        measured as f64 / 1e6,
-        expected as f64 / 1e6,
-        error * 100.0,
-        tolerance * 100.0
-    );
-    assert!(error <= tolerance, "{report}");
-    println!("{report}");
-}
 
 async fn sleeper(duration: Duration) {
     tokio::time::sleep(duration).await;
@@ -77,20 +29,29 @@ fn sleeping_tasks_show_their_sleep_as_wall_time_and_no_busy_time() {
     assert_eq!(profile.self_of(leaf, "Tasks"), 8);
     assert_within(
         "WallNs of 8 tasks sleeping 100 ms",
-        profile.self_of(leaf, "WallNs"),
+        profile.inclusive_of(leaf, "WallNs"),
         800 * MS,
         0.05,
     );
     let busy = profile.self_of(leaf, "BusyNs");
     assert!(busy < 8 * MS, "sleeping tasks were busy {busy} ns");
-    let idle = profile.self_of(leaf, "IdleNs");
+    let idle = profile.inclusive_of(leaf, "IdleNs");
     assert_within("IdleNs of the sleepers", idle, 800 * MS, 0.05);
     assert_eq!(
         profile.self_of(leaf, "Polls"),
         16,
         "a sleep is polled at spawn and once when it fires"
     );
-    assert_eq!(profile.self_of(leaf, "Wakes"), 8);
+    assert_eq!(profile.inclusive_of(leaf, "Wakes"), 8);
+    // All of the waiting is the sleep's: it left the leaf for its await point.
+    let sleep = "[await] tokio::time::Sleep";
+    let waited = profile.call_cost("ground_truth::sleeper", sleep, "IdleNs");
+    assert_within("IdleNs at the sleep", waited, 800 * MS, 0.05);
+    assert_eq!(
+        profile.call_cost("ground_truth::sleeper", sleep, "Wakes"),
+        8
+    );
+    assert!(profile.self_of(leaf, "IdleNs") < MS);
 }
 
 /// Spins for `duration`; returns how long it actually spun, which is longer
@@ -188,7 +149,7 @@ fn a_wake_while_every_worker_is_blocked_shows_as_scheduling_delay() {
         "SchedNs {:.1} ms, expected about 92 ms",
         sched as f64 / 1e6
     );
-    assert_eq!(profile.self_of(leaf, "Wakes"), 1);
+    assert_eq!(profile.inclusive_of(leaf, "Wakes"), 1);
     let blocked = profile.self_of("[task] ground_truth::blocker", "BusyNs");
     assert_within("BusyNs of the blocker", blocked, 100 * MS, 0.05);
 }
@@ -313,10 +274,10 @@ fn polls_and_wakes_are_counted_exactly() {
     });
     let yields = "[task] ground_truth::yields_five_times";
     assert_eq!(profile.self_of(yields, "Polls"), 6);
-    assert_eq!(profile.self_of(yields, "Wakes"), 5);
+    assert_eq!(profile.inclusive_of(yields, "Wakes"), 5);
     let receives = "[task] ground_truth::receives_three";
     assert_eq!(profile.self_of(receives, "Polls"), 4);
-    assert_eq!(profile.self_of(receives, "Wakes"), 3);
+    assert_eq!(profile.inclusive_of(receives, "Wakes"), 3);
 }
 
 #[test]
@@ -352,7 +313,7 @@ fn cancelled_panicked_and_unfinished_tasks_are_shown_apart() {
     let mut text = Vec::new();
     tracer.write_data(&mut text).unwrap();
     let profile = parse(&String::from_utf8(text).unwrap());
-    let aborted = profile.self_of("[task] ground_truth::sleeper (cancelled)", "WallNs");
+    let aborted = profile.inclusive_of("[task] ground_truth::sleeper (cancelled)", "WallNs");
     assert!(
         (shortest.as_nanos() as u64..=longest.as_nanos() as u64).contains(&aborted),
         "the aborted sleeper lived {aborted} ns; it was aborted between {shortest:?} and {longest:?} after its spawn"

@@ -21,8 +21,23 @@
 //! read the clock before a poll ended, but landed after it, is scheduled at
 //! that poll's end.
 //!
-//! When the task ends, the header becomes one [`TaskRecord`]: nothing per
-//! poll ever crosses to the profiler. A record read mid-run ([`Header::record`])
+//! # Await points
+//!
+//! The time from a poll's end to the wake that ends the wait is idle time,
+//! and it belongs to the await point whose waker was woken. The header
+//! keeps up to [`MAX_AWAITS`] await points per task, each with its idle
+//! time and wakes so far; the waker of await point `i` carries the tag
+//! `i + 1` (see `timed`), so a wake says which point it ends
+//! ([`Header::on_wake`] notes the tag of the wake that schedules the task),
+//! and the next poll's start adds the wait to that point. A wake through an
+//! untagged waker (a point beyond the seventh, or none) leaves the wait on
+//! the task. A wait that has not ended when a record is made (a task
+//! cancelled, or still running) goes to the first await point the last
+//! poll registered: nothing woke it, so that is the best guess there is.
+//!
+//! When the task ends, the header becomes one [`TaskRecord`], its waits by
+//! await point included: nothing per poll ever crosses to the profiler. A
+//! record read mid-run ([`Header::record`])
 //! never counts one moment twice, as both busy and waiting, or a poll as
 //! both done and in progress: the poller writes in an order, with three
 //! release stores (plain stores on x86), that the reader reads back in
@@ -31,7 +46,9 @@
 use crate::clock;
 use crate::sync::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use theseus_profiler::{Outcome, StackId, TaskId, TaskRecord};
+use std::sync::atomic::{AtomicU32, AtomicU8};
+use std::sync::OnceLock;
+use theseus_profiler::{AwaitCost, AwaitCosts, Outcome, StackId, TaskId, TaskRecord, MAX_AWAITS};
 
 /// `scheduled_at` while nothing is pending.
 const NOT_SCHEDULED: u64 = 0;
@@ -62,6 +79,25 @@ pub(crate) struct Header {
     /// of the model, not a step loom should interleave).
     #[cfg(theseus_loom)]
     taken: std::sync::atomic::AtomicU64,
+    /// The task's await points, from the first one it registers: wakers
+    /// tagged `i + 1` belong to slot `i`. Out of line, so that the many
+    /// tasks that never wait do not carry it.
+    awaits: OnceLock<Box<[AwaitSlot; MAX_AWAITS]>>,
+    /// The tag of the waker whose wake last scheduled the task (0: none).
+    woken_by: AtomicU8,
+    /// The tag of the first await point the last poll registered (0: none).
+    pending: AtomicU8,
+}
+
+/// One await point of a task, and the waiting done there so far. Written
+/// by the task's poller only (the tag is decided in the poll, the waits are
+/// added at the next poll's start); read by anyone making a record.
+#[derive(Default)]
+struct AwaitSlot {
+    /// The await point's stack; 0 (the root, never an await point): free.
+    stack: AtomicU32,
+    idle_ns: std::sync::atomic::AtomicU64,
+    wakes: std::sync::atomic::AtomicU64,
 }
 
 impl Header {
@@ -81,13 +117,37 @@ impl Header {
             wakes: AtomicU64::new(0),
             #[cfg(theseus_loom)]
             taken: std::sync::atomic::AtomicU64::new(0),
+            awaits: OnceLock::new(),
+            woken_by: AtomicU8::new(0),
+            pending: AtomicU8::new(0),
         }
+    }
+
+    /// The poll running now registers a waker for the await point `stack`:
+    /// returns the tag its wakers carry, 0 when the task already has
+    /// [`MAX_AWAITS`] others. Called on the poller's thread, during the poll.
+    #[inline]
+    pub(crate) fn register_await(&self, stack: StackId) -> u8 {
+        let slots = self.awaits.get_or_init(Default::default);
+        for (tag, slot) in (1u8..).zip(slots.iter()) {
+            let here = slot.stack.load(Relaxed);
+            if here == 0 {
+                slot.stack.store(stack.0, Relaxed);
+            } else if here != stack.0 {
+                continue;
+            }
+            if self.pending.load(Relaxed) == 0 {
+                self.pending.store(tag, Relaxed);
+            }
+            return tag;
+        }
+        0
     }
 
     /// The task's waker was called. Returns whether this wake scheduled the
     /// task (false: it was already scheduled).
     #[inline]
-    pub(crate) fn on_wake(&self) -> bool {
+    pub(crate) fn on_wake(&self, tag: u8) -> bool {
         if self.scheduled_at.load(Relaxed) != NOT_SCHEDULED {
             return false;
         }
@@ -101,9 +161,27 @@ impl Header {
             .compare_exchange(NOT_SCHEDULED, at, Relaxed, Relaxed)
             .is_ok();
         if scheduled {
+            // Stored before the wake reaches tokio, so the poll it causes
+            // sees it.
+            self.woken_by.store(tag, Relaxed);
             self.wakes.fetch_add(1, Relaxed);
         }
         scheduled
+    }
+
+    /// Adds a wait that ended with a wake through a waker tagged `tag`.
+    #[inline]
+    fn waited(&self, tag: u8, idle_ns: u64) {
+        let slot = usize::from(tag)
+            .checked_sub(1)
+            .and_then(|i| self.awaits.get()?.get(i));
+        if let Some(slot) = slot {
+            bump(&slot.wakes, 1);
+            // After the swap of `scheduled_at` that took this wait, for
+            // `record`: a reader that sees it no longer sees the schedule.
+            slot.idle_ns
+                .store(slot.idle_ns.load(Relaxed) + idle_ns, Release);
+        }
     }
 
     /// A poll is starting; returns its start time in ticks.
@@ -116,11 +194,19 @@ impl Header {
         // Before `sched_ns`, for `record`.
         self.poll_started.store(now, Relaxed);
         if scheduled != NOT_SCHEDULED {
-            let ready = ready_at(scheduled, self.poll_ended.load(Relaxed));
+            let ended = self.poll_ended.load(Relaxed);
+            let ready = ready_at(scheduled, ended);
             bump_published(&self.sched_ns, clock::nanos_between(ready, now));
             #[cfg(theseus_loom)]
             self.taken.fetch_add(1, Relaxed);
+            // Not the spawn: a wake ended a wait that began when the last
+            // poll did.
+            if ended != 0 {
+                let tag = self.woken_by.load(Relaxed);
+                self.waited(tag, clock::nanos_between(ended, ready));
+            }
         }
+        self.pending.store(0, Relaxed);
         now
     }
 
@@ -167,6 +253,26 @@ impl Header {
     /// shows a poll ended, `poll_ended` is its end (the poller's release
     /// stores of all three, the acquire loads here).
     pub(crate) fn record(&self, outcome: Outcome, now: u64) -> TaskRecord {
+        // The await points first: a wait added to one (after the poll start
+        // took its schedule) is then no longer pending below.
+        let mut waits = [AwaitCost::default(); MAX_AWAITS];
+        let mut kept = 0;
+        let slots = self.awaits.get().map_or(&[][..], |slots| &slots[..]);
+        for (wait, slot) in waits.iter_mut().zip(slots) {
+            let stack = slot.stack.load(Relaxed);
+            if stack == 0 {
+                break;
+            }
+            *wait = AwaitCost {
+                stack: StackId(stack),
+                idle_ns: slot.idle_ns.load(Acquire),
+                wakes: slot.wakes.load(Relaxed),
+            };
+            kept += 1;
+        }
+        // The wait going on now, if any, not yet added to its await point:
+        // (tag, idle ns, wakes).
+        let mut open = None;
         let mut busy_ns = self.busy_ns.load(Acquire);
         let mut sched_ns = self.sched_ns.load(Acquire);
         // A live task may be mid-poll or waiting in a queue: count that too.
@@ -176,14 +282,34 @@ impl Header {
         } else {
             // A task dropped while queued (cancelled at shutdown) waited
             // for a worker until then.
+            let ended = self.poll_ended.load(Relaxed);
             let ready = match self.scheduled_at.load(Relaxed) {
                 NOT_SCHEDULED => NOT_SCHEDULED,
-                at => ready_at(at, self.poll_ended.load(Relaxed)),
+                at => ready_at(at, ended),
             };
             // (Not when scheduled at the end of a first poll still running.)
             if ready != NOT_SCHEDULED {
                 sched_ns += clock::nanos_between(ready, now);
+                if ended != 0 {
+                    let waited = clock::nanos_between(ended, ready);
+                    open = Some((self.woken_by.load(Relaxed), waited, 1));
+                }
+            } else if ended != 0 {
+                // Still waiting: nothing woke it, so no waker says where.
+                let waited = clock::nanos_between(ended, now);
+                open = Some((self.pending.load(Relaxed), waited, 0));
             }
+        }
+        if let Some((tag, idle_ns, wakes)) = open {
+            let open_slot = usize::from(tag).checked_sub(1);
+            if let Some(wait) = open_slot.and_then(|i| waits[..kept].get_mut(i)) {
+                wait.idle_ns += idle_ns;
+                wait.wakes += wakes;
+            }
+        }
+        let mut awaits = AwaitCosts::NONE;
+        for wait in &waits[..kept] {
+            awaits.push(*wait);
         }
         TaskRecord {
             id: self.id,
@@ -194,6 +320,7 @@ impl Header {
             polls: self.polls.load(Relaxed),
             wakes: self.wakes.load(Relaxed),
             outcome,
+            awaits,
         }
     }
 }
@@ -236,8 +363,8 @@ mod tests {
         let header = Header::new(StackId::ROOT);
         let start = header.on_poll_start();
         header.on_poll_end(start);
-        assert!(header.on_wake());
-        assert!(!header.on_wake(), "already scheduled");
+        assert!(header.on_wake(0));
+        assert!(!header.on_wake(0), "already scheduled");
         let start = header.on_poll_start();
         header.on_poll_end(start);
         let record = header.record(Outcome::Completed, clock::now());
@@ -248,7 +375,7 @@ mod tests {
     fn a_wake_during_a_poll_is_scheduled_at_its_end() {
         let header = Header::new(StackId::ROOT);
         let start = header.on_poll_start();
-        assert!(header.on_wake());
+        assert!(header.on_wake(0));
         std::thread::sleep(std::time::Duration::from_millis(20));
         let end = header.on_poll_end(start);
         let next = header.on_poll_start();

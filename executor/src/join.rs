@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
+use theseus_profiler::StackId;
 
 /// An owned permission to await a spawned task's output.
 ///
@@ -27,11 +28,14 @@ use std::task::{Context, Poll};
 /// ```
 pub struct JoinHandle<T> {
     inner: tokio::task::JoinHandle<T>,
+    /// The task's logical stack when it is profiled (else the root): a task
+    /// awaiting this handle waits at an await point named after it.
+    stack: StackId,
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(inner: tokio::task::JoinHandle<T>) -> Self {
-        JoinHandle { inner }
+    pub(crate) fn new(inner: tokio::task::JoinHandle<T>, stack: StackId) -> Self {
+        JoinHandle { inner, stack }
     }
 
     /// Cancels the task: it will not be polled again, and its future is
@@ -74,6 +78,9 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The frames of tokio's join handle cannot say which task it joins.
+        let _awaiting =
+            (self.stack != StackId::ROOT).then(|| theseus_profiler::awaiting_task(self.stack));
         Pin::new(&mut self.inner).poll(cx).map(|output| {
             output.map_err(|error| match error.try_into_panic() {
                 Ok(payload) => JoinError::panic(payload),
@@ -213,6 +220,8 @@ pub async fn yield_now() {
             return Poll::Ready(());
         }
         yielded = true;
+        // Its frames are theseus's, which profiles leave out: name it.
+        let _awaiting = theseus_profiler::awaiting("theseus::task::yield_now");
         cx.waker().wake_by_ref();
         Poll::Pending
     })

@@ -286,13 +286,14 @@ where
     F::Output: Send + 'static,
 {
     if !theseus_profiler::is_active() {
-        return JoinHandle::new(tokio.spawn(future));
+        return JoinHandle::new(tokio.spawn(future), StackId::ROOT);
     }
     let stack = theseus_profiler::spawn_stack(location, std::any::type_name::<F>());
     let task = Timed::new(stack, future);
-    JoinHandle::new(crate::tokio_tasks::spawning_theseus_task(|| {
-        tokio.spawn(task)
-    }))
+    JoinHandle::new(
+        crate::tokio_tasks::spawning_theseus_task(|| tokio.spawn(task)),
+        stack,
+    )
 }
 
 fn spawn_blocking_on<F, R>(
@@ -305,13 +306,14 @@ where
     R: Send + 'static,
 {
     if !theseus_profiler::is_active() {
-        return JoinHandle::new(tokio.spawn_blocking(f));
+        return JoinHandle::new(tokio.spawn_blocking(f), StackId::ROOT);
     }
     let stack = theseus_profiler::spawn_blocking_stack(location, std::any::type_name::<F>());
     let task = TimedBlocking::new(stack, f);
-    JoinHandle::new(crate::tokio_tasks::spawning_theseus_task(|| {
-        tokio.spawn_blocking(move || task.run())
-    }))
+    JoinHandle::new(
+        crate::tokio_tasks::spawning_theseus_task(|| tokio.spawn_blocking(move || task.run())),
+        stack,
+    )
 }
 
 /// A theseus runtime: a tokio runtime whose tasks theseus times.

@@ -4,7 +4,7 @@
 //! its size follows the number of distinct spawn stacks of a program, never
 //! the number of tasks it ran.
 
-use crate::{Outcome, StackId, TaskRecord};
+use crate::{AwaitCosts, Outcome, StackId, TaskRecord};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -43,6 +43,53 @@ impl Costs {
             wakes: rec.wakes,
             tasks: 1,
         }
+    }
+
+    /// The costs of the task described by `rec`, split between the task's
+    /// own stack (returned) and the stacks of its await points (each passed
+    /// to `awaits`, in the record's order): [`Costs::split_awaits`] of the
+    /// record's costs.
+    #[inline]
+    pub fn split(rec: &TaskRecord, awaits: impl FnMut(StackId, &Costs)) -> Costs {
+        Costs::from_record(rec).split_awaits(&rec.awaits, awaits)
+    }
+
+    /// These costs of one task, less its waits at the await points in
+    /// `waits`, each of which is passed to `awaits` with its stack.
+    ///
+    /// An await point gets the idle time spent there as both `IdleNs` and
+    /// `WallNs` (its wall time is the waiting), and the wakes that ended
+    /// those waits; all of that is taken off the task's own costs, so each
+    /// event's sum over the task and its await points is what the task
+    /// measured. Polls, busy and scheduling time, and the task itself stay
+    /// with the task. An await point can never take more idle time or wakes
+    /// than the task had left (clock rounding could otherwise make a few
+    /// nanoseconds appear), and one with nothing to show is skipped.
+    #[inline]
+    pub fn split_awaits(
+        self,
+        waits: &AwaitCosts,
+        mut awaits: impl FnMut(StackId, &Costs),
+    ) -> Costs {
+        let mut own = self;
+        for wait in waits.iter() {
+            let idle = wait.idle_ns.min(own.idle_ns);
+            let wakes = wait.wakes.min(own.wakes);
+            if idle == 0 && wakes == 0 {
+                continue;
+            }
+            own.idle_ns -= idle;
+            own.wall_ns = own.wall_ns.saturating_sub(idle);
+            own.wakes -= wakes;
+            let waited = Costs {
+                wall_ns: idle,
+                idle_ns: idle,
+                wakes,
+                ..Costs::default()
+            };
+            awaits(wait.stack, &waited);
+        }
+        own
     }
 
     /// Adds `other` to `self`, saturating instead of wrapping.
@@ -111,9 +158,24 @@ impl Aggregate {
         Aggregate::default()
     }
 
-    /// Adds one task's record under its stack and outcome.
+    /// Adds one task's record under its stack and outcome, and its waits
+    /// at await points under theirs (see [`Costs::split`]).
     pub fn add_record(&mut self, rec: &TaskRecord) {
-        self.add(rec.stack, rec.outcome, &Costs::from_record(rec));
+        self.add_split(rec.stack, rec.outcome, Costs::from_record(rec), &rec.awaits);
+    }
+
+    /// Adds the costs of one task (or of a piece of its life) whose stack is
+    /// `stack`, less its waits at await points, which go under theirs (see
+    /// [`Costs::split_awaits`]).
+    pub fn add_split(
+        &mut self,
+        stack: StackId,
+        outcome: Outcome,
+        costs: Costs,
+        waits: &AwaitCosts,
+    ) {
+        let own = costs.split_awaits(waits, |at, waited| self.add(at, outcome, waited));
+        self.add(stack, outcome, &own);
     }
 
     /// Adds `costs` under `(stack, outcome)`.
@@ -229,6 +291,7 @@ mod tests {
             polls: 2,
             wakes: 1,
             outcome,
+            awaits: crate::AwaitCosts::NONE,
         }
     }
 
@@ -238,6 +301,52 @@ mod tests {
         assert_eq!(c.idle_ns, 50);
         let c = Costs::from_record(&rec(1, Outcome::Completed, 10, 30, 20));
         assert_eq!(c.idle_ns, 0);
+    }
+
+    #[test]
+    fn waits_at_await_points_leave_the_task_and_totals_stay() {
+        let mut r = rec(1, Outcome::Cancelled, 1_000, 100, 50);
+        r.wakes = 3;
+        let wait = |stack, idle_ns, wakes| crate::AwaitCost {
+            stack: StackId(stack),
+            idle_ns,
+            wakes,
+        };
+        assert!(r.awaits.push(wait(10, 600, 2)));
+        assert!(r.awaits.push(wait(11, 0, 0)));
+        // More than is left: clock rounding, capped.
+        assert!(r.awaits.push(wait(12, 300, 2)));
+        let mut a = Aggregate::new();
+        a.add_record(&r);
+        let own = a.get(StackId(1), Outcome::Cancelled).unwrap();
+        assert_eq!(
+            (own.wall_ns, own.idle_ns, own.wakes, own.tasks, own.polls),
+            (100 + 50, 0, 0, 1, 2)
+        );
+        let first = a.get(StackId(10), Outcome::Cancelled).unwrap();
+        assert_eq!(
+            (first.wall_ns, first.idle_ns, first.wakes, first.tasks),
+            (600, 600, 2, 0)
+        );
+        assert_eq!(
+            a.get(StackId(11), Outcome::Cancelled),
+            None,
+            "nothing to show"
+        );
+        let capped = a.get(StackId(12), Outcome::Cancelled).unwrap();
+        assert_eq!((capped.idle_ns, capped.wakes), (250, 1));
+        let total = a.total();
+        assert_eq!(
+            (
+                total.wall_ns,
+                total.busy_ns,
+                total.sched_ns,
+                total.idle_ns,
+                total.wakes,
+                total.tasks
+            ),
+            (1_000, 100, 50, 850, 3, 1)
+        );
     }
 
     #[test]

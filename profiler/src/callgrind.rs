@@ -41,6 +41,13 @@
 //! profile was written, with its costs so far). A completed task's leaf has
 //! no suffix.
 //!
+//! **Await points** are stacks that run on past a task's leaf
+//! ([`ProfileStack::task_leaf`]): their chain of frames is a callee of the
+//! leaf, which carries the outcome suffix, so a cancelled task's waits hang
+//! under its `(cancelled)` leaf. Their costs are waits the task's own costs
+//! no longer hold, so the leaf's inclusive cost is still the whole task's.
+//! They count no tasks, so their edges add 0 to `calls=`, as samples do.
+//!
 //! **CPU samples** ([`CpuStack`]) are attributed the same way, with their
 //! `CpuNs` as self cost at the innermost sampled frame and as inclusive cost
 //! on every edge above it, so one tree shows where tasks waited and where
@@ -250,8 +257,9 @@ impl Graph {
                 inner[parent.index()] = true;
             }
         }
-        for &(node, outcome, _) in tree.tasks() {
-            if outcome == Outcome::Completed {
+        // (An await point's own leaf is never suffixed: its task's is.)
+        for (&(node, outcome, _), &task_leaf) in tree.tasks().iter().zip(tree.task_leaves()) {
+            if outcome == Outcome::Completed || task_leaf != node {
                 inner[node.index()] = true;
             }
         }
@@ -278,10 +286,31 @@ impl Graph {
                 )
             }
         };
-        let task_leaves: Vec<Frame> = tree
+        let task_ends: Vec<Frame> = tree
             .tasks()
             .iter()
-            .map(|&(node, outcome, _)| leaf(node, outcome))
+            .zip(tree.task_leaves())
+            .map(|(&(node, outcome, _), &task_leaf)| {
+                leaf(
+                    node,
+                    if task_leaf == node {
+                        outcome
+                    } else {
+                        Outcome::Completed
+                    },
+                )
+            })
+            .collect();
+        // The waits of a task that did not complete hang from its leaf as
+        // its own costs show it, suffixed.
+        let suffixed_leaves: Vec<Option<Frame>> = tree
+            .tasks()
+            .iter()
+            .zip(tree.task_leaves())
+            .map(|(&(node, outcome, _), &task_leaf)| {
+                (task_leaf != node && outcome != Outcome::Completed)
+                    .then(|| leaf(task_leaf, outcome))
+            })
             .collect();
         let cpu_leaves: Vec<Frame> = tree
             .cpu()
@@ -293,7 +322,8 @@ impl Graph {
             .nodes()
             .filter(|&n| inner[n.index()])
             .map(&frame_of)
-            .chain(&task_leaves)
+            .chain(&task_ends)
+            .chain(suffixed_leaves.iter().flatten())
             .chain(&cpu_leaves);
         let names = function_files(written);
         let index: HashMap<&str, u32> = names
@@ -314,27 +344,43 @@ impl Graph {
                     folded.push(folded_of[parent.index()], index[name.as_str()], *line);
             }
         }
-        let entries = tree
-            .tasks()
-            .iter()
-            .zip(&task_leaves)
-            // A CPU sample is not a call: it adds nothing to `calls=`.
-            .map(|(&(node, _, costs), leaf)| (node, leaf, task_values(&costs), costs.tasks))
-            .chain(
-                tree.cpu()
-                    .iter()
-                    .zip(&cpu_leaves)
-                    .map(|(&(node, ns), leaf)| {
-                        let mut values = [0u64; WIDTH];
-                        values[Event::CpuNs.index()] = ns;
-                        (node, leaf, values, 0)
-                    }),
-            );
         let mut ends: Vec<(u32, [u64; WIDTH], u64)> = Vec::new();
-        for (node, (name, _, line), costs, calls) in entries {
+        let entries = tree.tasks().iter().zip(tree.task_leaves());
+        for (((&(node, _, costs), &task_leaf), end_frame), suffixed) in
+            entries.zip(&task_ends).zip(&suffixed_leaves)
+        {
+            let parent = tree.parent(node).unwrap_or(NodeId::ROOT);
+            let start = match suffixed {
+                // Waits of a task that did not complete: the chain again,
+                // under the suffixed leaf.
+                Some((name, _, line)) => {
+                    let above = tree.parent(task_leaf).unwrap_or(NodeId::ROOT);
+                    let mut chain = Vec::new();
+                    let mut cur = parent;
+                    while cur != task_leaf {
+                        chain.push(cur);
+                        cur = tree.parent(cur).expect("the task's leaf is an ancestor");
+                    }
+                    let leaf_folded =
+                        folded.push(folded_of[above.index()], index[name.as_str()], *line);
+                    chain.iter().rev().fold(leaf_folded, |at, &n| {
+                        let (name, _, line) = frame_of(n);
+                        folded.push(at, index[name.as_str()], *line)
+                    })
+                }
+                None => folded_of[parent.index()],
+            };
+            let (name, _, line) = end_frame;
+            let end = folded.push(start, index[name.as_str()], *line);
+            ends.push((end, task_values(&costs), costs.tasks));
+        }
+        // A CPU sample is not a call: it adds nothing to `calls=`.
+        for (&(node, ns), (name, _, line)) in tree.cpu().iter().zip(&cpu_leaves) {
             let parent = tree.parent(node).unwrap_or(NodeId::ROOT);
             let end = folded.push(folded_of[parent.index()], index[name.as_str()], *line);
-            ends.push((end, costs, calls));
+            let mut values = [0u64; WIDTH];
+            values[Event::CpuNs.index()] = ns;
+            ends.push((end, values, 0));
         }
 
         // Each folded node's inclusive cost is that of the entries ending

@@ -1,12 +1,12 @@
 //! Settings from the environment: `THESEUS`, `THESEUS_OUT`, `THESEUS_FORMAT`,
 //! `THESEUS_EVENT`, `THESEUS_INTERVAL`, `THESEUS_REPORT`, `THESEUS_STACKS`,
-//! `THESEUS_SAMPLE_HZ`.
+//! `THESEUS_AWAITS`, `THESEUS_SAMPLE_HZ`.
 //!
 //! An empty variable counts as unset. A bad value is an error that names the
 //! variable, the value, and what is accepted, so a typo is caught at start
 //! rather than after an hour of running with the wrong settings.
 
-use crate::{CaptureMode, Event, Format};
+use crate::{AwaitMode, CaptureMode, Event, Format};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
@@ -38,6 +38,8 @@ pub struct Config {
     pub report: bool,
     /// `THESEUS_STACKS`: how much of the stack is captured at each spawn.
     pub stacks: CaptureMode,
+    /// `THESEUS_AWAITS`: how await points are found, or not at all.
+    pub awaits: AwaitMode,
     /// `THESEUS_SAMPLE_HZ`: run theseus's CPU sampler ([`crate::Sampler`])
     /// at this many samples per second of each thread's CPU time; `None`
     /// (unset, empty or `0`) leaves it off.
@@ -57,6 +59,7 @@ impl Default for Config {
             interval: None,
             report: false,
             stacks: CaptureMode::Default,
+            awaits: AwaitMode::Default,
             sample_hz: None,
             signals: true,
         }
@@ -174,6 +177,21 @@ impl Config {
                         &value,
                         "default (capture once per spawn site and reuse), \
                          full (capture every spawn) or location (spawn call's file and line only)",
+                    ))
+                }
+            };
+        }
+
+        if let Some(value) = get(crate::AWAITS_ENV) {
+            let parsed = value.to_str().map(str::parse::<AwaitMode>);
+            config.awaits = match parsed {
+                Some(Ok(mode)) => mode,
+                _ => {
+                    return Err(ConfigError::invalid(
+                        crate::AWAITS_ENV,
+                        &value,
+                        "default (split idle time by await point, unwinding once per await \
+                         point), full (unwind at every await) or off (no await points)",
                     ))
                 }
             };
@@ -309,6 +327,27 @@ mod tests {
             for needle in accepted.iter().chain([&variable, &value]) {
                 assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
             }
+        }
+    }
+
+    #[test]
+    fn await_modes_come_from_theseus_awaits_and_a_bad_one_is_named() {
+        let with = |value: &str| {
+            let value = OsString::from(value);
+            Config::from_lookup(|name| (name == "THESEUS_AWAITS").then(|| value.clone()))
+        };
+        assert_eq!(
+            Config::from_lookup(|_| None).unwrap().awaits,
+            AwaitMode::Default
+        );
+        assert_eq!(with("").unwrap().awaits, AwaitMode::Default);
+        assert_eq!(with("full").unwrap().awaits, AwaitMode::Full);
+        assert_eq!(with(" Off ").unwrap().awaits, AwaitMode::Off);
+        let e = with("some").unwrap_err();
+        assert_eq!((e.variable(), e.value()), ("THESEUS_AWAITS", "some"));
+        let msg = e.to_string();
+        for needle in ["THESEUS_AWAITS", "\"some\"", "default", "full", "off"] {
+            assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
         }
     }
 

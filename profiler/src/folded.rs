@@ -60,6 +60,7 @@ mod tests {
                     line: 1,
                 })
                 .collect(),
+            task_leaf: names.len().saturating_sub(1),
             outcome,
             costs: Costs {
                 wall_ns,

@@ -15,6 +15,12 @@
 //! task's idle time can read a little less at a later cut, and a piece is
 //! never negative.
 //!
+//! A task's waits at its await points are carried the same way, point by
+//! point, so an await point's pieces add up too. (A wait still going on at
+//! a cut is reported at the first await point its last poll registered; if
+//! another point's waker ends it, the rest of it goes there, and the two
+//! points share that wait between them; the task's totals stay exact.)
+//!
 //! Memory is one entry per task running at the last cut, never per task
 //! run, and the finished tasks of an interval are summed by stack as they
 //! end, as always.
@@ -35,7 +41,7 @@
 //! nor ended there: what was reported of it is kept for one more cut.
 
 use crate::aggregate::KeyHasher;
-use crate::{Aggregate, Costs, Outcome, TaskId, TaskRecord};
+use crate::{Aggregate, AwaitCosts, Costs, Outcome, TaskId, TaskRecord};
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
@@ -75,11 +81,11 @@ pub(crate) struct Finished {
 impl Finished {
     /// Files one finished task.
     #[inline]
-    pub(crate) fn add(&mut self, rec: &TaskRecord, costs: &Costs) {
+    pub(crate) fn add(&mut self, rec: &TaskRecord) {
         if self.routing.keep_whole(rec.id) {
             self.whole.push(*rec);
         } else {
-            self.aggregate.add(rec.stack, rec.outcome, costs);
+            self.aggregate.add_record(rec);
         }
     }
 
@@ -116,6 +122,8 @@ pub(crate) struct Carry {
 struct Carried {
     /// Costs so far, as reported.
     costs: Costs,
+    /// Waits at await points so far, as reported.
+    awaits: AwaitCosts,
     /// Cuts this entry may still go unclaimed before it is dropped.
     cuts_left: u8,
 }
@@ -130,10 +138,12 @@ impl Carry {
         for rec in &finished.whole {
             ended.insert(rec.id);
             let mut costs = Costs::from_record(rec);
+            let mut awaits = rec.awaits;
             if let Some(reported) = self.tasks.remove(&rec.id) {
                 costs = costs.after(&reported.costs);
+                awaits = awaits.after(&reported.awaits);
             }
-            interval.add(rec.stack, rec.outcome, &costs);
+            interval.add_split(rec.stack, rec.outcome, costs, &awaits);
         }
         let mut next: HashMap<TaskId, Carried, Hasher> = HashMap::default();
         for rec in live {
@@ -143,15 +153,19 @@ impl Carry {
                 continue;
             }
             let so_far = Costs::from_record(&rec);
-            let costs = match self.tasks.remove(&rec.id) {
-                Some(reported) => so_far.after(&reported.costs),
-                None => so_far,
+            let (costs, awaits) = match self.tasks.remove(&rec.id) {
+                Some(reported) => (
+                    so_far.after(&reported.costs),
+                    rec.awaits.after(&reported.awaits),
+                ),
+                None => (so_far, rec.awaits),
             };
-            interval.add(rec.stack, Outcome::Unfinished, &costs);
+            interval.add_split(rec.stack, Outcome::Unfinished, costs, &awaits);
             next.insert(
                 rec.id,
                 Carried {
                     costs: so_far,
+                    awaits: rec.awaits,
                     cuts_left: 1,
                 },
             );
@@ -193,6 +207,7 @@ mod tests {
             polls: busy,
             wakes: 0,
             outcome,
+            awaits: AwaitCosts::NONE,
         }
     }
 
@@ -278,7 +293,7 @@ mod tests {
         let mut f = Finished::default();
         let add = |f: &mut Finished, id| {
             let r = rec(id, Outcome::Completed, 1, 1);
-            f.add(&r, &Costs::from_record(&r));
+            f.add(&r);
         };
         add(&mut f, 1);
         assert_eq!((f.whole.len(), f.aggregate.len()), (0, 1));

@@ -9,7 +9,10 @@
 //!   down to the spawn call, and a leaf naming the spawned future).
 //! - [`enter_poll`] around every poll: tells the profiler which task runs on
 //!   this thread, and where the poll boundary is on the machine stack.
-//! - [`record`] once per task, when it completes, panics or is cancelled.
+//! - [`await_point`] from the task's waker, when the task's poll registers
+//!   it: the [`StackId`] of the await point the task is about to wait at.
+//! - [`record`] once per task, when it completes, panics or is cancelled,
+//!   with its idle time split by await point ([`AwaitCosts`]).
 //! - [`register_live_tasks`] so that tasks still running when a profile is
 //!   written are included with their cost so far.
 //!
@@ -63,7 +66,14 @@ pub use sampler::Sampler;
 pub use tracer::Tracer;
 pub use tree::{NodeId, ProfileTree};
 
-pub use record::{is_active, record, register_live_tasks, LiveTasks, Outcome, TaskId, TaskRecord};
+pub use record::{
+    is_active, record, register_live_tasks, AwaitCost, AwaitCosts, LiveTasks, Outcome, TaskId,
+    TaskRecord, MAX_AWAITS,
+};
+pub use stack::{
+    await_mode, await_point, awaiting, awaiting_task, set_await_mode, AwaitMode, AwaitScope,
+    ParseAwaitModeError, AWAITS_ENV,
+};
 pub use stack::{
     capture_mode, interned_nodes, poll_boundary, set_capture_mode, ParseCaptureModeError,
 };

@@ -156,7 +156,8 @@ impl Session {
     /// the program runs rather than after. A relative output path is taken
     /// relative to the working directory now, so a later change of directory
     /// does not move it. Then sets the stack capture mode
-    /// ([`crate::set_capture_mode`]), installs a tracer, starts the CPU
+    /// ([`crate::set_capture_mode`]) and the await mode
+    /// ([`crate::set_await_mode`]), installs a tracer, starts the CPU
     /// sampler if `config.sample_hz` asks for it (a sampler that cannot
     /// start is an error naming `THESEUS_SAMPLE_HZ`) and, if
     /// `config.signals`, the SIGINT/SIGTERM handling.
@@ -174,6 +175,7 @@ impl Session {
             })?;
         }
         crate::set_capture_mode(config.stacks);
+        crate::set_await_mode(config.awaits);
 
         let tracer = Tracer::new();
         tracer.install();

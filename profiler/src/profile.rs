@@ -17,8 +17,11 @@
 //! [`Profile::samples`] is the step every writer shares: it turns each
 //! stack into a [`Sample`] of printable frames (names on one line, at most
 //! [`MAX_NAME_LEN`] bytes, an empty stack shown as [`UNKNOWN_TASK`]) whose
-//! leaf carries the outcome suffix (` (cancelled)`, ` (panicked)`,
-//! ` (unfinished)`), and one value per [`Event`]. So the callgrind file,
+//! task leaf carries the outcome suffix (` (cancelled)`, ` (panicked)`,
+//! ` (unfinished)`), and one value per [`Event`]. A task's leaf is the last
+//! frame of its stack; the stack of one of its await points goes on past
+//! it, through the chain of frames that awaited, to an `[await]` leaf, and
+//! holds the time the tasks waited there ([`ProfileStack::task_leaf`]). So the callgrind file,
 //! the pprof profile, the folded stacks, the flame graph and the terminal
 //! report all show the same logical stacks under the same names, and their
 //! numbers agree.
@@ -171,11 +174,16 @@ pub const MAX_NAME_LEN: usize = 2000;
 /// The name shown for a task whose stack resolved to no frames at all.
 pub const UNKNOWN_TASK: &str = "[task] (unknown spawn site)";
 
-/// The costs of all tasks that share one resolved stack and outcome.
+/// The costs of all tasks that share one resolved stack and outcome, or of
+/// their waits at one await point.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProfileStack {
-    /// Outermost first, the task's leaf last.
+    /// Outermost first: the task's leaf last, or, for an await point, the
+    /// task's leaf followed by the await point's chain and its leaf.
     pub frames: Vec<ResolvedFrame>,
+    /// Which frame is the task's leaf, the one named with the outcome
+    /// suffix: `frames.len() - 1` for a task's own costs.
+    pub task_leaf: usize,
     /// How these tasks ended.
     pub outcome: Outcome,
     /// Their summed costs.
@@ -269,6 +277,9 @@ pub struct Sample {
     pub frames: Vec<Frame>,
     /// How the tasks of this stack ended; `None` for CPU samples.
     pub outcome: Option<Outcome>,
+    /// Which frame is the task's leaf (see [`ProfileStack::task_leaf`]);
+    /// `None` for CPU samples.
+    pub task_leaf: Option<usize>,
     /// One value per event, indexed by [`Event::index`]. Task stacks have
     /// 0 for [`Event::CpuNs`]; CPU samples have only [`Event::CpuNs`].
     pub values: [u64; EVENT_COUNT],
@@ -297,6 +308,7 @@ impl Sample {
 /// let mut profile = Profile::empty();
 /// profile.push_stack(ProfileStack {
 ///     frames: vec![frame("app::main", 3), frame("[task] app::work", 4)],
+///     task_leaf: 1,
 ///     outcome: Outcome::Cancelled,
 ///     costs: Costs { wall_ns: 900, busy_ns: 100, sched_ns: 50, idle_ns: 750, polls: 2, wakes: 1, tasks: 1 },
 /// });
@@ -342,10 +354,10 @@ impl Profile {
         }
     }
 
-    /// Adds the costs of tasks that share a stack and outcome.
+    /// Adds the costs of tasks that share a stack and outcome (or their
+    /// waits at one await point).
     pub fn push_stack(&mut self, stack: ProfileStack) {
-        let node = self.tree.node_of(&stack.frames);
-        self.tree.add_tasks(node, stack.outcome, stack.costs);
+        self.tree.add_stack(&stack);
     }
 
     /// Adds CPU time sampled on a stack.
@@ -383,16 +395,18 @@ impl Profile {
     pub fn samples(&self) -> Vec<Sample> {
         let tree = &self.tree;
         let mut samples = Vec::with_capacity(tree.tasks().len() + tree.cpu().len());
-        for &(node, outcome, costs) in tree.tasks() {
+        for (&(node, outcome, costs), &leaf) in tree.tasks().iter().zip(tree.task_leaves()) {
             let mut frames = clean_frames(&tree.frames(node));
+            let task_leaf = tree.depth(leaf).saturating_sub(1).min(frames.len() - 1);
             let suffix = outcome_suffix(outcome);
             if !suffix.is_empty() {
-                let leaf = frames.last_mut().expect("clean_frames never returns none");
+                let leaf = &mut frames[task_leaf];
                 leaf.name = clean_name(&format!("{}{suffix}", leaf.name));
             }
             samples.push(Sample {
                 frames,
                 outcome: Some(outcome),
+                task_leaf: Some(task_leaf),
                 values: task_values(&costs),
             });
         }
@@ -402,6 +416,7 @@ impl Profile {
             samples.push(Sample {
                 frames: clean_frames(&tree.frames(node)),
                 outcome: None,
+                task_leaf: None,
                 values,
             });
         }
@@ -483,6 +498,7 @@ mod tests {
             &[
                 ProfileStack {
                     frames: vec![frame("main"), frame("[task] a")],
+                    task_leaf: 1,
                     outcome: Outcome::Unfinished,
                     costs: Costs {
                         wall_ns: 10,
@@ -491,7 +507,24 @@ mod tests {
                     },
                 },
                 ProfileStack {
+                    frames: vec![
+                        frame("main"),
+                        frame("[task] a"),
+                        frame("a"),
+                        frame("[await] b"),
+                    ],
+                    task_leaf: 1,
+                    outcome: Outcome::Cancelled,
+                    costs: Costs {
+                        wall_ns: 4,
+                        idle_ns: 4,
+                        wakes: 1,
+                        ..Costs::default()
+                    },
+                },
+                ProfileStack {
                     frames: vec![],
+                    task_leaf: 0,
                     outcome: Outcome::Completed,
                     costs: Costs {
                         wall_ns: 5,
@@ -510,14 +543,20 @@ mod tests {
         let samples = profile.samples();
         let names = |s: &Sample| s.frames.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(&samples[0]), ["main", "[task] a (unfinished)"]);
-        assert_eq!(names(&samples[1]), [UNKNOWN_TASK]);
-        assert_eq!(names(&samples[2]), ["[task] a", "spin"]);
-        assert_eq!(samples[2].outcome, None);
-        assert_eq!(samples[2].value(Event::CpuNs), 7);
+        // An await point's suffix is on its task's leaf, not on its own.
+        assert_eq!(
+            names(&samples[1]),
+            ["main", "[task] a (cancelled)", "a", "[await] b"]
+        );
+        assert_eq!(samples[1].task_leaf, Some(1));
+        assert_eq!(names(&samples[2]), [UNKNOWN_TASK]);
+        assert_eq!(names(&samples[3]), ["[task] a", "spin"]);
+        assert_eq!(samples[3].outcome, None);
+        assert_eq!(samples[3].value(Event::CpuNs), 7);
         let totals = profile.totals();
         assert_eq!(
             (totals[0], totals[Event::Tasks.index()], totals[7]),
-            (15, 3, 7)
+            (19, 3, 7)
         );
         assert_eq!(profile.events().len(), 8);
     }

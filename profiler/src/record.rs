@@ -80,6 +80,90 @@ pub struct TaskRecord {
     pub wakes: u64,
     /// How the task ended.
     pub outcome: Outcome,
+    /// Where the task waited: the part of its idle time (and the wakes that
+    /// ended it) spent at each of its await points. What is here is taken
+    /// off the task's own idle time and wakes when the record is added up;
+    /// the rest stays on the task's leaf.
+    pub awaits: AwaitCosts,
+}
+
+/// Most await points one [`TaskRecord`] carries: the executor tells a
+/// task's await points apart by tagging the task's wakers, which leaves room
+/// for seven per task. Idle time at others stays on the task's leaf.
+pub const MAX_AWAITS: usize = 7;
+
+/// The waiting one task did at one await point.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AwaitCost {
+    /// The await point: a stack from [`crate::await_point`], which extends
+    /// the task's own stack.
+    pub stack: StackId,
+    /// Time from the ends of the polls that left the task waiting here to
+    /// the wakes that ended those waits, in nanoseconds.
+    pub idle_ns: u64,
+    /// The wakes that ended those waits.
+    pub wakes: u64,
+}
+
+/// A task's [`AwaitCost`]s: at most [`MAX_AWAITS`], kept inline so that a
+/// record stays `Copy` and never allocates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AwaitCosts {
+    entries: [AwaitCost; MAX_AWAITS],
+    len: u8,
+}
+
+impl AwaitCosts {
+    /// No await points.
+    pub const NONE: AwaitCosts = AwaitCosts {
+        entries: [AwaitCost {
+            stack: StackId::ROOT,
+            idle_ns: 0,
+            wakes: 0,
+        }; MAX_AWAITS],
+        len: 0,
+    };
+
+    /// Adds `cost`; returns `false` (and adds nothing) when full.
+    pub fn push(&mut self, cost: AwaitCost) -> bool {
+        match self.entries.get_mut(usize::from(self.len)) {
+            Some(slot) => {
+                *slot = cost;
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The entries, in the order they were pushed.
+    pub fn iter(&self) -> impl Iterator<Item = &AwaitCost> {
+        self.entries[..usize::from(self.len)].iter()
+    }
+
+    /// How many entries there are.
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// What one task waited since `earlier`, an earlier reading of its
+    /// waits so far: each await point's idle time and wakes less what
+    /// `earlier` had for the same point (never below zero).
+    pub fn after(&self, earlier: &AwaitCosts) -> AwaitCosts {
+        let mut since = *self;
+        for wait in since.entries[..usize::from(since.len)].iter_mut() {
+            if let Some(then) = earlier.iter().find(|then| then.stack == wait.stack) {
+                wait.idle_ns = wait.idle_ns.saturating_sub(then.idle_ns);
+                wait.wakes = wait.wakes.saturating_sub(then.wakes);
+            }
+        }
+        since
+    }
 }
 
 /// A source of records for tasks that have not finished yet.

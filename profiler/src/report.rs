@@ -41,6 +41,7 @@ struct Row {
 /// let mut profile = Profile::empty();
 /// profile.push_stack(ProfileStack {
 ///     frames: vec![ResolvedFrame { function: "[task] app::serve".into(), file: "src/main.rs".into(), line: 9 }],
+///     task_leaf: 0,
 ///     outcome: Outcome::Completed,
 ///     costs: Costs { wall_ns: 2_000_000, busy_ns: 500_000, sched_ns: 500_000, idle_ns: 1_000_000, polls: 4, wakes: 3, tasks: 2 },
 /// });
@@ -172,6 +173,7 @@ mod tests {
                     line: 1,
                 })
                 .collect(),
+            task_leaf: names.len().saturating_sub(1),
             outcome,
             costs: Costs {
                 wall_ns,

@@ -28,12 +28,23 @@
 //! - **Resolution** (`symbols`): [`resolve`], at write time only, symbolizes
 //!   each distinct address once and removes the runtime, `async-task`,
 //!   `backtrace`, std's future and panic plumbing and thread start-up.
+//! - **Await points** (`awaits`, resolved by `awaited`): where inside its
+//!   poll a task is suspended, captured from its waker's `clone` as a stack
+//!   that extends the task's own: the task's stack, the frames of the poll
+//!   down to the awaited future, and a leaf naming what was awaited
+//!   (`[await] tokio::time::Sleep`).
 
+mod awaited;
+mod awaits;
 mod capture;
 mod context;
 mod intern;
 mod symbols;
 
+pub use awaits::{
+    await_mode, await_point, awaiting, awaiting_task, set_await_mode, AwaitMode, AwaitScope,
+    ParseAwaitModeError, AWAITS_ENV,
+};
 pub use context::{current_stack, enter_poll, poll_boundary, PollScope};
 
 use std::fmt;
@@ -316,6 +327,12 @@ impl TreeResolver {
         }
         node
     }
+}
+
+/// For the stack of an await point, the stack of its task; `None` for any
+/// other stack.
+pub(crate) fn task_of_await(id: StackId) -> Option<StackId> {
+    intern::task_of_await(id)
 }
 
 /// Whether some frame resolved so far lacked full debug info: names then

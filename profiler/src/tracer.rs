@@ -38,7 +38,7 @@ use std::time::{Instant, SystemTime};
 /// # Example
 ///
 /// ```
-/// use theseus_profiler::{record, Outcome, StackId, TaskId, TaskRecord, Tracer};
+/// use theseus_profiler::{record, AwaitCosts, Outcome, StackId, TaskId, TaskRecord, Tracer};
 ///
 /// let tracer = Tracer::new();
 /// tracer.install();
@@ -52,6 +52,7 @@ use std::time::{Instant, SystemTime};
 ///     polls: 3,
 ///     wakes: 2,
 ///     outcome: Outcome::Completed,
+///     awaits: AwaitCosts::NONE,
 /// });
 /// tracer.uninstall();
 ///
@@ -173,7 +174,6 @@ pub(crate) fn record(rec: &TaskRecord) {
     if !is_active() {
         return;
     }
-    let costs = Costs::from_record(rec);
     let recorded = BINDING
         .try_with(|cell| {
             let Ok(mut binding) = cell.try_borrow_mut() else {
@@ -183,7 +183,7 @@ pub(crate) fn record(rec: &TaskRecord) {
                 rebind(&mut binding);
             }
             if let Some((_, slot)) = &binding.bound {
-                lock(&slot.finished).add(rec, &costs);
+                lock(&slot.finished).add(rec);
             }
             true
         })
@@ -192,7 +192,7 @@ pub(crate) fn record(rec: &TaskRecord) {
         // This thread's storage is being torn down: record straight into the
         // active tracer's pending records instead.
         if let Some(shared) = active() {
-            lock(&shared.registry).pending.add(rec, &costs);
+            lock(&shared.registry).pending.add(rec);
         }
     }
 }
@@ -428,13 +428,13 @@ impl Tracer {
     /// details). Memory stays flat however many intervals are taken.
     ///
     /// ```
-    /// use theseus_profiler::{record, Outcome, StackId, TaskId, TaskRecord, Tracer};
+    /// use theseus_profiler::{record, AwaitCosts, Outcome, StackId, TaskId, TaskRecord, Tracer};
     ///
     /// let tracer = Tracer::new();
     /// tracer.install();
     /// let task = |wall_ns| TaskRecord {
     ///     id: TaskId::next(), stack: StackId::ROOT, wall_ns, busy_ns: 0, sched_ns: 0,
-    ///     polls: 1, wakes: 0, outcome: Outcome::Completed,
+    ///     polls: 1, wakes: 0, outcome: Outcome::Completed, awaits: AwaitCosts::NONE,
     /// };
     /// record(&task(100));
     /// let first = tracer.take_interval();
@@ -484,7 +484,13 @@ fn add_tasks(tree: &mut ProfileTree, resolver: &mut TreeResolver, aggregate: &Ag
     entries.sort_by_key(|&(stack, outcome, _)| (stack, outcome as u8));
     for (stack, outcome, costs) in entries {
         let node = resolver.node(tree, stack);
-        tree.add_tasks(node, outcome, costs);
+        match crate::stack::task_of_await(stack) {
+            Some(task) => {
+                let leaf = resolver.node(tree, task);
+                tree.add_waits(node, leaf, outcome, costs);
+            }
+            None => tree.add_tasks(node, outcome, costs),
+        }
     }
 }
 

@@ -58,6 +58,10 @@ pub struct ProfileTree {
     nodes: Vec<Node>,
     children: HashMap<(NodeId, u32), NodeId>,
     tasks: Vec<(NodeId, Outcome, Costs)>,
+    /// For each entry of `tasks`, the node of its task's leaf: the entry's
+    /// own node for a task's costs, an ancestor for its waits at an await
+    /// point.
+    task_leaves: Vec<NodeId>,
     cpu: Vec<(NodeId, u64)>,
 }
 
@@ -90,6 +94,7 @@ impl ProfileTree {
             }],
             children: HashMap::new(),
             tasks: Vec::new(),
+            task_leaves: Vec::new(),
             cpu: Vec::new(),
         }
     }
@@ -132,6 +137,29 @@ impl ProfileTree {
     /// Adds the costs of tasks with `outcome` whose stack is `node`.
     pub fn add_tasks(&mut self, node: NodeId, outcome: Outcome, costs: Costs) {
         self.tasks.push((node, outcome, costs));
+        self.task_leaves.push(node);
+    }
+
+    /// Adds the waits, at the await point whose stack is `node`, of tasks
+    /// with `outcome` whose leaf is `task_leaf` (an ancestor of `node`).
+    pub fn add_waits(&mut self, node: NodeId, task_leaf: NodeId, outcome: Outcome, costs: Costs) {
+        self.tasks.push((node, outcome, costs));
+        self.task_leaves.push(task_leaf);
+    }
+
+    /// Adds `stack` as [`ProfileTree::add_tasks`] or, when its task's leaf
+    /// is not its last frame, as [`ProfileTree::add_waits`].
+    pub fn add_stack(&mut self, stack: &ProfileStack) {
+        let leaf_len = (stack.task_leaf + 1).min(stack.frames.len());
+        let leaf = self.node_of(&stack.frames[..leaf_len]);
+        let node = stack.frames[leaf_len..]
+            .iter()
+            .fold(leaf, |node, frame| self.child(node, frame));
+        if node == leaf {
+            self.add_tasks(node, stack.outcome, stack.costs);
+        } else {
+            self.add_waits(node, leaf, stack.outcome, stack.costs);
+        }
     }
 
     /// Adds `cpu_ns` of sampled CPU time on the stack `node`.
@@ -143,8 +171,7 @@ impl ProfileTree {
     pub fn from_stacks(stacks: &[ProfileStack], cpu: &[CpuStack]) -> ProfileTree {
         let mut tree = ProfileTree::new();
         for stack in stacks {
-            let node = tree.node_of(&stack.frames);
-            tree.add_tasks(node, stack.outcome, stack.costs);
+            tree.add_stack(stack);
         }
         for sample in cpu {
             let node = tree.node_of(&sample.frames);
@@ -206,6 +233,24 @@ impl ProfileTree {
         &self.tasks
     }
 
+    /// For each entry of [`ProfileTree::tasks`], the node of its task's
+    /// leaf: the entry's own node, or for waits at an await point, the
+    /// ancestor whose frame names the task.
+    pub fn task_leaves(&self) -> &[NodeId] {
+        &self.task_leaves
+    }
+
+    /// How many frames the stack of `node` has.
+    pub fn depth(&self, node: NodeId) -> usize {
+        let mut depth = 0;
+        let mut cur = node;
+        while cur != NodeId::ROOT {
+            depth += 1;
+            cur = self.nodes[cur.index()].parent;
+        }
+        depth
+    }
+
     /// The CPU samples added, in order: stack, nanoseconds.
     pub fn cpu(&self) -> &[(NodeId, u64)] {
         &self.cpu
@@ -216,8 +261,10 @@ impl ProfileTree {
     pub fn stacks(&self) -> Vec<ProfileStack> {
         self.tasks
             .iter()
-            .map(|&(node, outcome, costs)| ProfileStack {
+            .zip(&self.task_leaves)
+            .map(|(&(node, outcome, costs), &leaf)| ProfileStack {
                 frames: self.frames(node),
+                task_leaf: self.depth(leaf).saturating_sub(1),
                 outcome,
                 costs,
             })
@@ -259,16 +306,19 @@ mod tests {
         let stacks = [
             ProfileStack {
                 frames: a.to_vec(),
+                task_leaf: 1,
                 outcome: Outcome::Completed,
                 costs,
             },
             ProfileStack {
                 frames: b.to_vec(),
+                task_leaf: 2,
                 outcome: Outcome::Cancelled,
                 costs,
             },
             ProfileStack {
                 frames: Vec::new(),
+                task_leaf: 0,
                 outcome: Outcome::Completed,
                 costs,
             },

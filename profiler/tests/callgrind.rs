@@ -29,6 +29,7 @@ fn costs(wall: u64, tasks: u64) -> Costs {
 fn stack(frames: &[(&str, &str, u32)], outcome: Outcome, c: Costs) -> ProfileStack {
     ProfileStack {
         frames: frames.iter().map(|&(f, l, n)| frame(f, l, n)).collect(),
+        task_leaf: frames.len().saturating_sub(1),
         outcome,
         costs: c,
     }
@@ -269,6 +270,7 @@ fn odd_names_and_empty_stacks_stay_readable() {
         ),
         ProfileStack {
             frames: Vec::new(),
+            task_leaf: 0,
             outcome: Outcome::Cancelled,
             costs: costs(70, 1),
         },

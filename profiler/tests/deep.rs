@@ -44,6 +44,7 @@ fn task(stack: StackId) -> TaskRecord {
         polls: 2,
         wakes: 1,
         outcome: Outcome::Completed,
+        awaits: theseus_profiler::AwaitCosts::NONE,
     }
 }
 

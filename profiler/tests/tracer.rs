@@ -21,6 +21,7 @@ fn rec(stack: u32, outcome: Outcome, wall: u64) -> TaskRecord {
         polls: 2,
         wakes: 1,
         outcome,
+        awaits: theseus_profiler::AwaitCosts::NONE,
     }
 }
 

@@ -40,6 +40,33 @@ impl Profile {
         cost[index]
     }
 
+    /// The inclusive cost of `event` of the function named `function`: its
+    /// self cost and that of every call it makes, as callgrind_annotate
+    /// counts it. A task's leaf has its await points as callees, so this is
+    /// the task's whole cost (and its child tasks', if it spawned any).
+    pub fn inclusive_of(&self, function: &str, event: &str) -> u64 {
+        let index = self.event(event);
+        let calls: u64 = self
+            .calls
+            .iter()
+            .filter(|((caller, _, _), _)| caller == function)
+            .map(|(_, (_, inclusive))| inclusive[index])
+            .sum();
+        self.self_of(function, event) + calls
+    }
+
+    /// The inclusive cost of `event` over every call from a function named
+    /// `caller` to one named `callee`: e.g. the idle time of an await point
+    /// under the async fn that awaited it.
+    pub fn call_cost(&self, caller: &str, callee: &str, event: &str) -> u64 {
+        let index = self.event(event);
+        self.calls
+            .iter()
+            .filter(|((a, b, _), _)| a == caller && b == callee)
+            .map(|(_, (_, inclusive))| inclusive[index])
+            .sum()
+    }
+
     /// Names of functions that contain `needle`.
     pub fn functions(&self, needle: &str) -> Vec<&str> {
         self.self_cost

@@ -3,6 +3,7 @@
 
 pub mod callgrind;
 pub mod child;
+pub mod ground;
 pub mod readers;
 
 use std::path::{Path, PathBuf};

@@ -104,10 +104,10 @@ fn loom_models_wakes_around_polls() {
             let header = header.clone();
             thread::spawn(move || {
                 wait_for(&handed_over);
-                let first = header.on_wake();
+                let first = header.on_wake(0);
                 let woken_by = clock::now();
                 queued.store(true, Release);
-                let second = header.on_wake();
+                let second = header.on_wake(0);
                 (first, woken_by, second)
             })
         };
@@ -160,7 +160,7 @@ fn loom_models_two_wakers_race() {
         let wakers: Vec<_> = (0..2)
             .map(|_| {
                 let header = header.clone();
-                thread::spawn(move || header.on_wake())
+                thread::spawn(move || header.on_wake(0))
             })
             .collect();
         let e1 = header.on_poll_end(s1);
@@ -192,12 +192,12 @@ fn loom_models_record_while_polled() {
             let header = header.clone();
             thread::spawn(move || {
                 let s1 = header.on_poll_start();
-                assert!(header.on_wake());
+                assert!(header.on_wake(0));
                 let e1 = header.on_poll_end(s1);
                 // Waiting in tokio's queue: longer than the poll after it.
                 clock::now();
                 let s2 = header.on_poll_start();
-                assert!(header.on_wake());
+                assert!(header.on_wake(0));
                 header.on_poll_end(s2);
                 e1
             })
@@ -229,7 +229,7 @@ fn loom_models_record_while_polled_and_woken() {
         };
         let waker = {
             let header = header.clone();
-            thread::spawn(move || header.on_wake())
+            thread::spawn(move || header.on_wake(0))
         };
         let now = clock::now();
         let record = header.record(Outcome::Unfinished, now);

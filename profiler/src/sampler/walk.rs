@@ -68,6 +68,43 @@ pub(crate) unsafe fn poll_frames(
     n
 }
 
+/// [`poll_frames`] from the caller of this function, keeping each frame's
+/// stack pointer as `Frame::sp()` reports it beside its instruction pointer:
+/// the await-point capture needs to know where on the stack each return
+/// address lies, to recognize the same chain of frames later without
+/// unwinding.
+///
+/// # Safety
+///
+/// As for [`poll_frames`].
+pub(crate) unsafe fn poll_frames_with_sp(
+    boundary: usize,
+    callee_cfa: bool,
+    out: &mut [(usize, usize)],
+) -> usize {
+    let look_ahead = boundary != 0 && callee_cfa;
+    let mut n = 0;
+    let mut pending: Option<(usize, usize)> = None;
+    let mut on_frame = |ip: usize, sp: usize| {
+        if ip == 0 || (boundary != 0 && sp > boundary) {
+            return false;
+        }
+        let keep = if look_ahead {
+            pending.replace((ip, sp))
+        } else {
+            Some((ip, sp))
+        };
+        if let Some(frame) = keep {
+            out[n] = frame;
+            n += 1;
+        }
+        n < out.len()
+    };
+    // SAFETY: forwarded to this function's caller (see above).
+    unsafe { trace_unlocked(&mut on_frame) };
+    n
+}
+
 /// Calls `on_frame(ip, sp)` for each frame of this thread, innermost first,
 /// until it returns `false`.
 ///

@@ -155,12 +155,12 @@ impl StackId {
 /// it still lands in the spawning task. theseus never installs a `SIGPROF`
 /// handler itself; blocking it only protects a sampler beside it.
 #[cfg(unix)]
-struct SignalBlock {
+pub(super) struct SignalBlock {
     previous: libc::sigset_t,
 }
 
 #[cfg(unix)]
-fn sampler_signals_blocked() -> Option<SignalBlock> {
+pub(super) fn sampler_signals_blocked() -> Option<SignalBlock> {
     let mut block = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
     let mut previous = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: `sigemptyset` initializes `block`, which `sigaddset` and
@@ -196,6 +196,6 @@ impl Drop for SignalBlock {
 }
 
 #[cfg(not(unix))]
-fn sampler_signals_blocked() -> Option<()> {
+pub(super) fn sampler_signals_blocked() -> Option<()> {
     None
 }

@@ -6,6 +6,7 @@
 //! symbols. Identical paths get the same id, and memory grows with the
 //! number of distinct stacks, never with the number of spawns.
 
+use super::awaits::Awaited;
 use super::StackId;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -21,6 +22,9 @@ pub(crate) enum FrameKey {
     Location(&'static Location<'static>),
     /// The spawned task.
     Leaf(Leaf),
+    /// The end of an await point: the `Ip` keys before it, back to the
+    /// task's leaf, are the frames of the poll that registered the waker.
+    Await(Awaited),
 }
 
 /// What a task leaf is made of: the type of what was spawned, and whether it
@@ -44,6 +48,7 @@ impl PartialEq for FrameKey {
                     || (a.line() == b.line() && a.column() == b.column() && a.file() == b.file())
             }
             (FrameKey::Leaf(a), FrameKey::Leaf(b)) => a == b,
+            (FrameKey::Await(a), FrameKey::Await(b)) => a == b,
             _ => false,
         }
     }
@@ -64,6 +69,7 @@ impl Hash for FrameKey {
                 state.write(leaf.type_name.as_bytes());
                 state.write_u32(u32::from(leaf.blocking));
             }
+            FrameKey::Await(a) => a.hash(state),
         }
     }
 }
@@ -198,6 +204,22 @@ pub(crate) struct Segment {
 /// each node once, where [`path`] from every node of a deep chain would
 /// visit the chain again for each of them. `None` for the root or an
 /// unknown id.
+/// For the stack of an await point, the stack of its task (whose leaf the
+/// await point's frames hang from); `None` for any other stack.
+pub(crate) fn task_of_await(id: StackId) -> Option<StackId> {
+    let is_await = {
+        let trie = TRIE.read().unwrap_or_else(PoisonError::into_inner);
+        matches!(
+            trie.nodes.get(id.0 as usize).map(|node| node.key),
+            Some(FrameKey::Await(_))
+        )
+    };
+    if id == StackId::ROOT || !is_await {
+        return None;
+    }
+    segment(id).map(|segment| segment.parent)
+}
+
 pub(crate) fn segment(id: StackId) -> Option<Segment> {
     let trie = TRIE.read().unwrap_or_else(PoisonError::into_inner);
     let node_at = |id: StackId| trie.nodes.get(id.0 as usize).copied();

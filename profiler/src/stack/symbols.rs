@@ -12,11 +12,11 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 /// One source-level frame of a machine frame (inlined calls give several).
 #[derive(Debug)]
-struct Symbol {
+pub(super) struct Symbol {
     /// Demangled, without hash; `None` when the address has no symbol.
-    name: Option<String>,
-    file: Option<String>,
-    line: u32,
+    pub(super) name: Option<String>,
+    pub(super) file: Option<String>,
+    pub(super) line: u32,
 }
 
 /// Symbols of every instruction pointer resolved so far, outermost first.
@@ -25,7 +25,7 @@ static SYMBOLS: LazyLock<Mutex<FastMap<usize, Arc<[Symbol]>>>> =
 
 /// The source frames at return address `ip`, outermost (the machine frame's
 /// own function) first, inlined callees after it.
-fn symbolize(ip: usize) -> Arc<[Symbol]> {
+pub(super) fn symbolize(ip: usize) -> Arc<[Symbol]> {
     if let Some(s) = SYMBOLS
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -83,7 +83,8 @@ pub(crate) fn resolve(id: StackId) -> Vec<ResolvedFrame> {
 
 /// The frames of one segment of a logical stack (see [`intern::segment`]):
 /// the user frames of one poll, down to the spawn call, and the spawned
-/// task's leaf. What a segment resolves to depends on its keys only, so a
+/// task's leaf; or, for an await point, the frames of the poll that
+/// registered the waker and the `[await]` leaf (see `awaited`). What a segment resolves to depends on its keys only, so a
 /// profile resolves each distinct segment once, however many stacks share
 /// it. Files under `cwd` are written relative to it.
 pub(crate) fn resolve_segment(keys: &[FrameKey], cwd: Option<&Path>) -> Vec<ResolvedFrame> {
@@ -103,6 +104,10 @@ pub(crate) fn resolve_segment(keys: &[FrameKey], cwd: Option<&Path>) -> Vec<Reso
                     ips.clear();
                 }
                 out.push(leaf_frame(leaf, site.take(), cwd));
+            }
+            FrameKey::Await(awaited) => {
+                super::awaited::append(&ips, awaited, &mut out);
+                ips.clear();
             }
         }
     }
@@ -542,7 +547,7 @@ fn owner(name: &str) -> &str {
 
 /// `(Self, Some(Trait))` of `<Self as Trait>::f`, `(Self, None)` of
 /// `<Self>::f`, `(name, None)` otherwise.
-fn impl_parts(name: &str) -> (&str, Option<&str>) {
+pub(super) fn impl_parts(name: &str) -> (&str, Option<&str>) {
     let Some(inner) = name.strip_prefix('<') else {
         return (name, None);
     };
@@ -573,7 +578,7 @@ fn impl_parts(name: &str) -> (&str, Option<&str>) {
 /// `/rustc/<hash>/library/...`, registry crates as `.../<crate>-<version>/...`.
 ///
 /// The path inside crate `krate` (given as `"name-"`) that `file` is in.
-fn crate_file<'a>(file: &'a str, krate: &str) -> Option<&'a str> {
+pub(super) fn crate_file<'a>(file: &'a str, krate: &str) -> Option<&'a str> {
     let mut rest = file;
     while let Some(i) = rest.find(krate) {
         let after = &rest[i + krate.len()..];
@@ -671,7 +676,7 @@ fn starts_with_any(s: &str, prefixes: &[&str]) -> bool {
 }
 
 /// theseus itself, the task library and the unwinder.
-fn is_internal(name: &str, file: Option<&str>) -> bool {
+pub(super) fn is_internal(name: &str, file: Option<&str>) -> bool {
     if file.is_some_and(is_internal_file) {
         return true;
     }
@@ -690,7 +695,7 @@ fn is_internal(name: &str, file: Option<&str>) -> bool {
 /// panic catching, combinator plumbing, and the standard library in general
 /// (`.map(|x| spawn(x)).collect()` should read as the function that wrote
 /// it, not as `Vec::from_iter` and `Map::fold`).
-fn is_plumbing(name: &str, file: Option<&str>) -> bool {
+pub(super) fn is_plumbing(name: &str, file: Option<&str>) -> bool {
     if file.is_some_and(|f| is_plumbing_file(f) || is_std_file(f)) {
         return true;
     }
@@ -740,7 +745,7 @@ fn is_entry(name: &str) -> bool {
 }
 
 /// Frames of process and thread start-up.
-fn is_startup(name: &str, file: Option<&str>) -> bool {
+pub(super) fn is_startup(name: &str, file: Option<&str>) -> bool {
     const STARTUP_FILES: &[&str] = &[
         "/library/std/src/rt.rs",
         "/library/std/src/sys/",
@@ -785,7 +790,7 @@ fn is_spawn_machinery(name: &str, file: Option<&str>) -> bool {
 
 /// A function's name as shown: async-fn bodies and closures read as the
 /// function that contains them.
-fn function_name(name: &str) -> String {
+pub(super) fn function_name(name: &str) -> String {
     let mut s = name;
     while let Some(last) = s.rfind("::") {
         if !is_closure_segment(&s[last + 2..]) {

@@ -454,6 +454,7 @@ pub fn some_records() {
             polls: 2,
             wakes: 1,
             outcome,
+            awaits: theseus_profiler::AwaitCosts::NONE,
         });
     }
 }

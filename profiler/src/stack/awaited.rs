@@ -1,0 +1,276 @@
+//! Resolution of await points: the frames of the poll that registered the
+//! task's waker, cleaned as a spawn's are, and a leaf naming what was
+//! awaited.
+//!
+//! The frames of an await point run from the task's future down to the
+//! waker's `clone`: the user's async fns, then the awaited library's code,
+//! then the runtime's and std's. They are read in two ways:
+//!
+//! - **The chain** keeps what a spawn stack keeps (no theseus, no std
+//!   plumbing, no thread start-up) and also drops tokio, whose frames are
+//!   the awaited thing's insides, not the program's: what is left is the
+//!   program's own path to the await (and other libraries' code on it).
+//! - **The name** of the awaited thing is the awaited code's entry point:
+//!   the first frame inside the innermost frame of the chain that is not
+//!   std's or theseus's glue, `<tokio::time::sleep::Sleep as Future>::poll`
+//!   or `tokio::sync::mutex::Mutex<T>::lock::{{closure}}`. It is read from
+//!   the frames before they are filtered, and shortened: the type of a
+//!   `poll` method (`tokio::time::sleep::Sleep`), generic arguments and
+//!   closures dropped, and a module named after the item in it left out
+//!   (`tokio::time::Sleep`, `tokio::sync::Mutex::lock`). A join handle's
+//!   await is named after the task it awaits, and the executor's own
+//!   futures by the name the executor gives them ([`Awaited`]).
+
+use super::awaits::Awaited;
+use super::symbols::{
+    function_name, impl_parts, is_internal, is_plumbing, is_startup, symbolize, Symbol,
+};
+use super::ResolvedFrame;
+
+/// What an await point's leaf is called: `[await] ` and what was awaited.
+pub(crate) const AWAIT_PREFIX: &str = "[await] ";
+
+/// Appends the chain of the await point whose poll frames are `ips`
+/// (outermost first) and its leaf.
+pub(super) fn append(ips: &[usize], awaited: Awaited, out: &mut Vec<ResolvedFrame>) {
+    let symbols: Vec<_> = ips.iter().map(|&ip| symbolize(ip)).collect();
+    let frames: Vec<&Symbol> = symbols.iter().flat_map(|s| s.iter()).collect();
+    let innermost_kept = frames.iter().rposition(|f| in_chain(f));
+    let name = match awaited {
+        Awaited::Task(task) => awaited_task_name(task),
+        Awaited::Named(name) => name.to_string(),
+        Awaited::Frames => {
+            let inside = innermost_kept.map_or(0, |i| i + 1);
+            frames[inside..]
+                .iter()
+                .find(|f| is_entry_point(f))
+                .or_else(|| innermost_kept.map(|i| &frames[i]))
+                .and_then(|f| f.name.as_deref())
+                .map_or_else(|| "(unknown)".to_string(), awaited_name)
+        }
+    };
+
+    let mut chain: Vec<ResolvedFrame> = Vec::new();
+    for f in &frames[..innermost_kept.map_or(0, |i| i + 1)] {
+        if !in_chain(f) {
+            continue;
+        }
+        let frame = ResolvedFrame {
+            function: function_name(f.name.as_deref().unwrap_or("")),
+            file: f.file.clone().unwrap_or_else(|| "???".to_string()),
+            line: f.line,
+        };
+        // An async fn's body and the fn read the same: keep one, at the
+        // deeper position, which is the call made from it.
+        match chain.last_mut() {
+            Some(prev) if prev.function == frame.function => {
+                if frame.line != 0 {
+                    *prev = frame;
+                }
+            }
+            _ => chain.push(frame),
+        }
+    }
+    // The leaf sits where the program awaits: the innermost frame's line.
+    let (file, line) = chain
+        .last()
+        .map_or(("???".to_string(), 0), |f| (f.file.clone(), f.line));
+    out.extend(chain);
+    out.push(ResolvedFrame {
+        function: format!("{AWAIT_PREFIX}{name}"),
+        file,
+        line,
+    });
+}
+
+/// Whether a frame belongs to the program's path to the await.
+fn in_chain(f: &Symbol) -> bool {
+    let Some(name) = f.name.as_deref() else {
+        return false;
+    };
+    let file = f.file.as_deref();
+    !(is_internal(name, file)
+        || is_plumbing(name, file)
+        || is_startup(name, file)
+        || is_tokio(name, file))
+}
+
+/// Whether a frame can name the awaited thing: any code but theseus's and
+/// std's glue.
+fn is_entry_point(f: &Symbol) -> bool {
+    let Some(name) = f.name.as_deref() else {
+        return false;
+    };
+    let file = f.file.as_deref();
+    !(is_internal(name, file) || is_plumbing(name, file))
+}
+
+/// tokio's code, by name or, for unqualified names, by source file. A
+/// qualified name wins over the file: the body of a `select!` is the
+/// program's own closure, which debug info places in tokio's macro file.
+fn is_tokio(name: &str, file: Option<&str>) -> bool {
+    let (self_ty, _) = impl_parts(name);
+    if name.contains("::") {
+        return name.starts_with("tokio::")
+            || self_ty.trim_start_matches('&').starts_with("tokio::");
+    }
+    file.is_some_and(|f| super::symbols::crate_file(f, "tokio-").is_some())
+}
+
+/// The leaf name of an await on the task whose stack is `task`: that
+/// task's own leaf, as its stack resolves.
+fn awaited_task_name(task: crate::StackId) -> String {
+    super::symbols::resolve(task)
+        .pop()
+        .map_or_else(|| "[task] (unknown)".to_string(), |leaf| leaf.function)
+}
+
+/// What a frame's function says was awaited; see the module docs.
+pub(crate) fn awaited_name(raw: &str) -> String {
+    let f = function_name(raw);
+    let unqualified = unwrap_qualified_self(&f);
+    let f = unqualified.as_deref().unwrap_or(&f);
+    let item = match impl_parts(f) {
+        // `<Sleep as Future>::poll`, `<TcpStream as AsyncRead>::poll_read`:
+        // the type whose trait impl was called.
+        (self_ty, Some(_)) => self_ty.trim_start_matches('&').to_string(),
+        // `Sleep::poll_elapsed`: a type's poll method is its future.
+        _ => match f.rsplit_once("::") {
+            Some((owner, method)) if method.starts_with("poll") => owner.to_string(),
+            _ => f.to_string(),
+        },
+    };
+    shorten(&strip_generics(&item))
+}
+
+/// `<Type>::method` (v0 names of inherent methods) as `Type::method`.
+fn unwrap_qualified_self(f: &str) -> Option<String> {
+    let inner = f.strip_prefix('<')?;
+    let mut depth = 0usize;
+    for (i, c) in inner.char_indices() {
+        match c {
+            '<' => depth += 1,
+            '>' if depth == 0 => {
+                let self_ty = &inner[..i];
+                if self_ty.contains(" as ") {
+                    return None;
+                }
+                return Some(format!("{self_ty}{}", &inner[i + 1..]));
+            }
+            '>' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The path without its generic arguments: `Receiver<T>::recv` is
+/// `Receiver::recv`.
+fn strip_generics(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut depth = 0usize;
+    for c in s.chars() {
+        match c {
+            '<' => depth += 1,
+            '>' if depth > 0 => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Leaves out a module named after the item in it: `time::sleep::Sleep`
+/// is `time::Sleep`, `task::yield_now::yield_now` is `task::yield_now`.
+fn shorten(path: &str) -> String {
+    let segments: Vec<&str> = path.split("::").collect();
+    let mut kept: Vec<&str> = Vec::with_capacity(segments.len());
+    for (i, seg) in segments.iter().enumerate() {
+        let next = segments.get(i + 1);
+        let named_after_next = next.is_some_and(|n| *n == *seg || snake_case(n) == *seg);
+        if !(named_after_next && i > 0) {
+            kept.push(seg);
+        }
+    }
+    kept.join("::")
+}
+
+/// `TcpStream` as `tcp_stream`.
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn awaited_things_are_named_by_their_entry_point() {
+        for (frame, name) in [
+            (
+                "<tokio::time::sleep::Sleep as core::future::future::Future>::poll",
+                "tokio::time::Sleep",
+            ),
+            ("tokio::time::sleep::Sleep::poll_elapsed", "tokio::time::Sleep"),
+            (
+                "<tokio::sync::oneshot::Receiver<T> as core::future::future::Future>::poll",
+                "tokio::sync::oneshot::Receiver",
+            ),
+            (
+                "tokio::sync::mutex::Mutex<T>::lock::{{closure}}",
+                "tokio::sync::Mutex::lock",
+            ),
+            (
+                "<tokio::sync::semaphore::Semaphore>::acquire::{closure#0}",
+                "tokio::sync::Semaphore::acquire",
+            ),
+            (
+                "tokio::sync::mpsc::bounded::Receiver<T>::recv::{{closure}}",
+                "tokio::sync::mpsc::bounded::Receiver::recv",
+            ),
+            (
+                "tokio::task::yield_now::yield_now::{{closure}}",
+                "tokio::task::yield_now",
+            ),
+            (
+                "<tokio::net::tcp::stream::TcpStream as tokio::io::async_read::AsyncRead>::poll_read",
+                "tokio::net::tcp::stream::TcpStream",
+            ),
+            ("<app::Gate as core::future::future::Future>::poll", "app::Gate"),
+            ("app::wait_for_it::{{closure}}", "app::wait_for_it"),
+        ] {
+            assert_eq!(awaited_name(frame), name, "{frame}");
+        }
+    }
+
+    #[test]
+    fn tokio_is_known_by_name_or_file() {
+        assert!(is_tokio("tokio::time::sleep::Sleep::poll_elapsed", None));
+        assert!(is_tokio(
+            "<tokio::time::sleep::Sleep as core::future::future::Future>::poll",
+            None
+        ));
+        assert!(is_tokio(
+            "poll",
+            Some("/home/u/.cargo/registry/src/index.crates.io-1/tokio-1.54.1/src/time/sleep.rs")
+        ));
+        assert!(!is_tokio("app::tokio_helper", None));
+        assert!(!is_tokio("poll", Some("/home/u/app/src/main.rs")));
+        // `select!`'s body: the program's closure, in tokio's macro file.
+        assert!(!is_tokio(
+            "app::handler::{{closure}}::{{closure}}",
+            Some("/home/u/.cargo/registry/src/index.crates.io-1/tokio-1.54.1/src/macros/select.rs")
+        ));
+    }
+}

@@ -1,0 +1,565 @@
+//! Await points: where inside its poll a task is suspended.
+//!
+//! An await point is the chain of frames inside a task's poll, from the
+//! task's future down to the future that took the task's waker: a timer, a
+//! socket, a channel or a lock clones the waker (or calls `wake_by_ref`, to
+//! yield) from exactly there, with every async fn that led to it still on
+//! the machine stack below the poll boundary. The executor hands each poll
+//! a waker of its own and calls [`await_point`] from that waker's `clone`;
+//! this module turns the machine stack at that moment into a [`StackId`]:
+//! the task's stack, the frames of the poll, and a last key saying what was
+//! awaited ([`Awaited`]), all resolved to names only when a profile is
+//! written.
+//!
+//! # Cost
+//!
+//! Unwinding costs a microsecond or more, and a busy task registers a waker
+//! on nearly every poll, so the default mode ([`AwaitMode::Default`])
+//! unwinds once per distinct await point and then recognizes it without
+//! unwinding:
+//!
+//! - The **key** is what is known for free: the task's stack, what the code
+//!   being polled says it awaits (a child task, `yield_now`), and the depth
+//!   of the machine stack, from the poll boundary down to a local of the
+//!   capturing function.
+//! - A key can hold several await points (two async fns that await a timer
+//!   the same way may sit at the same depth), so each one comes with its
+//!   **signature**: where on the stack, relative to that local, the return
+//!   address of each of its frames lies, and what it is. A later capture
+//!   with the same key reads those few slots; when every one holds the
+//!   recorded address, the chain of calls is the same one, frame for frame,
+//!   and so is the await point. That costs one load per frame.
+//! - Only when no signature matches is the stack unwound, and the new
+//!   signature kept, in a thread-local map (no lock on a hit) backed by a
+//!   global one (a point seen on one worker is not unwound again on each).
+//!   In front of the thread-local map, a small direct-mapped table holds
+//!   the points the thread found last: a capture is mostly of a point seen
+//!   a moment ago, by this task or one like it.
+//!
+//! [`AwaitMode::Full`] unwinds at every capture (to check the default
+//! against), and [`AwaitMode::Off`] captures nothing: idle time then stays
+//! on the task's leaf, as before await points existed.
+
+use super::context::{current_stack, poll_boundary};
+use super::intern::{intern, FastMap, FrameKey};
+use super::StackId;
+use crate::sampler::walk::{poll_frames_with_sp, sp_is_callee_cfa};
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
+/// What a task awaits, as far as the code being polled says: the last key
+/// of an await point's stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Awaited {
+    /// Nothing said: the frames tell (the awaited future's own frame).
+    Frames,
+    /// Another task, through its join handle: the task's logical stack.
+    Task(StackId),
+    /// Something the executor names, whose frames would not (its own
+    /// `yield_now` is theseus's code, which resolution removes).
+    Named(&'static str),
+}
+
+thread_local! {
+    /// What the code being polled on this thread says it awaits.
+    static AWAITING: Cell<Awaited> = const { Cell::new(Awaited::Frames) };
+}
+
+/// Puts back what was awaited before, when dropped; see [`awaiting_task`].
+#[must_use = "the await is named only while the scope lives"]
+pub struct AwaitScope {
+    previous: Awaited,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for AwaitScope {
+    #[inline]
+    fn drop(&mut self) {
+        AWAITING.with(|a| a.set(self.previous));
+    }
+}
+
+fn awaiting_scope(awaited: Awaited) -> AwaitScope {
+    AwaitScope {
+        previous: AWAITING.with(|a| a.replace(awaited)),
+        _not_send: PhantomData,
+    }
+}
+
+/// Says that waker clones made on this thread while the scope lives are
+/// made by a join handle awaiting the task whose logical stack is `task`:
+/// the await point is then named after that task, which the frames of the
+/// join handle's poll cannot tell. One thread-local write, and one to put
+/// it back.
+#[inline]
+pub fn awaiting_task(task: StackId) -> AwaitScope {
+    awaiting_scope(Awaited::Task(task))
+}
+
+/// Says that waker clones (and `wake_by_ref` calls) made on this thread
+/// while the scope lives await `name`, such as `"theseus::task::yield_now"`:
+/// for the executor's own futures, whose frames resolution removes.
+#[inline]
+pub fn awaiting(name: &'static str) -> AwaitScope {
+    awaiting_scope(Awaited::Named(name))
+}
+
+/// How await points are found (`THESEUS_AWAITS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AwaitMode {
+    /// Unwind once per distinct await point, then recognize it by reading
+    /// the return addresses it left on the stack (a load per frame). Exact:
+    /// see the module docs.
+    #[default]
+    Default,
+    /// Unwind at every waker registration: the reference the default is
+    /// checked against, and slow (a microsecond or more per pending poll).
+    Full,
+    /// No await points: a task's idle time stays on its leaf.
+    Off,
+}
+
+/// The environment variable that selects the [`AwaitMode`].
+pub const AWAITS_ENV: &str = "THESEUS_AWAITS";
+
+impl AwaitMode {
+    /// The name `THESEUS_AWAITS` accepts for this mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AwaitMode::Default => "default",
+            AwaitMode::Full => "full",
+            AwaitMode::Off => "off",
+        }
+    }
+
+    /// The mode `THESEUS_AWAITS` asks for: [`AwaitMode::Default`] when it is
+    /// unset or empty, an error naming the variable, the value and the
+    /// accepted values when it holds anything else.
+    pub fn from_env() -> Result<AwaitMode, ParseAwaitModeError> {
+        match std::env::var_os(AWAITS_ENV) {
+            None => Ok(AwaitMode::Default),
+            Some(v) => {
+                let v = v.to_string_lossy();
+                if v.trim().is_empty() {
+                    Ok(AwaitMode::Default)
+                } else {
+                    v.parse()
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for AwaitMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `THESEUS_AWAITS` value that names no [`AwaitMode`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseAwaitModeError {
+    value: String,
+}
+
+impl fmt::Display for ParseAwaitModeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid {AWAITS_ENV} value {:?}: expected one of `default`, `full`, `off`",
+            self.value
+        )
+    }
+}
+
+impl std::error::Error for ParseAwaitModeError {}
+
+impl FromStr for AwaitMode {
+    type Err = ParseAwaitModeError;
+
+    /// `default`, `full` or `off`, ignoring case and surrounding blanks.
+    fn from_str(s: &str) -> Result<AwaitMode, ParseAwaitModeError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "default" => Ok(AwaitMode::Default),
+            "full" => Ok(AwaitMode::Full),
+            "off" => Ok(AwaitMode::Off),
+            _ => Err(ParseAwaitModeError {
+                value: s.to_string(),
+            }),
+        }
+    }
+}
+
+/// 0 until set or read from the environment, else `1 +` the mode's index.
+static MODE: AtomicU8 = AtomicU8::new(0);
+
+fn mode_code(mode: AwaitMode) -> u8 {
+    match mode {
+        AwaitMode::Default => 1,
+        AwaitMode::Full => 2,
+        AwaitMode::Off => 3,
+    }
+}
+
+/// Sets how await points are found, in the whole process, from now on.
+pub fn set_await_mode(mode: AwaitMode) {
+    MODE.store(mode_code(mode), Relaxed);
+}
+
+/// The await mode in force. Until [`set_await_mode`] is called it is read
+/// once from `THESEUS_AWAITS`; a bad value there is reported on stderr and
+/// the default used (a session started from the environment reports it as
+/// a start-up error instead).
+#[inline]
+pub fn await_mode() -> AwaitMode {
+    match MODE.load(Relaxed) {
+        1 => AwaitMode::Default,
+        2 => AwaitMode::Full,
+        3 => AwaitMode::Off,
+        _ => {
+            let mode = AwaitMode::from_env().unwrap_or_else(|e| {
+                eprintln!("theseus: {e}; using `default`");
+                AwaitMode::Default
+            });
+            match MODE.compare_exchange(0, mode_code(mode), Relaxed, Relaxed) {
+                Ok(_) => mode,
+                Err(_) => await_mode(),
+            }
+        }
+    }
+}
+
+/// The await point being registered now, by the poll running on this
+/// thread: the task's stack ([`current_stack`]), the machine frames from the
+/// poll boundary down to the caller, and what is awaited. `None` when no
+/// poll runs here or the mode is [`AwaitMode::Off`].
+///
+/// Meant for a task's waker, called from its `clone` (and `wake_by_ref`)
+/// while the task's own poll runs. Never looks up a symbol; in the default
+/// mode, a point seen before costs a hash lookup and a load per frame.
+#[inline]
+pub fn await_point() -> Option<StackId> {
+    let mode = await_mode();
+    let boundary = poll_boundary();
+    if mode == AwaitMode::Off || boundary == 0 {
+        return None;
+    }
+    let awaited = AWAITING.with(Cell::get);
+    Some(locate(current_stack(), awaited, boundary, mode))
+}
+
+/// Most machine frames kept for one await point; a deeper poll loses its
+/// outermost frames (the walk goes from the capture outwards).
+const MAX_FRAMES: usize = 128;
+
+/// Most signatures kept under one key. More than a few means a key that
+/// tells await points apart badly; past this, new points are unwound each
+/// time (exact, only slower).
+const MAX_CANDIDATES: usize = 16;
+
+/// What the cache is keyed on: task stack, stack depth, what is awaited.
+type Key = (StackId, usize, Awaited);
+
+/// One await point as it lies on the stack: each frame's return address
+/// and its slot, as an offset from the capturing function's local.
+struct Candidate {
+    slots: Box<[(usize, usize)]>,
+    id: StackId,
+}
+
+impl Candidate {
+    /// Whether the stack above `base` holds this candidate's chain now.
+    #[inline]
+    fn matches(&self, base: usize) -> bool {
+        self.slots.iter().all(|&(offset, ip)| {
+            // SAFETY: every offset was checked, when the candidate was
+            // made, to lie below the depth that is part of its key, and the
+            // key's depth is this capture's: `base + offset` lies between
+            // a local of `locate` and the poll boundary, in the frames of
+            // this thread's stack that called `locate` and are live until
+            // it returns. The slot is aligned for a `usize` (checked when
+            // made). The read is volatile, only compared, and no Rust
+            // reference to the word is made or used: it is how an unwinder
+            // reads a return address.
+            unsafe { std::ptr::read_volatile((base + offset) as *const usize) == ip }
+        })
+    }
+}
+
+type Candidates = Vec<Arc<Candidate>>;
+
+thread_local! {
+    /// This thread's view of [`GLOBAL`]: hits need no lock.
+    static LOCAL: RefCell<FastMap<Key, Candidates>> = RefCell::new(FastMap::default());
+    /// The points this thread found last, by a hash of their keys: most
+    /// captures are of a point seen a moment ago, and a slot is cheaper
+    /// to check than a hash map.
+    static RECENT: RefCell<[Option<Recent>; RECENT_SLOTS]> =
+        const { RefCell::new([const { None }; RECENT_SLOTS]) };
+}
+
+/// A point found lately, with its key.
+type Recent = (Key, Arc<Candidate>);
+
+/// Slots in [`RECENT`]: a power of two.
+const RECENT_SLOTS: usize = 64;
+
+/// The [`RECENT`] slot of `key`.
+#[inline]
+fn recent_slot(key: &Key) -> usize {
+    let awaited = match key.2 {
+        Awaited::Frames => 0,
+        Awaited::Task(task) => u64::from(task.0) + 1,
+        Awaited::Named(name) => name.as_ptr() as u64,
+    };
+    let h = (u64::from(key.0 .0) ^ (key.1 as u64).rotate_left(20) ^ awaited.rotate_left(40))
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> (64 - RECENT_SLOTS.trailing_zeros())) as usize
+}
+
+/// Every signature found so far, shared between threads.
+static GLOBAL: LazyLock<Mutex<FastMap<Key, Candidates>>> =
+    LazyLock::new(|| Mutex::new(FastMap::default()));
+
+/// The await point of the stack above this frame; see the module docs.
+///
+/// Never inlined: `marker`, a local of this frame, is what the stack depth
+/// and the signatures' slots are measured from, so this frame must be laid
+/// out the same way at every call.
+#[inline(never)]
+fn locate(task: StackId, awaited: Awaited, boundary: usize, mode: AwaitMode) -> StackId {
+    let marker = 0u8;
+    let base = std::hint::black_box(&marker) as *const u8 as usize;
+    if mode == AwaitMode::Full || base >= boundary {
+        return unwind(task, awaited, boundary, base).0;
+    }
+    let key: Key = (task, boundary - base, awaited);
+    let slot = recent_slot(&key);
+    let recent = RECENT
+        .try_with(|r| match &r.borrow()[slot] {
+            Some((k, c)) if *k == key && c.matches(base) => Some(c.id),
+            _ => None,
+        })
+        .ok()
+        .flatten();
+    if let Some(id) = recent {
+        return id;
+    }
+    let local = LOCAL
+        .try_with(|l| {
+            let l = l.borrow();
+            l.get(&key)?.iter().find(|c| c.matches(base)).cloned()
+        })
+        .ok()
+        .flatten();
+    if let Some(candidate) = local {
+        let id = candidate.id;
+        let _ = RECENT.try_with(|r| r.borrow_mut()[slot] = Some((key, candidate)));
+        return id;
+    }
+    let shared: Option<Arc<Candidate>> = GLOBAL
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+        .and_then(|all| all.iter().find(|c| c.matches(base)).cloned());
+    let candidate = match shared {
+        Some(candidate) => candidate,
+        None => {
+            let (id, candidate) = unwind(task, awaited, boundary, base);
+            let Some(candidate) = candidate else {
+                return id;
+            };
+            let candidate = Arc::new(candidate);
+            let mut global = GLOBAL.lock().unwrap_or_else(PoisonError::into_inner);
+            let all = global.entry(key).or_default();
+            if all.len() >= MAX_CANDIDATES {
+                return id;
+            }
+            all.push(candidate.clone());
+            candidate
+        }
+    };
+    let id = candidate.id;
+    let _ = LOCAL.try_with(|l| {
+        let mut l = l.borrow_mut();
+        let all = l.entry(key).or_default();
+        if all.len() < MAX_CANDIDATES {
+            all.push(candidate.clone());
+        }
+    });
+    let _ = RECENT.try_with(|r| r.borrow_mut()[slot] = Some((key, candidate)));
+    id
+}
+
+/// Unwinds from here to `boundary` and interns the await point; also
+/// returns its signature relative to `base`, unless some frame's return
+/// address could not be found on the stack (then the point is exact but
+/// not cached).
+#[inline(never)]
+fn unwind(
+    task: StackId,
+    awaited: Awaited,
+    boundary: usize,
+    base: usize,
+) -> (StackId, Option<Candidate>) {
+    let mut frames = [(0usize, 0usize); MAX_FRAMES];
+    let callee_cfa = sp_is_callee_cfa();
+    let n = {
+        let _blocked = super::capture::sampler_signals_blocked();
+        // SAFETY: `poll_frames_with_sp` needs this thread not to be inside
+        // the unwinder already. This is normal context (a waker clone inside
+        // a poll), not a signal handler, and the handlers that unwind (a CPU
+        // sampler's `SIGPROF`, theseus's own sampler's signal) are blocked
+        // for as long as the walk lasts.
+        unsafe { poll_frames_with_sp(boundary, callee_cfa, &mut frames) }
+    };
+    let frames = &frames[..n];
+    let word = std::mem::size_of::<usize>();
+    // Frames above `base` (this function's caller outwards), each with the
+    // stack slot its return address was found in.
+    let mut kept: Vec<(usize, Option<usize>)> = Vec::with_capacity(n);
+    let mut lowest = base;
+    for (i, &(ip, sp)) in frames.iter().enumerate() {
+        // Where a frame's return address lies depends on what `sp` means
+        // (see `sp_is_callee_cfa`): just below this frame's own stack
+        // pointer, or below the next inner frame's.
+        let inner_sp = if i > 0 { frames[i - 1].1 } else { 0 };
+        let candidates = [sp.wrapping_sub(word), inner_sp.wrapping_sub(word)];
+        let slot = candidates.into_iter().find(|&slot| {
+            slot > lowest
+                && slot.checked_add(word).is_some_and(|end| end <= boundary)
+                && slot % word == 0
+                // SAFETY: `slot` lies between a local of `locate` (below
+                // `lowest`) and the poll boundary: in live frames of this
+                // thread's stack that called this function; aligned, read
+                // only to compare, as the unwinder itself just read it.
+                && unsafe { std::ptr::read_volatile(slot as *const usize) } == ip
+        });
+        match slot {
+            Some(slot) => {
+                lowest = slot;
+                kept.push((ip, Some(slot)));
+            }
+            // Frames at or below this function's own have no slot above
+            // `base`; they are the capture itself, not the await point.
+            None if sp <= base => {}
+            None => kept.push((ip, None)),
+        }
+    }
+    let mut keys = Vec::with_capacity(kept.len() + 1);
+    keys.extend(kept.iter().rev().map(|&(ip, _)| FrameKey::Ip(ip)));
+    keys.push(FrameKey::Await(awaited));
+    let id = intern(task, &keys);
+    let slots: Option<Box<[(usize, usize)]>> = kept
+        .iter()
+        .map(|&(ip, slot)| slot.map(|slot| (slot - base, ip)))
+        .collect();
+    let candidate = slots
+        .filter(|slots| !slots.is_empty())
+        .map(|slots| Candidate { slots, id });
+    (id, candidate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enter_poll;
+
+    #[test]
+    fn modes_parse_and_errors_name_the_variable_and_choices() {
+        assert_eq!("default".parse(), Ok(AwaitMode::Default));
+        assert_eq!(" Full ".parse(), Ok(AwaitMode::Full));
+        assert_eq!("OFF".parse(), Ok(AwaitMode::Off));
+        let err = "fast".parse::<AwaitMode>().unwrap_err().to_string();
+        for needle in ["THESEUS_AWAITS", "\"fast\"", "default", "full", "off"] {
+            assert!(err.contains(needle), "{err:?} lacks {needle}");
+        }
+        for mode in [AwaitMode::Default, AwaitMode::Full, AwaitMode::Off] {
+            assert_eq!(mode.to_string().parse(), Ok(mode));
+        }
+    }
+
+    /// Stands in for a task's poll: a boundary, then a call chain.
+    #[inline(never)]
+    fn poll_like(depth: usize, out: &mut Vec<StackId>) {
+        let marker = 0u8;
+        let boundary = std::hint::black_box(&marker) as *const u8 as usize;
+        let task = crate::spawn_stack(std::panic::Location::caller(), "app::a_or_b");
+        let _scope = enter_poll(task, boundary);
+        // Two different chains, each registered twice: `a` and `b` may
+        // sit at the same depth, and must still be told apart.
+        for _ in 0..2 {
+            out.push(std::hint::black_box(a(depth)));
+            out.push(std::hint::black_box(b(depth)));
+        }
+    }
+
+    #[inline(never)]
+    fn a(depth: usize) -> StackId {
+        if depth > 0 {
+            return std::hint::black_box(a(depth - 1));
+        }
+        await_point().unwrap()
+    }
+
+    #[inline(never)]
+    fn b(depth: usize) -> StackId {
+        if depth > 0 {
+            return std::hint::black_box(b(depth - 1));
+        }
+        await_point().unwrap()
+    }
+
+    #[test]
+    fn the_same_chain_is_recognized_and_different_chains_are_told_apart() {
+        assert_eq!(await_point(), None, "no poll runs here");
+        let mut ids = Vec::new();
+        poll_like(3, &mut ids);
+        let (a1, b1, a2, b2) = (ids[0], ids[1], ids[2], ids[3]);
+        assert_eq!(a1, a2, "one chain, one await point");
+        assert_eq!(b1, b2);
+        assert_ne!(a1, b1, "two chains at one depth are two points");
+        // The cached answer is the one unwinding gives.
+        ids.clear();
+        set_await_mode(AwaitMode::Full);
+        poll_like(3, &mut ids);
+        set_await_mode(AwaitMode::Default);
+        assert_eq!((ids[0], ids[1]), (a1, b1));
+        // A deeper chain is another await point.
+        ids.clear();
+        poll_like(4, &mut ids);
+        assert_ne!(ids[0], a1);
+        assert_eq!(ids[0], ids[2]);
+    }
+
+    #[inline(never)]
+    fn here() -> StackId {
+        await_point().unwrap()
+    }
+
+    #[test]
+    fn what_is_awaited_is_part_of_the_point() {
+        let marker = 0u8;
+        let boundary = std::hint::black_box(&marker) as *const u8 as usize;
+        let task = crate::spawn_stack(std::panic::Location::caller(), "app::named");
+        let _scope = enter_poll(task, boundary);
+        let mut ids = Vec::new();
+        for awaited in [
+            None,
+            Some(Awaited::Named("theseus::task::yield_now")),
+            Some(Awaited::Task(StackId(5))),
+            None,
+        ] {
+            let _awaiting = awaited.map(awaiting_scope);
+            ids.push(here());
+        }
+        assert_ne!(ids[0], ids[1]);
+        assert_ne!(ids[1], ids[2]);
+        assert_ne!(ids[0], ids[2]);
+        assert_eq!(ids[3], ids[0], "the scope was put back");
+    }
+}

@@ -1,0 +1,73 @@
+//! Ground truth: running a program of known shape under a tracer, and
+//! checking the profile's figures against what the program did.
+
+use super::callgrind::{parse, Profile};
+use super::readers::check_with_real_readers;
+use std::future::Future;
+use std::sync::Mutex;
+use theseus::profiler::{set_await_mode, AwaitMode};
+
+/// One profile at a time: the tracer is process-wide.
+pub static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Runs `main` on a fresh runtime with `workers` workers under a tracer,
+/// writes the profile to a file, checks the real readers accept it and
+/// agree on the totals, and returns it parsed.
+pub fn profile(name: &str, workers: usize, main: impl Future<Output = ()>) -> Profile {
+    profile_with_awaits(name, AwaitMode::Default, workers, main)
+}
+
+/// [`profile`], with await points found in `awaits` mode (a process-wide
+/// setting, so it is set here, one profile at a time, and put back).
+pub fn profile_with_awaits(
+    name: &str,
+    awaits: AwaitMode,
+    workers: usize,
+    main: impl Future<Output = ()>,
+) -> Profile {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    set_await_mode(awaits);
+    let profile = profile_serially(name, workers, main);
+    set_await_mode(AwaitMode::Default);
+    profile
+}
+
+fn profile_serially(name: &str, workers: usize, main: impl Future<Output = ()>) -> Profile {
+    let tracer = theseus::Tracer::new();
+    tracer.install();
+    let runtime = theseus::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .build()
+        .unwrap();
+    runtime.block_on(main);
+    drop(runtime);
+    tracer.uninstall();
+    let dir = super::Scratch::new(&format!("ground-truth-{name}"));
+    let path = dir.join("profile.callgrind");
+    let mut file = std::fs::File::create(&path).unwrap();
+    tracer.write_data(&mut file).unwrap();
+    drop(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let profile = parse(&text);
+    assert_eq!(
+        check_with_real_readers(&path),
+        profile.totals,
+        "callgrind_annotate disagrees on totals"
+    );
+    profile
+}
+
+/// Checks `measured` against `expected` and prints both, so that
+/// `cargo test --test ground_truth -- --nocapture` reports the figures.
+pub fn assert_within(what: &str, measured: u64, expected: u64, tolerance: f64) {
+    let error = (measured as f64 - expected as f64).abs() / expected as f64;
+    let report = format!(
+        "{what}: measured {:.3} ms, expected {:.3} ms (off by {:.2}%, tolerance {:.0}%)",
+        measured as f64 / 1e6,
+        expected as f64 / 1e6,
+        error * 100.0,
+        tolerance * 100.0
+    );
+    assert!(error <= tolerance, "{report}");
+    println!("{report}");
+}
