@@ -1,0 +1,462 @@
+//! Ground truth for await points: programs that wait in known places for
+//! known times, profiled, and each wait checked under the await point it
+//! belongs to. Tolerance 10% for times set by timers; counts exact.
+//!
+//! Every task here is a named async fn, never an async block written in the
+//! test: a block is named after the function around it, and a test function
+//! that spawns one would appear twice in a stack (which the callgrind
+//! writer collapses as recursion).
+
+mod common;
+
+use common::callgrind::Profile;
+use common::ground::{assert_within, profile, profile_with_awaits};
+use std::sync::Arc;
+use std::time::Duration;
+use theseus::profiler::AwaitMode;
+use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
+
+const MS: u64 = 1_000_000;
+const TASKS: u64 = 5;
+const SLEEP: &str = "[await] tokio::time::Sleep";
+const ONESHOT: &str = "[await] tokio::sync::oneshot::Receiver";
+const RECV: &str = "[await] tokio::sync::mpsc::bounded::Receiver::recv";
+
+/// Each task's own cost plus its await points' is the whole task: the
+/// waits moved, nothing was lost or made up.
+fn assert_leaf_keeps_the_rest(profile: &Profile, leaf: &str, tasks: u64) {
+    assert_eq!(profile.self_of(leaf, "Tasks"), tasks);
+    for event in ["WallNs", "IdleNs", "Wakes"] {
+        assert!(profile.inclusive_of(leaf, event) >= profile.self_of(leaf, event));
+    }
+    let wall = profile.inclusive_of(leaf, "WallNs");
+    let parts = profile.inclusive_of(leaf, "BusyNs")
+        + profile.inclusive_of(leaf, "SchedNs")
+        + profile.inclusive_of(leaf, "IdleNs");
+    assert_eq!(wall, parts, "{leaf}: WallNs is busy + sched + idle");
+}
+
+async fn waits_in_a_then_b(rx: oneshot::Receiver<()>) {
+    a().await;
+    b(rx).await;
+}
+
+async fn a() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+async fn b(rx: oneshot::Receiver<()>) {
+    rx.await.unwrap();
+}
+
+/// Fills every channel 160 ms after it starts: 60 ms after `a` is done.
+async fn fills_later(senders: Vec<oneshot::Sender<()>>) {
+    tokio::time::sleep(Duration::from_millis(160)).await;
+    for tx in senders {
+        tx.send(()).unwrap();
+    }
+}
+
+async fn a_then_b() {
+    let mut handles = Vec::new();
+    let mut senders = Vec::new();
+    for _ in 0..TASKS {
+        let (tx, rx) = oneshot::channel();
+        handles.push(theseus::spawn(waits_in_a_then_b(rx)));
+        senders.push(tx);
+    }
+    let filler = theseus::spawn(fills_later(senders));
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    filler.await.unwrap();
+}
+
+fn check_a_then_b(profile: &Profile) {
+    let in_a = profile.call_cost("await_points::a", SLEEP, "IdleNs");
+    assert_within("IdleNs of 5 timers of 100 ms in a", in_a, 500 * MS, 0.10);
+    let in_b = profile.call_cost("await_points::b", ONESHOT, "IdleNs");
+    assert_within(
+        "IdleNs of 5 channels filled 60 ms later in b",
+        in_b,
+        300 * MS,
+        0.10,
+    );
+    assert_eq!(profile.call_cost("await_points::a", SLEEP, "Wakes"), TASKS);
+    assert_eq!(
+        profile.call_cost("await_points::b", ONESHOT, "Wakes"),
+        TASKS
+    );
+    // An await point's wall time is its waiting.
+    assert_eq!(profile.call_cost("await_points::a", SLEEP, "WallNs"), in_a);
+    // The chain: the task's leaf, its fn, the fn that awaited, the leaf.
+    let leaf = "[task] await_points::waits_in_a_then_b";
+    for (caller, callee) in [
+        (leaf, "await_points::waits_in_a_then_b"),
+        ("await_points::waits_in_a_then_b", "await_points::a"),
+        ("await_points::waits_in_a_then_b", "await_points::b"),
+    ] {
+        assert!(
+            !profile.edges(caller, callee).is_empty(),
+            "no {caller} -> {callee}: {:#?}",
+            profile.calls.keys()
+        );
+    }
+    assert_leaf_keeps_the_rest(profile, leaf, TASKS);
+    let left = profile.self_of(leaf, "IdleNs");
+    assert!(left < 5 * MS, "{left} ns of idle time left on the leaf");
+    assert_eq!(profile.self_of(leaf, "Wakes"), 0);
+}
+
+#[test]
+fn idle_time_is_split_by_await_point() {
+    let profile = profile("awaits-a-b", 2, a_then_b());
+    check_a_then_b(&profile);
+}
+
+/// The default mode recognizes await points without unwinding; unwinding
+/// every time must find the same ones.
+#[test]
+fn unwinding_every_time_finds_the_same_await_points() {
+    let full = profile_with_awaits("awaits-full", AwaitMode::Full, 2, a_then_b());
+    check_a_then_b(&full);
+    let default = profile("awaits-default", 2, a_then_b());
+    let awaits = |p: &Profile| -> Vec<(String, String)> {
+        p.calls
+            .keys()
+            .filter(|(_, callee, _)| callee.starts_with("[await]"))
+            .map(|(caller, callee, _)| (caller.clone(), callee.clone()))
+            .collect()
+    };
+    assert_eq!(awaits(&full), awaits(&default));
+}
+
+#[test]
+fn with_await_points_off_the_waits_stay_on_the_leaf() {
+    let profile = profile_with_awaits("awaits-off", AwaitMode::Off, 2, a_then_b());
+    assert!(profile.functions("[await]").is_empty());
+    let leaf = "[task] await_points::waits_in_a_then_b";
+    assert_within(
+        "IdleNs on the leaf with await points off",
+        profile.self_of(leaf, "IdleNs"),
+        800 * MS,
+        0.10,
+    );
+}
+
+/// Waits in `select!` for whichever comes first: a timer of `timer`, or a
+/// message.
+async fn selects(timer: Duration, mut rx: mpsc::Receiver<()>) {
+    tokio::select! {
+        _ = tokio::time::sleep(timer) => {}
+        _ = rx.recv() => {}
+    }
+}
+
+/// Sends to every channel after `after`, or never (dropping them late).
+async fn sends_after(after: Duration, senders: Vec<mpsc::Sender<()>>, send: bool) {
+    tokio::time::sleep(after).await;
+    for tx in senders {
+        if send {
+            tx.send(()).await.unwrap();
+        }
+    }
+}
+
+async fn select_race(timer: Duration, message: Duration, send: bool) {
+    let mut handles = Vec::new();
+    let mut senders = Vec::new();
+    for _ in 0..TASKS {
+        let (tx, rx) = mpsc::channel(1);
+        handles.push(theseus::spawn(selects(timer, rx)));
+        senders.push(tx);
+    }
+    let sender = theseus::spawn(sends_after(message, senders, send));
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    sender.await.unwrap();
+}
+
+/// `select!` leaves two wakers behind each poll (in random order); the wait
+/// goes to the one that woke the task.
+#[test]
+fn a_select_wait_goes_to_the_branch_that_fired() {
+    let first = profile(
+        "select-message",
+        2,
+        select_race(Duration::from_millis(300), Duration::from_millis(100), true),
+    );
+    let by_message = first.call_cost("await_points::selects", RECV, "IdleNs");
+    assert_within(
+        "IdleNs at recv, message at 100 ms",
+        by_message,
+        500 * MS,
+        0.10,
+    );
+    assert_eq!(
+        first.call_cost("await_points::selects", RECV, "Wakes"),
+        TASKS
+    );
+    assert_eq!(first.call_cost("await_points::selects", SLEEP, "IdleNs"), 0);
+    assert_leaf_keeps_the_rest(&first, "[task] await_points::selects", TASKS);
+
+    let second = profile(
+        "select-timer",
+        2,
+        select_race(
+            Duration::from_millis(100),
+            Duration::from_millis(200),
+            false,
+        ),
+    );
+    let by_timer = second.call_cost("await_points::selects", SLEEP, "IdleNs");
+    assert_within(
+        "IdleNs at the sleep, timer at 100 ms",
+        by_timer,
+        500 * MS,
+        0.10,
+    );
+    assert_eq!(
+        second.call_cost("await_points::selects", SLEEP, "Wakes"),
+        TASKS
+    );
+    assert_eq!(second.call_cost("await_points::selects", RECV, "IdleNs"), 0);
+}
+
+async fn short_wait() {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+async fn long_wait() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+async fn joins() {
+    tokio::join!(short_wait(), long_wait());
+}
+
+async fn join_both() {
+    let handles: Vec<_> = (0..TASKS).map(|_| theseus::spawn(joins())).collect();
+    for handle in handles {
+        handle.await.unwrap();
+    }
+}
+
+/// `join!` of 50 ms and 100 ms: both wait for the first 50 ms, and the short
+/// one's timer ends that wait; the long one's ends the next 50 ms.
+#[test]
+fn join_waits_split_at_each_wake() {
+    let profile = profile("join", 2, join_both());
+    let short = profile.call_cost("await_points::short_wait", SLEEP, "IdleNs");
+    let long = profile.call_cost("await_points::long_wait", SLEEP, "IdleNs");
+    assert_within("IdleNs of the 50 ms branch", short, 250 * MS, 0.10);
+    assert_within("IdleNs of the 100 ms branch after it", long, 250 * MS, 0.10);
+    assert_eq!(
+        profile.call_cost("await_points::short_wait", SLEEP, "Wakes"),
+        TASKS
+    );
+    assert_eq!(
+        profile.call_cost("await_points::long_wait", SLEEP, "Wakes"),
+        TASKS
+    );
+    assert_leaf_keeps_the_rest(&profile, "[task] await_points::joins", TASKS);
+}
+
+async fn child_sleeps() {
+    tokio::time::sleep(Duration::from_millis(60)).await;
+}
+
+async fn parent_joins() {
+    theseus::spawn(child_sleeps()).await.unwrap();
+}
+
+async fn parents() {
+    let handles: Vec<_> = (0..TASKS).map(|_| theseus::spawn(parent_joins())).collect();
+    for handle in handles {
+        handle.await.unwrap();
+    }
+}
+
+/// Awaiting a join handle is named after the task it joins.
+#[test]
+fn awaiting_a_join_handle_names_the_child_task() {
+    let profile = profile("join-handle", 2, parents());
+    let joined = profile.call_cost(
+        "await_points::parent_joins",
+        "[await] [task] await_points::child_sleeps",
+        "IdleNs",
+    );
+    assert_within("IdleNs awaiting 60 ms children", joined, 300 * MS, 0.10);
+    let slept = profile.call_cost("await_points::child_sleeps", SLEEP, "IdleNs");
+    assert_within("IdleNs of the children's sleeps", slept, 300 * MS, 0.10);
+    assert_leaf_keeps_the_rest(&profile, "[task] await_points::parent_joins", TASKS);
+}
+
+/// Holds the lock for 80 ms, saying when it has it.
+async fn holds_mutex(lock: Arc<Mutex<()>>, holding: oneshot::Sender<()>) {
+    let _guard = lock.lock().await;
+    holding.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(80)).await;
+}
+
+async fn waits_for_mutex(lock: Arc<Mutex<()>>, held: oneshot::Receiver<()>) {
+    held.await.unwrap();
+    let _guard = lock.lock().await;
+}
+
+async fn holds_permit(semaphore: Arc<Semaphore>, holding: oneshot::Sender<()>) {
+    let _permit = semaphore.acquire().await.unwrap();
+    holding.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(80)).await;
+}
+
+async fn waits_for_permit(semaphore: Arc<Semaphore>, held: oneshot::Receiver<()>) {
+    held.await.unwrap();
+    let _permit = semaphore.acquire().await.unwrap();
+}
+
+async fn contend() {
+    for _ in 0..TASKS {
+        let lock = Arc::new(Mutex::new(()));
+        let (tx, rx) = oneshot::channel();
+        let holder = theseus::spawn(holds_mutex(lock.clone(), tx));
+        theseus::spawn(waits_for_mutex(lock, rx)).await.unwrap();
+        holder.await.unwrap();
+
+        let semaphore = Arc::new(Semaphore::new(1));
+        let (tx, rx) = oneshot::channel();
+        let holder = theseus::spawn(holds_permit(semaphore.clone(), tx));
+        theseus::spawn(waits_for_permit(semaphore, rx))
+            .await
+            .unwrap();
+        holder.await.unwrap();
+    }
+}
+
+/// A lock or a permit held by another task: the wait is at `lock` or
+/// `acquire`, and the holder's time is its own sleep.
+#[test]
+fn a_mutex_and_a_semaphore_held_by_another_task() {
+    let profile = profile("locks", 2, contend());
+    let locked = profile.call_cost(
+        "await_points::waits_for_mutex",
+        "[await] tokio::sync::Mutex::lock",
+        "IdleNs",
+    );
+    assert_within("IdleNs waiting for a held mutex", locked, 400 * MS, 0.10);
+    let permits = profile.call_cost(
+        "await_points::waits_for_permit",
+        "[await] tokio::sync::Semaphore::acquire",
+        "IdleNs",
+    );
+    assert_within("IdleNs waiting for a held permit", permits, 400 * MS, 0.10);
+    let held = profile.call_cost("await_points::holds_mutex", SLEEP, "IdleNs");
+    assert_within("IdleNs of the holder's sleep", held, 400 * MS, 0.10);
+    assert_leaf_keeps_the_rest(&profile, "[task] await_points::waits_for_mutex", TASKS);
+}
+
+async fn yields() {
+    for _ in 0..5 {
+        theseus::task::yield_now().await;
+    }
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A yield wakes the task during its own poll: a wake at the yield, and no
+/// waiting there (the time to the next poll is scheduling delay).
+#[test]
+fn a_yield_is_a_wake_with_no_waiting() {
+    let profile = profile("yields", 2, async {
+        theseus::spawn(yields()).await.unwrap();
+    });
+    let theseus_yield = "[await] theseus::task::yield_now";
+    assert_eq!(
+        profile.call_cost("await_points::yields", theseus_yield, "Wakes"),
+        5
+    );
+    assert_eq!(
+        profile.call_cost("await_points::yields", theseus_yield, "IdleNs"),
+        0
+    );
+    let tokio_yield = "[await] tokio::task::yield_now";
+    assert_eq!(
+        profile.call_cost("await_points::yields", tokio_yield, "Wakes"),
+        3
+    );
+    // tokio defers the wake to the end of the poll: a moment, not a wait.
+    assert!(profile.call_cost("await_points::yields", tokio_yield, "IdleNs") < MS);
+    assert_leaf_keeps_the_rest(&profile, "[task] await_points::yields", 1);
+}
+
+async fn nine_sleeps() {
+    s1().await;
+    s2().await;
+    s3().await;
+    s4().await;
+    s5().await;
+    s6().await;
+    s7().await;
+    s8().await;
+    s9().await;
+}
+
+async fn nap() {
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+async fn s1() {
+    nap().await
+}
+async fn s2() {
+    nap().await
+}
+async fn s3() {
+    nap().await
+}
+async fn s4() {
+    nap().await
+}
+async fn s5() {
+    nap().await
+}
+async fn s6() {
+    nap().await
+}
+async fn s7() {
+    nap().await
+}
+async fn s8() {
+    nap().await
+}
+async fn s9() {
+    nap().await
+}
+
+/// A task keeps seven await points; waits at more stay on its leaf, and
+/// its totals are still exact.
+#[test]
+fn waits_past_the_seventh_await_point_stay_on_the_leaf() {
+    let profile = profile("nine", 2, async {
+        theseus::spawn(nine_sleeps()).await.unwrap();
+    });
+    for kept in ["s1", "s2", "s3", "s4", "s5", "s6", "s7"] {
+        let caller = format!("await_points::{kept}");
+        assert_eq!(profile.call_cost(&caller, "await_points::nap", "Wakes"), 1);
+    }
+    for left in ["s8", "s9"] {
+        let caller = format!("await_points::{left}");
+        assert!(profile.edges(&caller, "await_points::nap").is_empty());
+    }
+    let leaf = "[task] await_points::nine_sleeps";
+    assert_eq!(profile.self_of(leaf, "Wakes"), 2);
+    assert_within(
+        "IdleNs of the two sleeps past the seventh",
+        profile.self_of(leaf, "IdleNs"),
+        20 * MS,
+        0.25,
+    );
+    assert_leaf_keeps_the_rest(&profile, leaf, 1);
+}
