@@ -151,7 +151,8 @@ const USAGE: &str = "usage:
   theseus-bench --deep-one RUNTIME --depth N [--workers N]
   theseus-bench --count N --runtime RUNTIME --workload spawn|poll [--workers N]
   theseus-bench --stall [--rounds N]
-RUNTIME is one of tokio, async-executor, theseus-off, theseus-on, theseus-full";
+RUNTIME is one of tokio, async-executor, theseus-off, theseus-on, theseus-full,
+theseus-awaits-off, theseus-awaits-full";
 
 fn parse_options() -> Result<(Mode, usize), String> {
     let mut rounds = 7;
@@ -339,10 +340,12 @@ fn table(rounds: usize, workers: usize, only: Option<&str>) {
     for (w, workload) in workloads.iter().enumerate() {
         let off = theseus_medians(w, Kind::TheseusOff);
         println!(
-            "  {}: on {:.2}x, stacks=full {:.2}x",
+            "  {}: on {:.2}x, stacks=full {:.2}x, awaits=off {:.2}x, awaits=full {:.2}x",
             workload.name(),
             theseus_medians(w, Kind::TheseusOn) / off,
             theseus_medians(w, Kind::TheseusFull) / off,
+            theseus_medians(w, Kind::TheseusAwaitsOff) / off,
+            theseus_medians(w, Kind::TheseusAwaitsFull) / off,
         );
     }
     let snapshot = tracer.snapshot();

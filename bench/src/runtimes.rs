@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use theseus::profiler::{set_capture_mode, CaptureMode};
+use theseus::profiler::{set_await_mode, set_capture_mode, AwaitMode, CaptureMode};
 use theseus::Tracer;
 
 /// Spawns tasks onto one runtime; the join future yields the output.
@@ -231,13 +231,14 @@ impl BenchRuntime for AsyncExecutor {
 pub enum Profiling {
     /// No tracer installed: what `THESEUS=0` gives.
     Off,
-    /// A tracer installed, stacks captured in this mode.
-    On(CaptureMode),
+    /// A tracer installed, stacks captured and await points found in these
+    /// modes.
+    On(CaptureMode, AwaitMode),
 }
 
-/// Keeps a tracer installed, and the capture mode set, until dropped; then
-/// uninstalls it and puts the capture mode back to the default, so other
-/// runtimes' measurements run with nothing installed.
+/// Keeps a tracer installed, and the capture and await modes set, until
+/// dropped; then uninstalls it and puts the modes back to the defaults, so
+/// other runtimes' measurements run with nothing installed.
 pub struct ProfilingGuard<'a> {
     tracer: Option<&'a Tracer>,
 }
@@ -246,8 +247,9 @@ impl Profiling {
     pub fn start(self, tracer: &Tracer) -> ProfilingGuard<'_> {
         match self {
             Profiling::Off => ProfilingGuard { tracer: None },
-            Profiling::On(mode) => {
-                set_capture_mode(mode);
+            Profiling::On(stacks, awaits) => {
+                set_capture_mode(stacks);
+                set_await_mode(awaits);
                 tracer.install();
                 ProfilingGuard {
                     tracer: Some(tracer),
@@ -262,6 +264,7 @@ impl Drop for ProfilingGuard<'_> {
         if let Some(tracer) = self.tracer.take() {
             tracer.uninstall();
             set_capture_mode(CaptureMode::Default);
+            set_await_mode(AwaitMode::Default);
         }
     }
 }
@@ -274,15 +277,19 @@ pub enum Kind {
     TheseusOff,
     TheseusOn,
     TheseusFull,
+    TheseusAwaitsOff,
+    TheseusAwaitsFull,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Tokio,
         Kind::AsyncExecutor,
         Kind::TheseusOff,
         Kind::TheseusOn,
         Kind::TheseusFull,
+        Kind::TheseusAwaitsOff,
+        Kind::TheseusAwaitsFull,
     ];
 
     /// The name on the command line.
@@ -293,6 +300,8 @@ impl Kind {
             Kind::TheseusOff => "theseus-off",
             Kind::TheseusOn => "theseus-on",
             Kind::TheseusFull => "theseus-full",
+            Kind::TheseusAwaitsOff => "theseus-awaits-off",
+            Kind::TheseusAwaitsFull => "theseus-awaits-full",
         }
     }
 
@@ -304,6 +313,8 @@ impl Kind {
             Kind::TheseusOff => "theseus (profiling off)",
             Kind::TheseusOn => "theseus (profiling on)",
             Kind::TheseusFull => "theseus (stacks=full)",
+            Kind::TheseusAwaitsOff => "theseus (awaits=off)",
+            Kind::TheseusAwaitsFull => "theseus (awaits=full)",
         }
     }
 
@@ -320,9 +331,11 @@ impl Kind {
     /// The profiling a theseus kind runs under; `Off` for the others.
     pub fn profiling(self) -> Profiling {
         match self {
-            Kind::TheseusOn => Profiling::On(CaptureMode::Default),
-            Kind::TheseusFull => Profiling::On(CaptureMode::Full),
-            _ => Profiling::Off,
+            Kind::TheseusOn => Profiling::On(CaptureMode::Default, AwaitMode::Default),
+            Kind::TheseusFull => Profiling::On(CaptureMode::Full, AwaitMode::Default),
+            Kind::TheseusAwaitsOff => Profiling::On(CaptureMode::Default, AwaitMode::Off),
+            Kind::TheseusAwaitsFull => Profiling::On(CaptureMode::Default, AwaitMode::Full),
+            Kind::Tokio | Kind::AsyncExecutor | Kind::TheseusOff => Profiling::Off,
         }
     }
 }
@@ -340,7 +353,11 @@ pub fn run_on<B: OnRuntime>(kind: Kind, workers: usize, tracer: &Tracer, bench: 
     match kind {
         Kind::Tokio => bench.run(&Tokio::new(workers)),
         Kind::AsyncExecutor => bench.run(&AsyncExecutor::new(workers)),
-        Kind::TheseusOff | Kind::TheseusOn | Kind::TheseusFull => {
+        Kind::TheseusOff
+        | Kind::TheseusOn
+        | Kind::TheseusFull
+        | Kind::TheseusAwaitsOff
+        | Kind::TheseusAwaitsFull => {
             let runtime = Theseus::new(workers);
             let output = {
                 let _profiling = kind.profiling().start(tracer);
