@@ -1,8 +1,9 @@
 //! The whole promise, checked on an optimized build as users run it: the
 //! service example (a loopback echo server, clients, timers, CPU work)
 //! builds in release, writes a profile that the real readers accept, whose
-//! figures match what the program does, and whose stacks hold the
-//! program's own functions and nothing of the runtime or std's plumbing.
+//! figures match what the program does, and whose stacks (spawn stacks and
+//! await points alike) hold the program's own functions and nothing of the
+//! runtime or std's plumbing.
 //!
 //! Optimized builds matter here: inlining moves user code into runtime
 //! frames, which a debug build never shows.
@@ -55,7 +56,7 @@ fn the_service_example_profiled_in_release() {
     // Figures: what the program does.
     let cache = "[task] service::refresh_cache";
     assert_eq!(profile.self_of(cache, "Tasks"), 8);
-    let cache_wall = profile.self_of(cache, "WallNs");
+    let cache_wall = profile.inclusive_of(cache, "WallNs");
     assert!(
         (800 * MS..=840 * MS).contains(&cache_wall),
         "8 x 100 ms timers: {cache_wall}"
@@ -75,9 +76,9 @@ fn the_service_example_profiled_in_release() {
     let clients = "[task] service::client";
     assert_eq!(profile.self_of(clients, "Tasks"), 20);
     // 50 round trips each, with a 2 ms sleep after each.
-    assert!(profile.self_of(clients, "WallNs") >= 20 * 50 * 2 * MS);
+    assert!(profile.inclusive_of(clients, "WallNs") >= 20 * 50 * 2 * MS);
     assert_eq!(
-        profile.self_of(clients, "Polls") - profile.self_of(clients, "Wakes"),
+        profile.self_of(clients, "Polls") - profile.inclusive_of(clients, "Wakes"),
         20
     );
 
@@ -92,6 +93,48 @@ fn the_service_example_profiled_in_release() {
     let blocking = profile.functions("[blocking] closure in service::main (examples/service.rs:");
     assert_eq!(blocking.len(), 1, "{:#?}", profile.self_cost.keys());
     assert_eq!(profile.self_of(blocking[0], "Tasks"), 2);
+
+    // Await points: under each task's leaf, the program's own async fn,
+    // then what it awaited. Inlining folds the async fns into a few machine
+    // frames; debug info still names them.
+    let sleep = "[await] tokio::time::Sleep";
+    let cache_sleep = profile.call_cost("service::refresh_cache", sleep, "IdleNs");
+    assert!(
+        (800 * MS..=cache_wall).contains(&cache_sleep),
+        "8 x 100 ms timers waited at the sleep: {cache_sleep}"
+    );
+    assert_eq!(
+        profile.call_cost("service::refresh_cache", sleep, "Wakes"),
+        8
+    );
+    assert!(profile.self_of(cache, "IdleNs") < MS);
+    assert_eq!(
+        profile.call_cost("service::client", sleep, "Wakes"),
+        20 * 50
+    );
+    assert!(profile.call_cost("service::client", sleep, "IdleNs") >= 20 * 50 * 2 * MS);
+    for (caller, callee) in [
+        (clients, "service::client"),
+        (
+            "[task] service::handle_connection",
+            "service::handle_connection",
+        ),
+        (
+            "service::handle_connection",
+            "[await] tokio::io::util::Read",
+        ),
+        ("service::client", "[await] tokio::io::util::ReadExact"),
+        (
+            "service::accept_loop",
+            "[await] tokio::net::tcp::listener::TcpListener::accept",
+        ),
+    ] {
+        assert!(
+            !profile.edges(caller, callee).is_empty(),
+            "no {caller} -> {callee}: {:#?}",
+            profile.calls.keys()
+        );
+    }
 
     // Stacks: the program's own functions, spawn sites by line.
     let accept_to_handler: Vec<_> =

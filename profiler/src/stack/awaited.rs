@@ -108,11 +108,16 @@ fn is_entry_point(f: &Symbol) -> bool {
 /// tokio's code, by name or, for unqualified names, by source file. A
 /// qualified name wins over the file: the body of a `select!` is the
 /// program's own closure, which debug info places in tokio's macro file.
+/// An impl of a tokio trait for a reference or a type parameter
+/// (`<&mut T as tokio::io::AsyncRead>::poll_read`) is tokio's forwarding,
+/// while one for a named type is that type's own code.
 fn is_tokio(name: &str, file: Option<&str>) -> bool {
-    let (self_ty, _) = impl_parts(name);
+    let tokio = |path: &str| path.starts_with("tokio::");
     if name.contains("::") {
-        return name.starts_with("tokio::")
-            || self_ty.trim_start_matches('&').starts_with("tokio::");
+        let (self_ty, trait_) = impl_parts(name);
+        let self_ty = self_ty.trim_start_matches('&').trim_start_matches("mut ");
+        let generic_self = name.starts_with("<&") || !self_ty.contains("::");
+        return tokio(name) || tokio(self_ty) || (generic_self && trait_.is_some_and(tokio));
     }
     file.is_some_and(|f| super::symbols::crate_file(f, "tokio-").is_some())
 }
@@ -249,6 +254,10 @@ mod tests {
             ),
             ("<app::Gate as core::future::future::Future>::poll", "app::Gate"),
             ("app::wait_for_it::{{closure}}", "app::wait_for_it"),
+            (
+                "<tokio::io::util::read_exact::ReadExact<A> as core::future::future::Future>::poll",
+                "tokio::io::util::ReadExact",
+            ),
         ] {
             assert_eq!(awaited_name(frame), name, "{frame}");
         }
@@ -264,6 +273,14 @@ mod tests {
         assert!(is_tokio(
             "poll",
             Some("/home/u/.cargo/registry/src/index.crates.io-1/tokio-1.54.1/src/time/sleep.rs")
+        ));
+        assert!(is_tokio(
+            "<&mut T as tokio::io::async_read::AsyncRead>::poll_read",
+            None
+        ));
+        assert!(!is_tokio(
+            "<app::Framed as tokio::io::async_read::AsyncRead>::poll_read",
+            None
         ));
         assert!(!is_tokio("app::tokio_helper", None));
         assert!(!is_tokio("poll", Some("/home/u/app/src/main.rs")));
