@@ -293,6 +293,7 @@ fn bad_settings_name_the_variable_and_what_is_accepted() {
             ["default", "full", "location"],
         ),
         ("THESEUS", "yes", ["0", "1", "profiling"]),
+        ("THESEUS_AWAITS", "sometimes", ["default", "full", "off"]),
     ];
     for (variable, value, accepted) in cases {
         let output = child::run("work", &[(variable, value)]);
@@ -323,6 +324,27 @@ fn theseus_0_turns_profiling_off() {
     assert!(output.status.success(), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stdout).contains("work done"));
     assert!(!out.exists(), "a profile was written with THESEUS=0");
+}
+
+#[test]
+fn every_awaits_mode_writes_a_readable_profile() {
+    for mode in ["default", "full", "off"] {
+        let dir = child::scratch_dir(&format!("awaits-{mode}"));
+        let out = dir.join("p.callgrind");
+        let output = child::run(
+            "work",
+            &[
+                ("THESEUS_AWAITS", mode),
+                ("THESEUS_OUT", out.to_str().unwrap()),
+            ],
+        );
+        assert!(output.status.success(), "{mode}: {output:?}");
+        let profile = read_profile(&out);
+        let leaf = "[task] profile_output::programs::nap";
+        assert_eq!(profile.self_of(leaf, "Tasks"), 3, "{mode}");
+        let awaits = profile.functions("[await]");
+        assert_eq!(awaits.is_empty(), mode == "off", "{mode}: {awaits:?}");
+    }
 }
 
 #[test]
