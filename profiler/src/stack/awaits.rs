@@ -220,16 +220,21 @@ pub fn await_mode() -> AwaitMode {
         1 => AwaitMode::Default,
         2 => AwaitMode::Full,
         3 => AwaitMode::Off,
-        _ => {
-            let mode = AwaitMode::from_env().unwrap_or_else(|e| {
-                eprintln!("theseus: {e}; using `default`");
-                AwaitMode::Default
-            });
-            match MODE.compare_exchange(0, mode_code(mode), Relaxed, Relaxed) {
-                Ok(_) => mode,
-                Err(_) => await_mode(),
-            }
-        }
+        _ => await_mode_from_env(),
+    }
+}
+
+/// The first [`await_mode`] of a process that never set one.
+#[cold]
+#[inline(never)]
+fn await_mode_from_env() -> AwaitMode {
+    let mode = AwaitMode::from_env().unwrap_or_else(|e| {
+        eprintln!("theseus: {e}; using `default`");
+        AwaitMode::Default
+    });
+    match MODE.compare_exchange(0, mode_code(mode), Relaxed, Relaxed) {
+        Ok(_) => mode,
+        Err(_) => await_mode(),
     }
 }
 
