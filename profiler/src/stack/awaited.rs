@@ -20,6 +20,11 @@
 //!   (`tokio::time::Sleep`, `tokio::sync::Mutex::lock`). A join handle's
 //!   await is named after the task it awaits, and the executor's own
 //!   futures by the name the executor gives them ([`Awaited`]).
+//!
+//! The leaf is placed at the entry point's source line (`sleep.rs` in
+//! tokio's sources, for a timer), so one awaited thing is one function in
+//! one file wherever it is awaited; the line of each await is the line of
+//! the call to it from the program's innermost frame.
 
 use super::awaits::Awaited;
 use super::symbols::{
@@ -36,18 +41,15 @@ pub(super) fn append(ips: &[usize], awaited: Awaited, out: &mut Vec<ResolvedFram
     let symbols: Vec<_> = ips.iter().map(|&ip| symbolize(ip)).collect();
     let frames: Vec<&Symbol> = symbols.iter().flat_map(|s| s.iter()).collect();
     let innermost_kept = frames.iter().rposition(|f| in_chain(f));
+    let inside = innermost_kept.map_or(0, |i| i + 1);
+    let entry = frames[inside..].iter().find(|f| is_entry_point(f));
     let name = match awaited {
         Awaited::Task(task) => awaited_task_name(task),
         Awaited::Named(name) => name.to_string(),
-        Awaited::Frames => {
-            let inside = innermost_kept.map_or(0, |i| i + 1);
-            frames[inside..]
-                .iter()
-                .find(|f| is_entry_point(f))
-                .or_else(|| innermost_kept.map(|i| &frames[i]))
-                .and_then(|f| f.name.as_deref())
-                .map_or_else(|| "(unknown)".to_string(), awaited_name)
-        }
+        Awaited::Frames => entry
+            .or_else(|| innermost_kept.map(|i| &frames[i]))
+            .and_then(|f| f.name.as_deref())
+            .map_or_else(|| "(unknown)".to_string(), awaited_name),
     };
 
     let mut chain: Vec<ResolvedFrame> = Vec::new();
@@ -71,10 +73,13 @@ pub(super) fn append(ips: &[usize], awaited: Awaited, out: &mut Vec<ResolvedFram
             _ => chain.push(frame),
         }
     }
-    // The leaf sits where the program awaits: the innermost frame's line.
-    let (file, line) = chain
-        .last()
-        .map_or(("???".to_string(), 0), |f| (f.file.clone(), f.line));
+    // The leaf is the awaited code, so it sits in that code's source, at
+    // its entry point, as any function sits in its own. (On the line of
+    // the await, a source annotation would count the wait twice there: as
+    // the leaf's own cost and as the cost of the call to it.)
+    let (file, line) = entry
+        .and_then(|f| Some((f.file.clone()?, f.line)))
+        .unwrap_or_else(|| ("???".to_string(), 0));
     out.extend(chain);
     out.push(ResolvedFrame {
         function: format!("{AWAIT_PREFIX}{name}"),
