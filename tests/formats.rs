@@ -352,9 +352,19 @@ fn theseus_report_prints_the_top_stacks_with_their_split() {
         .map(|w| w.trim_end_matches('%').parse::<f64>().unwrap())
         .sum();
     assert!((shares - 100.0).abs() < 0.2, "{nap}");
-    // Every row is as wide as the header up to the stack.
+    // Every row is as wide as the header up to the stack; under a row, a
+    // line in the stack column names where it waited most.
     let stack_at = table[1].find("stack").unwrap();
-    for row in &table[2..] {
+    let (awaits, rows): (Vec<&&str>, Vec<&&str>) = table[2..]
+        .iter()
+        .partition(|l| l.len() > stack_at && l[..stack_at].trim().is_empty());
+    assert!(
+        awaits
+            .iter()
+            .any(|l| l.ends_with("of idle at formats::programs::nap > [await] tokio::time::Sleep")),
+        "{stderr}"
+    );
+    for row in rows {
         assert_eq!(row.chars().nth(stack_at - 2), Some(' '), "{row}");
         assert_ne!(row.chars().nth(stack_at - 3), Some(' '), "{row}");
     }
@@ -434,14 +444,14 @@ fn interval_snapshots_are_readable_and_add_up_to_the_whole_run() {
     let long_live = "[task] formats::programs::linger (unfinished)";
     let first = &snapshots[0];
     assert_eq!(first.self_of(long_live, "Tasks"), 1);
-    let wall = first.self_of(long_live, "WallNs");
+    let wall = first.inclusive_of(long_live, "WallNs");
     // Spawned a little after the interval began (more on a loaded machine).
     assert!(
         (150_000_000..=400_000_000).contains(&wall),
         "{wall} ns of the long task in the first 300 ms"
     );
     let second = &snapshots[1];
-    let wall = second.self_of(long_live, "WallNs");
+    let wall = second.inclusive_of(long_live, "WallNs");
     assert!(
         (250_000_000..=350_000_000).contains(&wall),
         "{wall} ns of the long task in the second interval"

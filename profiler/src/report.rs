@@ -14,8 +14,18 @@
 //! Rows are the task stacks of the [`Profile`] merged where they print
 //! alike (the same names, as in the other formats), outcome suffix
 //! included, so cancelled tasks stand apart. CPU samples are not tasks and
-//! are left out. Percentages are of the row's wall time; a long stack is cut
-//! on the left, keeping its leaf.
+//! are left out. A row is whole tasks: the waits at their await points,
+//! which the other formats show as stacks of their own under the task's
+//! leaf, are counted in it, and a line under the row names the await point
+//! that holds most of its idle time:
+//!
+//! ```text
+//!   3.290 s    0.2%    6.5%   93.3%     20  service::main > [task] service::client
+//!                                           93.1% of idle at service::client > [await] tokio::time::Sleep
+//! ```
+//!
+//! Percentages are of the row's wall time; a long stack is cut on the
+//! left, keeping its leaf.
 
 use crate::profile::{Event, Profile};
 use std::collections::HashMap;
@@ -31,7 +41,12 @@ const STACK_WIDTH: usize = 100;
 struct Row {
     stack: String,
     values: [u64; 5],
+    /// Idle time by await point (its chain below the task's leaf).
+    awaits: HashMap<String, u64>,
 }
+
+/// Where a row's await point line starts: under the stack column.
+const AWAIT_INDENT: usize = 42;
 
 /// Writes the report of `profile`: at most [`ROWS`] stacks, by wall time.
 ///
@@ -76,6 +91,19 @@ pub fn write<W: Write + ?Sized>(out: &mut W, profile: &Profile) -> io::Result<()
             tasks,
             cut_left(&row.stack, STACK_WIDTH),
         ));
+        let idle = row.values[3];
+        let most = row
+            .awaits
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)));
+        if let Some((chain, &waited)) = most.filter(|&(_, &waited)| waited > 0) {
+            text.push_str(&format!(
+                "{:AWAIT_INDENT$}{} of idle at {}\n",
+                "",
+                percent(waited, idle),
+                cut_left(chain, STACK_WIDTH),
+            ));
+        }
     }
     out.write_all(text.as_bytes())?;
     out.flush()
@@ -91,7 +119,10 @@ fn rows(profile: &Profile) -> Vec<Row> {
             continue;
         }
         let names: Vec<&str> = sample.frames.iter().map(|f| f.name.as_str()).collect();
-        let stack = names.join(" > ");
+        // An await point's sample counts in its task's row.
+        let leaf = sample.task_leaf.unwrap_or(names.len() - 1);
+        let stack = names[..=leaf].join(" > ");
+        let chain = (leaf + 1 < names.len()).then(|| names[leaf + 1..].join(" > "));
         let values = [
             Event::WallNs,
             Event::BusyNs,
@@ -100,16 +131,21 @@ fn rows(profile: &Profile) -> Vec<Row> {
             Event::Tasks,
         ]
         .map(|e| sample.value(e));
-        match index.get(&stack) {
-            Some(&i) => {
-                for (total, v) in rows[i].values.iter_mut().zip(values) {
-                    *total = total.saturating_add(v);
-                }
-            }
-            None => {
-                index.insert(stack.clone(), rows.len());
-                rows.push(Row { stack, values });
-            }
+        let i = *index.entry(stack.clone()).or_insert_with(|| {
+            rows.push(Row {
+                stack,
+                values: [0; 5],
+                awaits: HashMap::new(),
+            });
+            rows.len() - 1
+        });
+        let row = &mut rows[i];
+        for (total, v) in row.values.iter_mut().zip(values) {
+            *total = total.saturating_add(v);
+        }
+        if let Some(chain) = chain {
+            let waited = row.awaits.entry(chain).or_default();
+            *waited = waited.saturating_add(sample.value(Event::IdleNs));
         }
     }
     rows.sort_by(|a, b| {
@@ -228,6 +264,32 @@ mod tests {
             lines[4],
             "     7 ns  100.0%    0.0%    0.0%      1  main > [task] big (cancelled)"
         );
+    }
+
+    #[test]
+    fn a_row_holds_its_await_points_and_names_the_one_it_waited_at_most() {
+        let waited = |names: &[&str], idle_ns| {
+            let mut s = stack(names, Outcome::Completed, idle_ns, 0);
+            s.task_leaf = 1;
+            s.costs.tasks = 0;
+            s
+        };
+        let stacks = [
+            stack(&["main", "[task] t"], Outcome::Completed, 1_000, 1_000),
+            waited(&["main", "[task] t", "t", "[await] a"], 6_000),
+            waited(&["main", "[task] t", "t", "[await] b"], 3_000),
+        ];
+        let profile = Profile::from_stacks(&stacks, &[], false);
+        let mut out = Vec::new();
+        write(&mut out, &profile).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "one row and its await line: {text}");
+        assert_eq!(
+            lines[2],
+            " 10.00 µs   10.0%    0.0%   90.0%      1  main > [task] t"
+        );
+        assert_eq!(lines[3], format!("{:42}66.7% of idle at t > [await] a", ""));
     }
 
     #[test]
