@@ -44,10 +44,10 @@
 //! reverse. The protocol is checked by loom models (`loom_models`).
 
 use crate::clock;
+use crate::set_once::SetOnce;
 use crate::sync::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicU32, AtomicU8};
-use std::sync::OnceLock;
 use theseus_profiler::{AwaitCost, AwaitCosts, Outcome, StackId, TaskId, TaskRecord, MAX_AWAITS};
 
 /// `scheduled_at` while nothing is pending.
@@ -82,7 +82,7 @@ pub(crate) struct Header {
     /// The task's await points, from the first one it registers: wakers
     /// tagged `i + 1` belong to slot `i`. Out of line, so that the many
     /// tasks that never wait do not carry it.
-    awaits: OnceLock<Box<[AwaitSlot; MAX_AWAITS]>>,
+    awaits: SetOnce<Box<[AwaitSlot; MAX_AWAITS]>>,
     /// The tag of the waker whose wake last scheduled the task (0: none).
     woken_by: AtomicU8,
     /// The tag of the first await point the last poll registered (0: none).
@@ -117,7 +117,7 @@ impl Header {
             wakes: AtomicU64::new(0),
             #[cfg(theseus_loom)]
             taken: std::sync::atomic::AtomicU64::new(0),
-            awaits: OnceLock::new(),
+            awaits: SetOnce::new(),
             woken_by: AtomicU8::new(0),
             pending: AtomicU8::new(0),
         }
@@ -128,7 +128,14 @@ impl Header {
     /// [`MAX_AWAITS`] others. Called on the poller's thread, during the poll.
     #[inline]
     pub(crate) fn register_await(&self, stack: StackId) -> u8 {
-        let slots = self.awaits.get_or_init(Default::default);
+        let slots = match self.awaits.get() {
+            Some(slots) => slots,
+            None => {
+                // Only the poller writes it (see `SetOnce::set`).
+                self.awaits.set(Box::default());
+                self.awaits.get().expect("set just now")
+            }
+        };
         for (tag, slot) in (1u8..).zip(slots.iter()) {
             let here = slot.stack.load(Relaxed);
             if here == 0 {

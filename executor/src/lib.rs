@@ -45,6 +45,7 @@ mod header;
 mod join;
 mod registry;
 mod runtime;
+mod set_once;
 mod sync;
 mod timed;
 mod tokio_tasks;

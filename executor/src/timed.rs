@@ -40,12 +40,11 @@
 
 use crate::header::Header;
 use crate::registry::{registry, Slot};
-use std::cell::{Cell, UnsafeCell};
+use crate::set_once::SetOnce;
+use std::cell::Cell;
 use std::future::Future;
-use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use theseus_profiler::{Outcome, StackId, MAX_AWAITS};
@@ -378,60 +377,6 @@ impl<F> Drop for TimedBlocking<F> {
         // Never ran: the runtime shut down first.
         if self.f.is_some() {
             self.cell.finish(Outcome::Cancelled, crate::clock::now());
-        }
-    }
-}
-
-/// A value written once, by one writer, and read by any thread after that.
-///
-/// `OnceLock` would do, but its first write takes the slow path of a
-/// `Once` (a compare-and-swap loop and a futex check), once per task; here
-/// the single writer (the task's poller) makes a release store enough.
-struct SetOnce<T> {
-    set: AtomicBool,
-    value: UnsafeCell<MaybeUninit<T>>,
-}
-
-// SAFETY: the value is written once, before `set` is released, and only
-// read (as `&T`) after `set` is acquired; `T: Send + Sync` makes sharing
-// that reference and dropping the value on any thread sound.
-unsafe impl<T: Send + Sync> Sync for SetOnce<T> {}
-
-impl<T> SetOnce<T> {
-    fn new() -> SetOnce<T> {
-        SetOnce {
-            set: AtomicBool::new(false),
-            value: UnsafeCell::new(MaybeUninit::uninit()),
-        }
-    }
-
-    fn get(&self) -> Option<&T> {
-        if self.set.load(Ordering::Acquire) {
-            // SAFETY: `set` is true only after the value was written, and
-            // it is never written again.
-            Some(unsafe { (*self.value.get()).assume_init_ref() })
-        } else {
-            None
-        }
-    }
-
-    /// Sets the value. The caller must be the only writer, and call this at
-    /// most once: `Timed::poll` on the first poll, which tokio never runs
-    /// on two threads at once.
-    fn set(&self, value: T) {
-        debug_assert!(!self.set.load(Ordering::Relaxed), "set twice");
-        // SAFETY: no reader looks at the value before `set` is true, and
-        // there is one writer (see above), so nothing aliases this write.
-        unsafe { (*self.value.get()).write(value) };
-        self.set.store(true, Ordering::Release);
-    }
-}
-
-impl<T> Drop for SetOnce<T> {
-    fn drop(&mut self) {
-        if *self.set.get_mut() {
-            // SAFETY: set means initialized; `&mut self` means no reader.
-            unsafe { self.value.get_mut().assume_init_drop() };
         }
     }
 }
