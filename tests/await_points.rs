@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use theseus::profiler::AwaitMode;
 use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
+use tokio::time::Instant;
 
 const MS: u64 = 1_000_000;
 const TASKS: u64 = 5;
@@ -36,36 +37,39 @@ fn assert_leaf_keeps_the_rest(profile: &Profile, leaf: &str, tasks: u64) {
     assert_eq!(wall, parts, "{leaf}: WallNs is busy + sched + idle");
 }
 
-async fn waits_in_a_then_b(rx: oneshot::Receiver<()>) {
-    a().await;
+async fn waits_in_a_then_b(start: Instant, rx: oneshot::Receiver<()>) {
+    a(start).await;
     b(rx).await;
 }
 
-async fn a() {
-    tokio::time::sleep(Duration::from_millis(100)).await;
+/// Waits until 100 ms after `start`: deadlines, not durations, so that a
+/// task polled late on a busy machine still waits until the same moment.
+async fn a(start: Instant) {
+    tokio::time::sleep_until(start + Duration::from_millis(100)).await;
 }
 
 async fn b(rx: oneshot::Receiver<()>) {
     rx.await.unwrap();
 }
 
-/// Fills every channel 160 ms after it starts: 60 ms after `a` is done.
-async fn fills_later(senders: Vec<oneshot::Sender<()>>) {
-    tokio::time::sleep(Duration::from_millis(160)).await;
+/// Fills every channel 160 ms after `start`: 60 ms after `a` is done.
+async fn fills_later(start: Instant, senders: Vec<oneshot::Sender<()>>) {
+    tokio::time::sleep_until(start + Duration::from_millis(160)).await;
     for tx in senders {
         tx.send(()).unwrap();
     }
 }
 
 async fn a_then_b() {
+    let start = Instant::now();
     let mut handles = Vec::new();
     let mut senders = Vec::new();
     for _ in 0..TASKS {
         let (tx, rx) = oneshot::channel();
-        handles.push(theseus::spawn(waits_in_a_then_b(rx)));
+        handles.push(theseus::spawn(waits_in_a_then_b(start, rx)));
         senders.push(tx);
     }
-    let filler = theseus::spawn(fills_later(senders));
+    let filler = theseus::spawn(fills_later(start, senders));
     for handle in handles {
         handle.await.unwrap();
     }
@@ -144,18 +148,18 @@ fn with_await_points_off_the_waits_stay_on_the_leaf() {
     );
 }
 
-/// Waits in `select!` for whichever comes first: a timer of `timer`, or a
+/// Waits in `select!` for whichever comes first: a timer at `timer`, or a
 /// message.
-async fn selects(timer: Duration, mut rx: mpsc::Receiver<()>) {
+async fn selects(timer: Instant, mut rx: mpsc::Receiver<()>) {
     tokio::select! {
-        _ = tokio::time::sleep(timer) => {}
+        _ = tokio::time::sleep_until(timer) => {}
         _ = rx.recv() => {}
     }
 }
 
-/// Sends to every channel after `after`, or never (dropping them late).
-async fn sends_after(after: Duration, senders: Vec<mpsc::Sender<()>>, send: bool) {
-    tokio::time::sleep(after).await;
+/// Sends to every channel at `at`, or never (dropping them then).
+async fn sends_at(at: Instant, senders: Vec<mpsc::Sender<()>>, send: bool) {
+    tokio::time::sleep_until(at).await;
     for tx in senders {
         if send {
             tx.send(()).await.unwrap();
@@ -164,14 +168,15 @@ async fn sends_after(after: Duration, senders: Vec<mpsc::Sender<()>>, send: bool
 }
 
 async fn select_race(timer: Duration, message: Duration, send: bool) {
+    let start = Instant::now();
     let mut handles = Vec::new();
     let mut senders = Vec::new();
     for _ in 0..TASKS {
         let (tx, rx) = mpsc::channel(1);
-        handles.push(theseus::spawn(selects(timer, rx)));
+        handles.push(theseus::spawn(selects(start + timer, rx)));
         senders.push(tx);
     }
-    let sender = theseus::spawn(sends_after(message, senders, send));
+    let sender = theseus::spawn(sends_at(start + message, senders, send));
     for handle in handles {
         handle.await.unwrap();
     }
