@@ -46,13 +46,20 @@
 //! leaf, which carries the outcome suffix, so a cancelled task's waits hang
 //! under its `(cancelled)` leaf. Their costs are waits the task's own costs
 //! no longer hold, so the leaf's inclusive cost is still the whole task's.
-//! They count no tasks, so their edges add 0 to `calls=`, as samples do.
+//! They count no tasks, so the edges down to the task's leaf get no calls
+//! from them; the edges of the chain below it count the waits (the wakes
+//! that ended them, or 1 for waits no wake has ended yet).
 //!
 //! **CPU samples** ([`CpuStack`]) are attributed the same way, with their
 //! `CpuNs` as self cost at the innermost sampled frame and as inclusive cost
 //! on every edge above it, so one tree shows where tasks waited and where
-//! they burned CPU. A sample is not a call: its edges add 0 to `calls=`,
-//! which keeps counting tasks.
+//! they burned CPU. A sample is not a call: its edges add nothing to
+//! `calls=`, which keeps counting tasks.
+//!
+//! **No `calls=0`**: callgrind_annotate books the cost line after `calls=`
+//! as a call only when the count is above zero, and otherwise as the
+//! caller's own cost at that line, which would count it twice. An edge that
+//! only CPU samples reach is written with `calls=1`.
 //!
 //! **Function identity** is the name: readers disagree on whether the file
 //! is part of a function's identity (gprof2dot ignores it), so each name is
@@ -345,11 +352,15 @@ impl Graph {
             }
         }
         let mut ends: Vec<(u32, [u64; WIDTH], u64)> = Vec::new();
+        // Waits at await points: (their end, their task leaf's folded node,
+        // how many waits), to count as calls on the edges of the chain.
+        let mut waits: Vec<(u32, u32, u64)> = Vec::new();
         let entries = tree.tasks().iter().zip(tree.task_leaves());
         for (((&(node, _, costs), &task_leaf), end_frame), suffixed) in
             entries.zip(&task_ends).zip(&suffixed_leaves)
         {
             let parent = tree.parent(node).unwrap_or(NodeId::ROOT);
+            let mut leaf_folded = folded_of[task_leaf.index()];
             let start = match suffixed {
                 // Waits of a task that did not complete: the chain again,
                 // under the suffixed leaf.
@@ -361,7 +372,7 @@ impl Graph {
                         chain.push(cur);
                         cur = tree.parent(cur).expect("the task's leaf is an ancestor");
                     }
-                    let leaf_folded =
+                    leaf_folded =
                         folded.push(folded_of[above.index()], index[name.as_str()], *line);
                     chain.iter().rev().fold(leaf_folded, |at, &n| {
                         let (name, _, line) = frame_of(n);
@@ -373,6 +384,10 @@ impl Graph {
             let (name, _, line) = end_frame;
             let end = folded.push(start, index[name.as_str()], *line);
             ends.push((end, task_values(&costs), costs.tasks));
+            if task_leaf != node {
+                // A wait never ended by a wake still counts as one.
+                waits.push((end, leaf_folded, costs.wakes.max(1)));
+            }
         }
         // A CPU sample is not a call: it adds nothing to `calls=`.
         for (&(node, ns), (name, _, line)) in tree.cpu().iter().zip(&cpu_leaves) {
@@ -406,6 +421,18 @@ impl Graph {
             let (parent_cost, parent_count) = inclusive[parent].get_or_insert(([0; WIDTH], 0));
             add_into(parent_cost, &cost);
             *parent_count = parent_count.saturating_add(count);
+        }
+        // Waits are no tasks: they count on the edges below their task's
+        // leaf only. (Folded recursion can take the leaf off the path; the
+        // walk then stops at the root.)
+        for &(end, leaf, count) in &waits {
+            let mut cur = end;
+            while cur != leaf && cur != FoldedTrie::ROOT {
+                if let Some((_, calls)) = &mut inclusive[cur as usize] {
+                    *calls = calls.saturating_add(count);
+                }
+                cur = folded.nodes[cur as usize].parent;
+            }
         }
 
         let mut functions: Vec<Function> = names.iter().map(|_| Function::default()).collect();
@@ -472,7 +499,8 @@ impl Graph {
                 let (callee_name, callee_file) = &self.names[callee];
                 writeln!(out, "cfi={}", fl_ids.name(callee_file))?;
                 writeln!(out, "cfn={}", fn_ids.name(callee_name))?;
-                writeln!(out, "calls={count} {target_line}")?;
+                // Never 0: see the module docs.
+                writeln!(out, "calls={} {target_line}", (*count).max(1))?;
                 writeln!(out, "{} {}", call_line, self.numbers(costs))?;
             }
         }

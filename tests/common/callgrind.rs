@@ -197,6 +197,9 @@ pub fn parse(text: &str) -> Profile {
             assert!(cfn.is_some(), "calls= without cfn=: {line}");
             let parts = numbers(value, "calls");
             assert_eq!(parts.len(), 2, "calls=COUNT LINE: {line}");
+            // callgrind_annotate books the next line as a call only when
+            // COUNT is above zero, and as the caller's own cost otherwise.
+            assert!(parts[0] > 0, "calls=0 reads as self cost: {line}");
             pending_call = Some((parts[0], parts[1]));
         } else if let Some(value) = line.strip_prefix("totals: ") {
             profile.totals = numbers(value, "totals");

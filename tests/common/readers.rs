@@ -28,11 +28,46 @@ pub fn check_with_real_readers_in(path: &Path, ran_in: &Path) -> Vec<u64> {
         .find(|line| line.ends_with("PROGRAM TOTALS"))
         .unwrap_or_else(|| panic!("no PROGRAM TOTALS in callgrind_annotate output:\n{stdout}"));
     // "9,589,082,158 (100.0%) 121,520,024 (100.0%) ... PROGRAM TOTALS"
-    let totals = totals_line
+    let totals: Vec<u64> = totals_line
         .split_whitespace()
         .filter(|word| word.chars().next().is_some_and(|c| c.is_ascii_digit()))
         .map(|word| word.replace(',', "").parse::<u64>().unwrap())
         .collect();
+
+    // Every function's own cost, as callgrind_annotate reads it, adds up to
+    // the totals: a cost line it books to the wrong function (the one after
+    // a `calls=0` counts as the caller's own) would count twice.
+    let own = Command::new("callgrind_annotate")
+        .args(["--threshold=100", "--auto=no"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&own.stdout);
+    let mut own_sum = vec![0u64; totals.len()];
+    for line in listing
+        .lines()
+        .skip_while(|l| !l.ends_with("file:function"))
+        .skip(2)
+    {
+        if line.trim().is_empty() || line.starts_with("--") {
+            break;
+        }
+        // "4,120,396,312 (47.44%)  0  20 (37.74%)  file:function": the
+        // numbers first, each perhaps with its share in brackets.
+        let numbers: Vec<u64> = line
+            .split_whitespace()
+            .filter(|w| w.chars().all(|c| c.is_ascii_digit() || c == ','))
+            .take(totals.len())
+            .map(|w| w.replace(',', "").parse::<u64>().unwrap())
+            .collect();
+        for (sum, n) in own_sum.iter_mut().zip(numbers) {
+            *sum += n;
+        }
+    }
+    assert_eq!(
+        own_sum, totals,
+        "callgrind_annotate's own costs do not add up to the totals:\n{listing}"
+    );
 
     // The inclusive view, run where the program ran, as a user would:
     // every function must appear once (callgrind_annotate names functions

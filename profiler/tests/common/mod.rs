@@ -234,6 +234,9 @@ pub fn check_rules(text: &str) -> Parsed {
             assert!(cfn.is_some(), "{at}: calls= without cfn=");
             let v = numbers(rest, &at);
             assert_eq!(v.len(), 2, "{at}: calls=COUNT TARGET_LINE");
+            // callgrind_annotate books the next line as a call only when
+            // COUNT is above zero, and as the caller's own cost otherwise.
+            assert!(v[0] > 0, "{at}: calls=0 reads as self cost");
             pending_call = Some(v[0]);
         } else {
             assert!(current.is_some() && fl.is_some(), "{at}: cost before fn=");
