@@ -11,6 +11,7 @@
 #
 # Usage: bench/instructions.sh [RUNTIME...]
 #   RUNTIME: tokio async-executor theseus-off theseus-on theseus-full
+#   theseus-awaits-off theseus-awaits-full
 #   (default: all of them). SMALL and LARGE set the two N (10000, 110000).
 #
 # Needs: valgrind (callgrind), cargo. It installs nothing; it says what is

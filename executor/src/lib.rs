@@ -11,6 +11,10 @@
 //! - [`spawn`] wraps the future in a timed task (`timed`): it times every
 //!   poll, hands each poll its own waker so every wake is seen, and reports
 //!   one record when the task ends;
+//! - that waker also says where the task waits: cloned inside the task's
+//!   poll, it asks the profiler for the await point on the stack, and its
+//!   clones carry that point's tag, so the wake that ends a wait names it
+//!   (`timed`, `header`);
 //! - the per-task numbers live in a small header (`header`), written with
 //!   plain relaxed stores on the hot path and readable from any thread;
 //! - tasks still running when a profile is written are reached through a
@@ -22,8 +26,9 @@
 //! The data flows one way: spawn → header → one record per task → the
 //! profiler's aggregate → its writers. The executor talks to
 //! `theseus_profiler` through a small interface only: a stack id at spawn,
-//! a poll scope around each poll, a record at the end, and a list of live
-//! tasks. When no tracer is installed, tasks are not wrapped at all.
+//! a poll scope around each poll, an await point when a poll registers its
+//! waker, a record at the end, and a list of live tasks. When no tracer is
+//! installed, tasks are not wrapped at all.
 //!
 //! ```
 //! let rt = theseus_executor::Runtime::new().unwrap();

@@ -13,7 +13,9 @@
 //!   and scoped so nested spawns and CPU samples attribute to it, and its
 //!   end is one record. tokio does not tell when such a task is woken, so
 //!   `Wakes` is counted as polls after the first, and `SchedNs` is tokio's
-//!   own schedule latency.
+//!   own schedule latency. Nor do its hooks show the task's waker, which is
+//!   how theseus's own tasks find their await points: these tasks have
+//!   none, and their idle time stays on their leaf.
 //! - Without it, theseus cannot see them; [`unseen_tokio_tasks`] says
 //!   whether any ran, so the profile can say how to see them.
 
