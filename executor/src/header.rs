@@ -45,9 +45,8 @@
 
 use crate::clock;
 use crate::set_once::SetOnce;
-use crate::sync::AtomicU64;
+use crate::sync::{AtomicU32, AtomicU64, AtomicU8};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicU32, AtomicU8};
 use theseus_profiler::{AwaitCost, AwaitCosts, Outcome, StackId, TaskId, TaskRecord, MAX_AWAITS};
 
 /// `scheduled_at` while nothing is pending.
@@ -92,12 +91,22 @@ pub(crate) struct Header {
 /// One await point of a task, and the waiting done there so far. Written
 /// by the task's poller only (the tag is decided in the poll, the waits are
 /// added at the next poll's start); read by anyone making a record.
-#[derive(Default)]
 struct AwaitSlot {
     /// The await point's stack; 0 (the root, never an await point): free.
     stack: AtomicU32,
-    idle_ns: std::sync::atomic::AtomicU64,
-    wakes: std::sync::atomic::AtomicU64,
+    idle_ns: AtomicU64,
+    wakes: AtomicU64,
+}
+
+impl AwaitSlot {
+    /// A task's await table, all slots free.
+    fn table() -> Box<[AwaitSlot; MAX_AWAITS]> {
+        Box::new(std::array::from_fn(|_| AwaitSlot {
+            stack: AtomicU32::new(0),
+            idle_ns: AtomicU64::new(0),
+            wakes: AtomicU64::new(0),
+        }))
+    }
 }
 
 impl Header {
@@ -132,7 +141,7 @@ impl Header {
             Some(slots) => slots,
             None => {
                 // Only the poller writes it (see `SetOnce::set`).
-                self.awaits.set(Box::default());
+                self.awaits.set(AwaitSlot::table());
                 self.awaits.get().expect("set just now")
             }
         };

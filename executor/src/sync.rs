@@ -9,6 +9,6 @@
 //! `theseus_loom`.
 
 #[cfg(theseus_loom)]
-pub(crate) use loom::sync::atomic::AtomicU64;
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
 #[cfg(not(theseus_loom))]
-pub(crate) use std::sync::atomic::AtomicU64;
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
