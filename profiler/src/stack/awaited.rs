@@ -127,8 +127,8 @@ fn is_tokio(name: &str, file: Option<&str>) -> bool {
     file.is_some_and(|f| super::symbols::crate_file(f, "tokio-").is_some())
 }
 
-/// The leaf name of an await on the task whose stack is `task`: that
-/// task's own leaf, as its stack resolves.
+/// The leaf name of an await on the task whose last segment is `task` (see
+/// `intern::last_segment`): that task's own leaf, as it resolves.
 fn awaited_task_name(task: crate::StackId) -> String {
     super::symbols::resolve(task)
         .pop()

@@ -57,7 +57,8 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 pub(crate) enum Awaited {
     /// Nothing said: the frames tell (the awaited future's own frame).
     Frames,
-    /// Another task, through its join handle: the task's logical stack.
+    /// Another task, through its join handle: the task's logical stack
+    /// (in an interned await point, only its last segment: see `unwind`).
     Task(StackId),
     /// Something the executor names, whose frames would not (its own
     /// `yield_now` is theseus's code, which resolution removes).
@@ -457,6 +458,13 @@ fn unwind(
     }
     let mut keys = Vec::with_capacity(kept.len() + 1);
     keys.extend(kept.iter().rev().map(|&(ip, _)| FrameKey::Ip(ip)));
+    // A joined task is named by its own spawn and leaf: the tasks above it
+    // name nothing here, and awaits alike at every depth of a chain of
+    // tasks then end in one key, resolved once.
+    let awaited = match awaited {
+        Awaited::Task(task) => Awaited::Task(super::intern::last_segment(task)),
+        other => other,
+    };
     keys.push(FrameKey::Await(awaited));
     let id = intern(task, &keys);
     let slots: Option<Box<[(usize, usize)]>> = kept

@@ -204,6 +204,16 @@ pub(crate) struct Segment {
 /// each node once, where [`path`] from every node of a deep chain would
 /// visit the chain again for each of them. `None` for the root or an
 /// unknown id.
+/// The last segment of `id` (its task's spawn site and leaf), as a stack of
+/// its own from the root: what names the task, without the stack of every
+/// task above it. The same for every task spawned alike, at any depth.
+pub(crate) fn last_segment(id: StackId) -> StackId {
+    match segment(id) {
+        Some(segment) if segment.parent != StackId::ROOT => intern(StackId::ROOT, &segment.keys),
+        _ => id,
+    }
+}
+
 /// For the stack of an await point, the stack of its task (whose leaf the
 /// await point's frames hang from); `None` for any other stack.
 pub(crate) fn task_of_await(id: StackId) -> Option<StackId> {
