@@ -46,9 +46,10 @@
 //! leaf, which carries the outcome suffix, so a cancelled task's waits hang
 //! under its `(cancelled)` leaf. Their costs are waits the task's own costs
 //! no longer hold, so the leaf's inclusive cost is still the whole task's.
-//! They count no tasks, so the edges down to the task's leaf get no calls
-//! from them; the edges of the chain below it count the waits (the wakes
-//! that ended them, or 1 for waits no wake has ended yet).
+//! They count no tasks: an edge that tasks go through counts the tasks,
+//! and an edge that only waits go through (the chain below a task's leaf)
+//! counts the waits, each ended by a wake or, for a wait no wake has ended
+//! yet, one.
 //!
 //! **CPU samples** ([`CpuStack`]) are attributed the same way, with their
 //! `CpuNs` as self cost at the innermost sampled frame and as inclusive cost
@@ -422,16 +423,23 @@ impl Graph {
             add_into(parent_cost, &cost);
             *parent_count = parent_count.saturating_add(count);
         }
-        // Waits are no tasks: they count on the edges below their task's
-        // leaf only. (Folded recursion can take the leaf off the path; the
-        // walk then stops at the root.)
+        // Waits are no tasks: an edge that tasks go through counts those,
+        // and one that only waits go through (the chain below a task's
+        // leaf) counts the waits. Folded recursion can take the leaf off
+        // the path; the walk then stops at the root.
+        let mut waited = vec![0u64; folded.nodes.len()];
         for &(end, leaf, count) in &waits {
             let mut cur = end;
             while cur != leaf && cur != FoldedTrie::ROOT {
-                if let Some((_, calls)) = &mut inclusive[cur as usize] {
-                    *calls = calls.saturating_add(count);
-                }
+                waited[cur as usize] = waited[cur as usize].saturating_add(count);
                 cur = folded.nodes[cur as usize].parent;
+            }
+        }
+        for (node, waits) in waited.into_iter().enumerate() {
+            if let Some((_, calls)) = &mut inclusive[node] {
+                if *calls == 0 {
+                    *calls = waits;
+                }
             }
         }
 
