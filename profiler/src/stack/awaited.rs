@@ -63,10 +63,12 @@ pub(super) fn append(ips: &[usize], awaited: Awaited, out: &mut Vec<ResolvedFram
             line: f.line,
         };
         // An async fn's body and the fn read the same: keep one, at the
-        // deeper position, which is the call made from it.
+        // deeper position, which is the call made from it; unless that is
+        // in another file, as the body of a `select!` is in tokio's macro
+        // file, when the line in the program's own source says more.
         match chain.last_mut() {
             Some(prev) if prev.function == frame.function => {
-                if frame.line != 0 {
+                if frame.line != 0 && (prev.line == 0 || prev.file == frame.file) {
                     *prev = frame;
                 }
             }
