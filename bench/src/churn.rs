@@ -4,10 +4,10 @@
 //! Each runtime runs in a process of its own (this binary with
 //! `--churn-one`), so every peak resident size is that runtime's alone.
 
+use crate::child::status_kib;
 use crate::runtimes::{run_on, BenchRuntime, Kind, OnRuntime};
 use crate::workloads::{self, CHURN_SITES, CHURN_WAVE};
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 use theseus::Tracer;
 
@@ -21,7 +21,6 @@ const KINDS: [Kind; 4] = [
 
 /// Runs the churn on each runtime in a child process and prints the table.
 pub fn all(tasks: usize, workers: usize) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let waves = tasks.div_ceil(CHURN_WAVE);
     println!(
         "spawn churn: {} tasks ({waves} waves of {CHURN_WAVE}) from {CHURN_SITES} spawn sites, \
@@ -33,24 +32,15 @@ pub fn all(tasks: usize, workers: usize) -> Result<(), String> {
          peak RSS, run | peak RSS, with profile written | profile | stacks | tasks recorded |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for kind in KINDS {
-        let output = Command::new(&exe)
-            .args(["--churn-one", kind.arg()])
-            .args(["--tasks", &tasks.to_string()])
-            .args(["--workers", &workers.to_string()])
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
-        if !output.status.success() {
-            return Err(format!(
-                "the churn on {} failed: {}",
-                kind.arg(),
-                output.status
-            ));
-        }
-        print!("{}", String::from_utf8_lossy(&output.stdout));
-    }
-    Ok(())
+    crate::child::rows(
+        "--churn-one",
+        &KINDS,
+        &[
+            ("--tasks", tasks.to_string()),
+            ("--workers", workers.to_string()),
+        ],
+        "the churn",
+    )
 }
 
 /// One runtime's churn, in this process: prints one table row.
@@ -114,17 +104,4 @@ impl OnRuntime for Churn {
 
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-/// A `kB` field of `/proc/self/status` (`VmRSS`, `VmHWM`), 0 where there is
-/// no such file.
-pub fn status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-            rest.trim().strip_suffix("kB")?.trim().parse().ok()
-        })
-        .unwrap_or(0)
 }

@@ -3,11 +3,10 @@
 //! resident memory, with profiling off and on. Each mode runs in a process
 //! of its own (this binary with `--deep-one`), so each peak is its own.
 
-use crate::churn::status_kib;
+use crate::child::status_kib;
 use crate::runtimes::{run_on, BenchRuntime, Kind, OnRuntime, Profiling};
 use std::future::Future;
 use std::pin::Pin;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 use theseus::Tracer;
 
@@ -16,28 +15,18 @@ pub const KINDS: [Kind; 3] = [Kind::TheseusOff, Kind::TheseusOn, Kind::TheseusFu
 
 /// Runs the chain in each mode in a child process and prints the table.
 pub fn all(depth: u32, workers: usize) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     println!("a chain of {depth} tasks, each spawning and awaiting the next, {workers} workers\n");
     println!("| mode | run | peak RSS, run | profile written in | peak RSS, written | profile |");
     println!("|---|---|---|---|---|---|");
-    for kind in KINDS {
-        let output = Command::new(&exe)
-            .args(["--deep-one", kind.arg()])
-            .args(["--depth", &depth.to_string()])
-            .args(["--workers", &workers.to_string()])
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
-        if !output.status.success() {
-            return Err(format!(
-                "the chain on {} failed: {}",
-                kind.arg(),
-                output.status
-            ));
-        }
-        print!("{}", String::from_utf8_lossy(&output.stdout));
-    }
-    Ok(())
+    crate::child::rows(
+        "--deep-one",
+        &KINDS,
+        &[
+            ("--depth", depth.to_string()),
+            ("--workers", workers.to_string()),
+        ],
+        "the chain",
+    )
 }
 
 /// One mode's chain, in this process: prints one table row.

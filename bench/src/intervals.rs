@@ -9,7 +9,7 @@
 //! machine's speed. The files go to a temporary directory, removed at the
 //! end.
 
-use crate::churn::status_kib;
+use crate::child::status_kib;
 use crate::runtimes::{BenchRuntime, Theseus};
 use crate::workloads::{self, CHURN_SITES, CHURN_WAVE};
 use std::path::{Path, PathBuf};

@@ -31,6 +31,7 @@
 //! `--count` does exactly N spawns (or N polls) and nothing else, for counting instructions under valgrind; see
 //! `bench/instructions.sh`.
 
+mod child;
 mod churn;
 mod count;
 mod deep;
