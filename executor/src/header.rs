@@ -7,15 +7,15 @@
 //!
 //! Three moments are timed:
 //!
-//! - **a wake** ([`Header::on_wake`], from any thread): the first wake since
+//! - **a wake** ([`TaskHeader::on_wake`], from any thread): the first wake since
 //!   the last poll began marks the task scheduled; later wakes before the
 //!   poll are the same schedule, as in tokio, which queues a task once. A
 //!   wake that arrives while the task is being polled means "scheduled when
 //!   this poll ends": it costs no clock read, and the time to the poll's end
 //!   stays busy time, never waiting time.
-//! - **a poll's start** ([`Header::on_poll_start`]): the delay since the
+//! - **a poll's start** ([`TaskHeader::on_poll_start`]): the delay since the
 //!   schedule is `SchedNs`.
-//! - **a poll's end** ([`Header::on_poll_end`]): the poll's length is `BusyNs`.
+//! - **a poll's end** ([`TaskHeader::on_poll_end`]): the poll's length is `BusyNs`.
 //!
 //! A schedule never counts from a moment the task was running: a wake that
 //! read the clock before a poll ended, but landed after it, is scheduled at
@@ -27,8 +27,8 @@
 //! and it belongs to the await point whose waker was woken. The header
 //! keeps up to [`MAX_AWAITS`] await points per task, each with its idle
 //! time and wakes so far; the waker of await point `i` carries the tag
-//! `i + 1` (see `timed`), so a wake says which point it ends
-//! ([`Header::on_wake`] notes the tag of the wake that schedules the task),
+//! `i + 1` (see `waker`), so a wake says which point it ends
+//! ([`TaskHeader::on_wake`] notes the tag of the wake that schedules the task),
 //! and the next poll's start adds the wait to that point. A wake through an
 //! untagged waker (a point beyond the seventh, or none) leaves the wait on
 //! the task. A wait that has not ended when a record is made (a task
@@ -37,7 +37,7 @@
 //!
 //! When the task ends, the header becomes one [`TaskRecord`], its waits by
 //! await point included: nothing per poll ever crosses to the profiler. A
-//! record read mid-run ([`Header::record`])
+//! record read mid-run ([`TaskHeader::record`])
 //! never counts one moment twice, as both busy and waiting, or a poll as
 //! both done and in progress: the poller writes in an order, with three
 //! release stores (plain stores on x86), that the reader reads back in
@@ -55,7 +55,7 @@ const NOT_SCHEDULED: u64 = 0;
 /// poll's end, which is `poll_ended` once the poll is over.
 const AT_POLL_END: u64 = u64::MAX;
 
-pub(crate) struct Header {
+pub(crate) struct TaskHeader {
     /// The task's logical stack.
     pub(crate) stack: StackId,
     /// Names this task in its records, so the profiler can tell a task it
@@ -109,11 +109,11 @@ impl AwaitSlot {
     }
 }
 
-impl Header {
+impl TaskHeader {
     /// A header for a task spawned now: the spawn is its first schedule.
-    pub(crate) fn new(stack: StackId) -> Header {
+    pub(crate) fn new(stack: StackId) -> TaskHeader {
         let spawned_at = clock::now();
-        Header {
+        TaskHeader {
             stack,
             id: TaskId::next(),
             spawned_at,
@@ -361,7 +361,7 @@ fn bump(counter: &AtomicU64, by: u64) {
 }
 
 /// [`bump`], publishing the writer's earlier stores to a reader that loads
-/// the counter with `Acquire` ([`Header::record`]). A plain store on x86.
+/// the counter with `Acquire` ([`TaskHeader::record`]). A plain store on x86.
 #[inline]
 fn bump_published(counter: &AtomicU64, by: u64) {
     counter.store(counter.load(Relaxed) + by, Release);
@@ -376,7 +376,7 @@ mod tests {
 
     #[test]
     fn wakes_are_counted_once_per_schedule() {
-        let header = Header::new(StackId::ROOT);
+        let header = TaskHeader::new(StackId::ROOT);
         let start = header.on_poll_start();
         header.on_poll_end(start);
         assert!(header.on_wake(0));
@@ -389,7 +389,7 @@ mod tests {
 
     #[test]
     fn a_wake_during_a_poll_is_scheduled_at_its_end() {
-        let header = Header::new(StackId::ROOT);
+        let header = TaskHeader::new(StackId::ROOT);
         let start = header.on_poll_start();
         assert!(header.on_wake(0));
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -408,7 +408,7 @@ mod tests {
 
     #[test]
     fn a_wake_that_lands_after_a_poll_waits_from_its_end() {
-        let header = Header::new(StackId::ROOT);
+        let header = TaskHeader::new(StackId::ROOT);
         // The waker reads the clock before the poll starts...
         let woken_at = clock::now();
         let start = header.on_poll_start();
@@ -433,7 +433,7 @@ mod tests {
 
     #[test]
     fn a_task_never_woken_shows_no_wakes() {
-        let header = Header::new(StackId::ROOT);
+        let header = TaskHeader::new(StackId::ROOT);
         let start = header.on_poll_start();
         header.on_poll_end(start);
         let record = header.record(Outcome::Cancelled, clock::now());

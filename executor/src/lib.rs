@@ -4,32 +4,51 @@
 //!
 //! A theseus runtime is a tokio runtime: tokio's work-stealing scheduler,
 //! its I/O driver and its timers, on threads that park in tokio's driver
-//! exactly as tokio's own do. theseus adds what a profiler needs at the
-//! level of tasks, and nothing to scheduling, so that what it measures is
-//! what the program would see under tokio:
+//! exactly as tokio's own do. Parking, stealing and the I/O driver are all
+//! tokio's; theseus adds what a profiler needs at the level of tasks, and
+//! nothing to scheduling, so that what it measures is what the program
+//! would see under tokio.
 //!
-//! - [`spawn`] wraps the future in a timed task (`timed`): it times every
-//!   poll, hands each poll its own waker so every wake is seen, and reports
-//!   one record when the task ends;
-//! - that waker also says where the task waits: cloned inside the task's
-//!   poll, it asks the profiler for the await point on the stack, and its
-//!   clones carry that point's tag, so the wake that ends a wait names it
-//!   (`timed`, `header`);
-//! - the per-task numbers live in a small header (`header`), written with
-//!   plain relaxed stores on the hot path and readable from any thread;
-//! - tasks still running when a profile is written are reached through a
-//!   registry of live tasks (`registry`);
-//! - `tokio::spawn` tasks, spawned by libraries, are timed through tokio's
-//!   task hooks when the program is built with `--cfg tokio_unstable`
-//!   (`tokio_tasks`).
+//! # How data flows
 //!
-//! The data flows one way: spawn → header → one record per task → the
-//! profiler's aggregate → its writers. The executor talks to
-//! `theseus_profiler` through a small interface only: a stack id at spawn,
-//! a poll scope around each poll, an await point when a poll registers its
-//! waker, a record at the end, and a list of live tasks. When no tracer is
-//! installed, tasks are not wrapped at all.
+//! spawn → header → record → the profiler's aggregate → its writers:
 //!
+//! 1. **spawn** (`spawn`): the profiler gives the new task's logical stack
+//!    (a [`theseus_profiler::StackId`]) and the future is wrapped in a
+//!    timer of its polls (`timed`).
+//! 2. **header** (`header`, inside a shared `cell`): every poll's start
+//!    and end, and every wake, are written there with plain relaxed stores
+//!    on the hot path. The poll runs below a marked frame (`boundary`), so
+//!    the profiler can tell the task's machine frames from the runtime's.
+//!    It gets theseus's own waker (`waker`), which sees each wake and, when
+//!    the poll registers it, asks the profiler for the await point on the
+//!    stack, so a wait is booked where the task waited.
+//! 3. **record**: when the task ends, its header becomes one
+//!    [`theseus_profiler::TaskRecord`], handed to the profiler; nothing per
+//!    poll ever crosses. Tasks still running when a profile is written are
+//!    read from the registry of live tasks (`registry`).
+//!
+//! The executor talks to `theseus_profiler` through that small interface
+//! only: a stack id at spawn, a poll scope around each poll, an await point
+//! when a poll registers its waker, a record at the end, and the list of
+//! live tasks. When no tracer is installed, tasks are not wrapped at all.
+//!
+//! # Where things are
+//!
+//! - `runtime`: [`Runtime`] and `block_on`; `runtime/builder` the settings
+//!   and their checks; `runtime/handle` the [`Handle`].
+//! - `spawn`: [`spawn`] and [`spawn_blocking`], and the one place a task
+//!   gets its stack and its timer.
+//! - `timed`: the wrapper that times a task's polls and records its end.
+//! - `cell`, `header`, `waker`: a timed task's shared state, its numbers
+//!   and their protocol (with `loom` models in `header/loom_models`), and
+//!   the waker that feeds them.
+//! - `boundary`: the marked frame below which a poll's frames are the task's.
+//! - `registry`: live tasks, for profiles written mid-run.
+//! - `tokio_tasks` and `census`: tasks spawned with `tokio::spawn`, timed
+//!   through tokio's hooks, or counted when they cannot be.
+//! - `join`: [`JoinHandle`] and [`task::yield_now`]; `clock`: the timestamps.
+
 //! ```
 //! let rt = theseus_executor::Runtime::new().unwrap();
 //! let total = rt.block_on(async {
@@ -44,25 +63,30 @@
 //! ```
 
 #![warn(clippy::undocumented_unsafe_blocks)]
+#![warn(clippy::too_many_lines)]
 
+mod boundary;
+mod cell;
+mod census;
 mod clock;
 mod header;
 mod join;
 mod registry;
 mod runtime;
 mod set_once;
+mod spawn;
 mod sync;
 mod timed;
 mod tokio_tasks;
+mod waker;
 
 pub use join::{JoinError, JoinHandle};
-pub use runtime::{
-    spawn, spawn_blocking, Builder, EnterGuard, Handle, Runtime, MAX_WORKERS, WORKERS_ENV,
-};
+pub use runtime::{Builder, EnterGuard, Handle, Runtime, MAX_WORKERS, WORKERS_ENV};
+pub use spawn::{spawn, spawn_blocking};
 pub use tokio_tasks::{unseen_tokio_tasks, TOKIO_UNSTABLE_ADVICE};
 
 /// Task-level functions, as in `tokio::task`.
 pub mod task {
     pub use crate::join::{yield_now, JoinError, JoinHandle};
-    pub use crate::runtime::{spawn, spawn_blocking};
+    pub use crate::spawn::{spawn, spawn_blocking};
 }

@@ -1,28 +1,37 @@
-//! The registry of live profiled tasks.
+//! The registry of live tasks: how a profile written mid-run reaches them.
 //!
 //! When a profile is written while tasks still run (a snapshot on SIGINT, or
 //! a [`theseus_profiler::Tracer`] written mid-run), each live task is shown
-//! with its costs so far. The registry is how the profiler reaches them: one
-//! entry per timed task from its first poll (see `timed`), and per blocking
-//! task, removed when the task ends.
+//! with its costs so far. A task enters the registry when it starts running
+//! (see `cell`) and leaves it, before its end is recorded, when it ends.
 //!
-//! It is sharded by the spawning thread so that spawns on different workers
-//! rarely touch the same lock. Untimed tasks are never registered.
+//! The registry knows nothing of what it holds beyond [`LiveEntry`]: where
+//! the entry sits, and its record as of now. It is sharded by the inserting
+//! thread so that workers rarely touch the same lock; an entry remembers its
+//! shard, so removal from another thread finds it directly.
 
 use crate::clock;
-use crate::timed::TaskCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use theseus_profiler::{LiveTasks, Outcome, TaskRecord};
+use std::sync::{Arc, Mutex, MutexGuard};
+use theseus_profiler::{LiveTasks, TaskRecord};
 
 const SHARDS: usize = 16;
 
-/// Where a task sits in the registry: `shard << 32 | index`.
-pub(crate) struct Slot(AtomicU64);
+/// What the registry needs of an entry.
+pub(crate) trait LiveEntry: Send + Sync + 'static {
+    /// Where the entry sits in the registry.
+    fn live_slot(&self) -> &LiveSlot;
+    /// The entry's record as of `now` (a [`clock::now`] reading).
+    fn live_record(&self, now: u64) -> TaskRecord;
+}
 
-impl Slot {
-    pub(crate) const fn new() -> Slot {
-        Slot(AtomicU64::new(u64::MAX))
+/// Where an entry sits in the registry: `shard << 32 | index`, or
+/// `u64::MAX` while it is not in it.
+pub(crate) struct LiveSlot(AtomicU64);
+
+impl LiveSlot {
+    pub(crate) const fn new() -> LiveSlot {
+        LiveSlot(AtomicU64::new(u64::MAX))
     }
 
     pub(crate) fn is_registered(&self) -> bool {
@@ -30,39 +39,36 @@ impl Slot {
     }
 }
 
-pub(crate) struct Registry {
-    shards: [Mutex<Shard>; SHARDS],
+/// The live entries, in shards.
+pub(crate) struct LiveRegistry<T> {
+    shards: [Mutex<Shard<T>>; SHARDS],
     next_shard: AtomicUsize,
 }
 
-#[derive(Default)]
-struct Shard {
-    entries: Vec<Option<Arc<TaskCell>>>,
+struct Shard<T> {
+    entries: Vec<Option<Arc<T>>>,
     free: Vec<u32>,
 }
 
 thread_local! {
+    /// The shard this thread inserts into; `usize::MAX` until chosen.
     static HOME_SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
 }
 
-/// The process's registry, handed to the profiler once.
-pub(crate) fn registry() -> &'static Registry {
-    static REGISTRY: OnceLock<Arc<Registry>> = OnceLock::new();
-    REGISTRY.get_or_init(|| {
-        let registry = Arc::new(Registry {
-            shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
+impl<T: LiveEntry> LiveRegistry<T> {
+    pub(crate) fn new() -> LiveRegistry<T> {
+        LiveRegistry {
+            shards: std::array::from_fn(|_| {
+                Mutex::new(Shard {
+                    entries: Vec::new(),
+                    free: Vec::new(),
+                })
+            }),
             next_shard: AtomicUsize::new(0),
-        });
-        let live: Arc<dyn LiveTasks> = registry.clone();
-        // The static keeps the registry alive, so the weak reference the
-        // profiler holds never dangles.
-        theseus_profiler::register_live_tasks(Arc::downgrade(&live));
-        registry
-    })
-}
+        }
+    }
 
-impl Registry {
-    fn shard(&self, index: usize) -> MutexGuard<'_, Shard> {
+    fn shard(&self, index: usize) -> MutexGuard<'_, Shard<T>> {
         self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -75,41 +81,44 @@ impl Registry {
         })
     }
 
-    pub(crate) fn insert(&self, task: &Arc<TaskCell>) {
+    pub(crate) fn insert(&self, entry: &Arc<T>) {
         let shard_index = self.home_shard();
         let mut shard = self.shard(shard_index);
-        let entry = Some(task.clone());
+        let held = Some(entry.clone());
         let index = match shard.free.pop() {
             Some(index) => {
-                shard.entries[index as usize] = entry;
+                shard.entries[index as usize] = held;
                 index as usize
             }
             None => {
-                shard.entries.push(entry);
+                shard.entries.push(held);
                 shard.entries.len() - 1
             }
         };
-        task.slot
+        entry
+            .live_slot()
             .0
             .store(((shard_index as u64) << 32) | index as u64, Relaxed);
     }
 
-    /// Removes a task; the reference it held is dropped outside the lock.
-    pub(crate) fn remove(&self, task: &TaskCell) {
-        let slot = task.slot.0.swap(u64::MAX, Relaxed);
+    /// Removes an entry, if it is in; the reference the registry held is
+    /// dropped outside the lock.
+    pub(crate) fn remove(&self, entry: &T) {
+        let slot = entry.live_slot().0.swap(u64::MAX, Relaxed);
         if slot == u64::MAX {
             return;
         }
         let (shard_index, index) = ((slot >> 32) as usize, slot as u32 as usize);
-        let entry = {
+        let held = {
             let mut shard = self.shard(shard_index);
-            let entry = shard.entries[index].take();
+            let held = shard.entries[index].take();
             shard.free.push(index as u32);
-            entry
+            held
         };
-        drop(entry);
+        drop(held);
     }
 
+    /// How many entries are in.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         (0..SHARDS)
@@ -118,13 +127,13 @@ impl Registry {
     }
 }
 
-impl LiveTasks for Registry {
+impl<T: LiveEntry> LiveTasks for LiveRegistry<T> {
     fn for_each_live(&self, f: &mut dyn FnMut(TaskRecord)) {
         let now = clock::now();
         for index in 0..SHARDS {
             let shard = self.shard(index);
-            for task in shard.entries.iter().flatten() {
-                f(task.header.record(Outcome::Unfinished, now));
+            for entry in shard.entries.iter().flatten() {
+                f(entry.live_record(now));
             }
         }
     }
@@ -133,37 +142,67 @@ impl LiveTasks for Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Builder;
+    use theseus_profiler::{AwaitCosts, Outcome, StackId, TaskId};
+
+    struct Entry {
+        slot: LiveSlot,
+        stack: u32,
+    }
+
+    impl LiveEntry for Entry {
+        fn live_slot(&self) -> &LiveSlot {
+            &self.slot
+        }
+        fn live_record(&self, _now: u64) -> TaskRecord {
+            TaskRecord {
+                id: TaskId::next(),
+                stack: StackId(self.stack),
+                wall_ns: 0,
+                busy_ns: 0,
+                sched_ns: 0,
+                polls: 0,
+                wakes: 0,
+                outcome: Outcome::Unfinished,
+                awaits: AwaitCosts::default(),
+            }
+        }
+    }
+
+    fn entry(stack: u32) -> Arc<Entry> {
+        Arc::new(Entry {
+            slot: LiveSlot::new(),
+            stack,
+        })
+    }
+
+    fn live_stacks(registry: &LiveRegistry<Entry>) -> Vec<u32> {
+        let mut stacks = Vec::new();
+        registry.for_each_live(&mut |record| stacks.push(record.stack.0));
+        stacks.sort_unstable();
+        stacks
+    }
 
     #[test]
-    fn tasks_leave_the_registry_however_they_end() {
-        let tracer = theseus_profiler::Tracer::new();
-        tracer.install();
-        let runtime = Builder::new_multi_thread()
-            .worker_threads(2)
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let handles: Vec<_> = (0..1000).map(|i| crate::spawn(async move { i })).collect();
-            for handle in handles {
-                handle.await.unwrap();
-            }
-            assert!(crate::spawn(async { panic!("leaves too") }).await.is_err());
-            let aborted = crate::spawn(std::future::pending::<()>());
-            aborted.abort();
-            assert!(aborted.await.is_err());
-            assert!(crate::spawn_blocking(|| 1).await.is_ok());
-        });
-        assert_eq!(registry().len(), 0);
-        let (polled, first_poll) = std::sync::mpsc::channel();
-        drop(runtime.spawn(async move {
-            polled.send(()).unwrap();
-            std::future::pending::<()>().await
-        }));
-        first_poll.recv().unwrap();
-        assert_eq!(registry().len(), 1, "a waiting task is live");
-        drop(runtime);
-        assert_eq!(registry().len(), 0, "shutdown left tasks behind");
-        tracer.uninstall();
+    fn entries_are_listed_until_removed_from_any_thread() {
+        let registry = Arc::new(LiveRegistry::new());
+        let entries: Vec<_> = (1..=4).map(entry).collect();
+        for entry in &entries {
+            registry.insert(entry);
+            assert!(entry.slot.is_registered());
+        }
+        assert_eq!(live_stacks(&registry), [1, 2, 3, 4]);
+        let elsewhere = {
+            let (registry, second) = (registry.clone(), entries[1].clone());
+            std::thread::spawn(move || registry.remove(&second))
+        };
+        elsewhere.join().unwrap();
+        registry.remove(&entries[3]);
+        registry.remove(&entries[3]);
+        assert!(!entries[3].slot.is_registered());
+        assert_eq!(live_stacks(&registry), [1, 3]);
+        // A freed place is reused, and the entry that takes it is listed.
+        registry.insert(&entry(5));
+        assert_eq!(registry.len(), 3);
+        assert_eq!(Arc::strong_count(&entries[3]), 1, "the registry let go");
     }
 }

@@ -20,53 +20,20 @@
 //!   whether any ran, so the profile can say how to see them.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// What to add to see `tokio::spawn` tasks, said when they ran unseen.
 pub const TOKIO_UNSTABLE_ADVICE: &str = "build with RUSTFLAGS=\"--cfg tokio_unstable\", \
 or add to .cargo/config.toml:\n    [build]\n    rustflags = [\"--cfg\", \"tokio_unstable\"]";
 
-/// theseus's own tasks alive now (timed async tasks: the ones tokio
-/// counts), as counters spread over cache lines: a spawn adds one to its
-/// thread's counter, an end takes one from its own thread's, and only the
-/// sum means anything. One shared counter would bounce between cores on
-/// every spawn.
-static OWN_ALIVE: [PaddedCount; COUNTERS] = [const { PaddedCount(AtomicIsize::new(0)) }; COUNTERS];
-const COUNTERS: usize = 16;
-
-#[repr(align(128))]
-struct PaddedCount(AtomicIsize);
-
 /// The most tokio tasks seen alive at once that theseus did not spawn.
 static UNSEEN_MAX: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    /// This thread's counter in `OWN_ALIVE`; `usize::MAX` until chosen.
-    static COUNTER: Cell<usize> = const { Cell::new(usize::MAX) };
     /// When this thread last compared counts, and whether it saw unseen
     /// tasks then.
     static LAST_CHECK: Cell<(Option<Instant>, bool)> = const { Cell::new((None, false)) };
-}
-
-fn own_counter() -> &'static AtomicIsize {
-    let mut index = COUNTER.get();
-    if index == usize::MAX {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        index = NEXT.fetch_add(1, Relaxed) % COUNTERS;
-        COUNTER.set(index);
-    }
-    &OWN_ALIVE[index].0
-}
-
-#[inline]
-pub(crate) fn own_task_started() {
-    own_counter().fetch_add(1, Relaxed);
-}
-
-#[inline]
-pub(crate) fn own_task_ended() {
-    own_counter().fetch_sub(1, Relaxed);
 }
 
 /// Whether tasks spawned with `tokio::spawn` ran without being profiled,
@@ -105,7 +72,7 @@ fn check_for_unseen_tasks() {
         return;
     };
     let alive = handle.metrics().num_alive_tasks() as isize;
-    let own: isize = OWN_ALIVE.iter().map(|c| c.0.load(Relaxed)).sum();
+    let own = crate::census::tasks_alive();
     let unseen = (alive - own).max(0) as usize;
     if unseen > 0 && saw_before {
         UNSEEN_MAX.fetch_max(unseen, Relaxed);
@@ -136,7 +103,7 @@ pub(crate) fn spawning_theseus_task<R>(spawn: impl FnOnce() -> R) -> R {
 
 #[cfg(tokio_unstable)]
 mod hooks {
-    use crate::timed::TaskCell;
+    use crate::cell::TaskCell;
     use std::cell::{Cell, RefCell};
     use std::collections::HashMap;
     use std::hash::{BuildHasherDefault, Hasher};

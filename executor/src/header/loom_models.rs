@@ -47,14 +47,14 @@ fn explore(preemptions: Option<usize>, model: impl Fn() + Sync + Send + 'static)
     builder.check(model);
 }
 
-fn pending(header: &Header) -> bool {
+fn pending(header: &TaskHeader) -> bool {
     header.scheduled_at.load(Relaxed) != NOT_SCHEDULED
 }
 
 /// Every schedule made (the spawn, and each wake that returned true) was
 /// taken by exactly one poll start, or is still pending: no wake is lost,
 /// none counts twice.
-fn check_schedules(header: &Header, wakes_that_scheduled: u64) {
+fn check_schedules(header: &TaskHeader, wakes_that_scheduled: u64) {
     let taken = header.taken.load(Relaxed);
     assert_eq!(
         1 + wakes_that_scheduled,
@@ -68,7 +68,7 @@ fn check_schedules(header: &Header, wakes_that_scheduled: u64) {
 /// What any record promises, read at any moment: no time counted twice
 /// (busy and waiting never overlap, and neither runs past the moment the
 /// reading ended) and no underflow.
-fn check_record(header: &Header, record: &TaskRecord, read_by: u64) {
+fn check_record(header: &TaskHeader, record: &TaskRecord, read_by: u64) {
     let lived = read_by - header.spawned_at;
     assert!(
         record.busy_ns + record.sched_ns <= lived,
@@ -83,7 +83,7 @@ fn check_record(header: &Header, record: &TaskRecord, read_by: u64) {
 #[test]
 fn loom_models_wakes_around_polls() {
     explore(None, || {
-        let header = Arc::new(Header::new(StackId::ROOT));
+        let header = Arc::new(TaskHeader::new(StackId::ROOT));
         let handed_over = Arc::new(AtomicBool::new(false));
         let queued = Arc::new(AtomicBool::new(false));
 
@@ -155,7 +155,7 @@ fn loom_models_wakes_around_polls() {
 #[test]
 fn loom_models_two_wakers_race() {
     explore(None, || {
-        let header = Arc::new(Header::new(StackId::ROOT));
+        let header = Arc::new(TaskHeader::new(StackId::ROOT));
         let s1 = header.on_poll_start();
         let wakers: Vec<_> = (0..2)
             .map(|_| {
@@ -187,7 +187,7 @@ fn loom_models_two_wakers_race() {
 #[test]
 fn loom_models_record_while_polled() {
     explore(Some(4), || {
-        let header = Arc::new(Header::new(StackId::ROOT));
+        let header = Arc::new(TaskHeader::new(StackId::ROOT));
         let poller = {
             let header = header.clone();
             thread::spawn(move || {
@@ -217,7 +217,7 @@ fn loom_models_record_while_polled() {
 #[test]
 fn loom_models_record_while_polled_and_woken() {
     explore(Some(3), || {
-        let header = Arc::new(Header::new(StackId::ROOT));
+        let header = Arc::new(TaskHeader::new(StackId::ROOT));
         let poller = {
             let header = header.clone();
             thread::spawn(move || {

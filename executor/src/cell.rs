@@ -1,0 +1,183 @@
+//! [`TaskCell`]: what a timed task shares with its wakers and the registry.
+//!
+//! A task's wakers may outlive the task (a timer or a socket keeps one
+//! after the task was aborted), and a profile written mid-run reads the
+//! task from another thread, so the task's header lives in a reference
+//! counted cell rather than in the future tokio stores: the `Timed`
+//! wrapper, each of its wakers (`waker`) and the live-task registry each
+//! hold a count.
+
+use crate::header::TaskHeader;
+use crate::registry::{LiveEntry, LiveRegistry, LiveSlot};
+use crate::set_once::SetOnce;
+use std::cell::Cell;
+use std::sync::{Arc, OnceLock};
+use std::task::Waker;
+use theseus_profiler::{LiveTasks, Outcome, StackId, TaskRecord};
+
+/// What a profiled task shares with its wakers and the registry.
+pub(crate) struct TaskCell {
+    pub(crate) header: TaskHeader,
+    slot: LiveSlot,
+    /// tokio's waker for this task, from its first poll. A tokio task's
+    /// waker never changes, so it is set once and read without a lock.
+    tokio_waker: SetOnce<Waker>,
+}
+
+impl TaskCell {
+    /// A cell for a task spawned now.
+    pub(crate) fn new(stack: StackId) -> Arc<TaskCell> {
+        Arc::new(TaskCell {
+            header: TaskHeader::new(stack),
+            slot: LiveSlot::new(),
+            tokio_waker: SetOnce::new(),
+        })
+    }
+
+    /// A cell for a task spawned now, entered in the live-task registry.
+    pub(crate) fn register(stack: StackId) -> Arc<TaskCell> {
+        let cell = TaskCell::new(stack);
+        live_tasks().insert(&cell);
+        cell
+    }
+
+    /// Enters the task in the live-task registry, if it is not in yet.
+    ///
+    /// A task enters when first polled, in the polling thread's shard,
+    /// rather than at spawn in the spawner's: a short task then takes and
+    /// leaves its entry on one thread, and no lock is shared between the
+    /// thread that spawns and the one that runs. The price: a profile
+    /// written mid-run does not show tasks still queued for their first poll.
+    #[inline]
+    pub(crate) fn ensure_registered(self: &Arc<TaskCell>) {
+        if !self.slot.is_registered() {
+            live_tasks().insert(self);
+        }
+    }
+
+    /// Takes the task out of the registry and records its end: in that
+    /// order, so a profile written meanwhile never counts the task both as
+    /// live and as ended.
+    pub(crate) fn finish(&self, outcome: Outcome, now: u64) {
+        live_tasks().remove(self);
+        theseus_profiler::record(&self.header.record(outcome, now));
+    }
+
+    /// The tokio waker of the task, once its first poll gave it.
+    pub(crate) fn tokio_waker(&self) -> Option<&Waker> {
+        self.tokio_waker.get()
+    }
+
+    /// Keeps `waker` as the task's tokio waker. Called by the poller only,
+    /// once (tokio never polls a task on two threads at once).
+    pub(crate) fn set_tokio_waker(&self, waker: Waker) {
+        self.tokio_waker.set(waker);
+    }
+
+    /// A wake through a waker tagged `tag` (see `waker`).
+    pub(crate) fn wake(&self, tag: u8) {
+        self.header.on_wake(tag);
+        if let Some(waker) = self.tokio_waker.get() {
+            waker.wake_by_ref();
+        }
+    }
+
+    /// The tag for the await point registering a waker now, in this task's
+    /// poll on this thread; 0 when there is none to tell.
+    #[inline]
+    pub(crate) fn await_tag(&self) -> u8 {
+        match theseus_profiler::await_point() {
+            Some(stack) => self.header.register_await(stack),
+            None => 0,
+        }
+    }
+
+    /// Runs `poll` as this task's poll on this thread: wakers of the task
+    /// used meanwhile on this thread know they are inside it
+    /// ([`TaskCell::polled_here`]).
+    #[inline]
+    pub(crate) fn polling<R>(&self, poll: impl FnOnce() -> R) -> R {
+        let outer = POLLING.with(|p| p.replace(self as *const TaskCell as usize));
+        // Restored on unwind too: the caller catches a panicking poll.
+        struct Restore(usize);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                POLLING.with(|p| p.set(self.0));
+            }
+        }
+        let _restore = Restore(outer);
+        poll()
+    }
+
+    /// Whether this thread is inside this task's poll right now.
+    #[inline]
+    pub(crate) fn polled_here(&self) -> bool {
+        POLLING.with(|p| p.get() == self as *const TaskCell as usize)
+    }
+}
+
+thread_local! {
+    /// The task being polled on this thread: its cell's address, 0 if none.
+    static POLLING: Cell<usize> = const { Cell::new(0) };
+}
+
+impl LiveEntry for TaskCell {
+    fn live_slot(&self) -> &LiveSlot {
+        &self.slot
+    }
+
+    fn live_record(&self, now: u64) -> TaskRecord {
+        self.header.record(Outcome::Unfinished, now)
+    }
+}
+
+/// The process's registry of live tasks, handed to the profiler once.
+pub(crate) fn live_tasks() -> &'static LiveRegistry<TaskCell> {
+    static LIVE: OnceLock<Arc<LiveRegistry<TaskCell>>> = OnceLock::new();
+    LIVE.get_or_init(|| {
+        let registry = Arc::new(LiveRegistry::new());
+        let live: Arc<dyn LiveTasks> = registry.clone();
+        // The static keeps the registry alive, so the weak reference the
+        // profiler holds never dangles.
+        theseus_profiler::register_live_tasks(Arc::downgrade(&live));
+        registry
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Builder;
+
+    #[test]
+    fn tasks_leave_the_registry_however_they_end() {
+        let tracer = theseus_profiler::Tracer::new();
+        tracer.install();
+        let runtime = Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let handles: Vec<_> = (0..1000).map(|i| crate::spawn(async move { i })).collect();
+            for handle in handles {
+                handle.await.unwrap();
+            }
+            assert!(crate::spawn(async { panic!("leaves too") }).await.is_err());
+            let aborted = crate::spawn(std::future::pending::<()>());
+            aborted.abort();
+            assert!(aborted.await.is_err());
+            assert!(crate::spawn_blocking(|| 1).await.is_ok());
+        });
+        assert_eq!(live_tasks().len(), 0);
+        let (polled, first_poll) = std::sync::mpsc::channel();
+        drop(runtime.spawn(async move {
+            polled.send(()).unwrap();
+            std::future::pending::<()>().await
+        }));
+        first_poll.recv().unwrap();
+        assert_eq!(live_tasks().len(), 1, "a waiting task is live");
+        drop(runtime);
+        assert_eq!(live_tasks().len(), 0, "shutdown left tasks behind");
+        tracer.uninstall();
+    }
+}

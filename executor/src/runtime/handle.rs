@@ -1,0 +1,81 @@
+//! [`Handle`]: a runtime reached from anywhere, to spawn onto or enter.
+
+use crate::join::JoinHandle;
+use crate::spawn::{spawn_blocking_on, spawn_on, NO_RUNTIME};
+use std::future::Future;
+use std::panic::Location;
+
+/// A handle to a runtime: spawns tasks onto it from anywhere.
+///
+/// ```
+/// let rt = theseus_executor::Runtime::new().unwrap();
+/// let handle = rt.handle().clone();
+/// let join = std::thread::spawn(move || handle.spawn(async { 7 }));
+/// let task = join.join().unwrap();
+/// assert_eq!(rt.block_on(task).unwrap(), 7);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Handle {
+    pub(super) tokio: tokio::runtime::Handle,
+}
+
+impl Handle {
+    /// The handle of the runtime this thread is running in.
+    ///
+    /// # Panics
+    ///
+    /// Outside a runtime, with a message that says where to call it from;
+    /// see [`Handle::try_current`].
+    #[track_caller]
+    pub fn current() -> Handle {
+        Handle::try_current().expect(NO_RUNTIME)
+    }
+
+    /// The handle of the runtime this thread is running in, if any. Inside
+    /// a plain tokio runtime this is that runtime: theseus tasks can be
+    /// spawned there too.
+    pub fn try_current() -> Option<Handle> {
+        tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|tokio| Handle { tokio })
+    }
+
+    /// Spawns a task onto this runtime; see [`crate::spawn`].
+    #[track_caller]
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        spawn_on(&self.tokio, future, Location::caller())
+    }
+
+    /// Runs a blocking closure on the blocking pool; see [`crate::spawn_blocking`].
+    #[track_caller]
+    pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        spawn_blocking_on(&self.tokio, f, Location::caller())
+    }
+
+    /// Makes this runtime the current one on this thread until the guard is
+    /// dropped, so `spawn` and tokio's I/O and timers work here.
+    pub fn enter(&self) -> EnterGuard<'_> {
+        EnterGuard {
+            _tokio: self.tokio.enter(),
+        }
+    }
+}
+
+/// Restores the previous runtime context when dropped; see [`Handle::enter`].
+pub struct EnterGuard<'a> {
+    _tokio: tokio::runtime::EnterGuard<'a>,
+}
+
+impl std::fmt::Debug for EnterGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EnterGuard")
+    }
+}

@@ -1,0 +1,108 @@
+//! The waker theseus hands each poll of a timed task, and how it finds
+//! await points.
+//!
+//! A future that cannot go on stores its task's waker (a clone of it) with
+//! whatever will wake it: a timer, a socket's readiness, a channel, a lock.
+//! It does so from inside the task's poll, with every async fn that led to
+//! it still on the machine stack. So the waker is built from a
+//! [`RawWakerVTable`] of theseus's own (not `std::task::Wake`, which hides
+//! `clone`): when the poll's waker is cloned during the task's own poll, on
+//! its own thread ([`TaskCell::polled_here`]), the profiler captures that
+//! stack as an await point ([`theseus_profiler::await_point`]), and the
+//! clone carries the await point's tag, an index into the task's header,
+//! in the low bits of its data pointer. A `wake_by_ref` on the poll's own
+//! waker during the poll (how a future yields) is an await point the same
+//! way.
+//!
+//! When a clone wakes the task, its tag says which await point the wait
+//! ended at, so under `select!` or `join!`, where a poll leaves several
+//! wakers behind, the wait goes to the one that fired. Clones are distinct
+//! from the poll's own waker, so futures that keep a waker and replace it
+//! only when `will_wake` says it differs re-register on every poll, and
+//! every pending poll is seen.
+
+use crate::cell::TaskCell;
+use std::sync::Arc;
+use std::task::{RawWaker, RawWakerVTable, Waker};
+use theseus_profiler::MAX_AWAITS;
+
+/// The waker of `cell` that its polls get: untagged, holding one strong
+/// count of the cell.
+pub(crate) fn task_waker(cell: &Arc<TaskCell>) -> Waker {
+    // SAFETY: the vtable's contract holds for `raw_waker` data: it owns
+    // the strong count `into_raw` leaves behind, and its functions are
+    // thread-safe (atomics, and tokio's waker, which is `Send + Sync`).
+    unsafe { Waker::from_raw(raw_waker(Arc::into_raw(cell.clone()), 0)) }
+}
+
+/// Bits of a waker's data pointer that hold its await point's tag: the
+/// cell is aligned to more than that, so they are free.
+const TAG_MASK: usize = 0b111;
+const _: () = assert!(std::mem::align_of::<TaskCell>() > TAG_MASK);
+const _: () = assert!(MAX_AWAITS <= TAG_MASK);
+
+static VTABLE: RawWakerVTable = RawWakerVTable::new(clone_waker, wake, wake_by_ref, drop_waker);
+
+/// A waker of `cell` with the await point tag `tag` (0: the poll's own
+/// waker, or an await point that has none). The new waker owns one strong
+/// count of the cell's `Arc`, which the caller must have added.
+fn raw_waker(cell: *const TaskCell, tag: u8) -> RawWaker {
+    RawWaker::new(
+        cell.map_addr(|addr| addr | usize::from(tag)).cast(),
+        &VTABLE,
+    )
+}
+
+/// A waker's cell and tag.
+fn split(data: *const ()) -> (*const TaskCell, u8) {
+    (
+        data.map_addr(|addr| addr & !TAG_MASK).cast(),
+        (data.addr() & TAG_MASK) as u8,
+    )
+}
+
+unsafe fn clone_waker(data: *const ()) -> RawWaker {
+    let (cell, tag) = split(data);
+    // SAFETY: `data` is a waker made by `raw_waker` over an `Arc<TaskCell>`
+    // pointer, and that waker owns a strong count, so the cell is alive;
+    // the new waker owns the count added here.
+    let cell_ref = unsafe {
+        Arc::increment_strong_count(cell);
+        &*cell
+    };
+    let tag = if tag == 0 && cell_ref.polled_here() {
+        cell_ref.await_tag()
+    } else {
+        // A clone of a clone is the same await point; a clone made outside
+        // the task's poll registers nothing the poll is waiting on.
+        tag
+    };
+    raw_waker(cell, tag)
+}
+
+unsafe fn wake(data: *const ()) {
+    // SAFETY: the waker is consumed: its strong count is dropped right after.
+    unsafe {
+        wake_by_ref(data);
+        drop_waker(data);
+    }
+}
+
+unsafe fn wake_by_ref(data: *const ()) {
+    let (cell, tag) = split(data);
+    // SAFETY: the waker owns a strong count of the cell (see `clone_waker`).
+    let cell = unsafe { &*cell };
+    // A future that yields wakes the poll's own waker during the poll.
+    let tag = if tag == 0 && cell.polled_here() {
+        cell.await_tag()
+    } else {
+        tag
+    };
+    cell.wake(tag);
+}
+
+unsafe fn drop_waker(data: *const ()) {
+    let (cell, _) = split(data);
+    // SAFETY: the waker owns one strong count of the cell, given back here.
+    unsafe { Arc::decrement_strong_count(cell) };
+}
