@@ -65,12 +65,13 @@ fn the_service_example_profiled_in_release() {
     // Each spins until it sees 20 ms pass, so its polls last at least that.
     // The service's other threads share the cores: a preemption just before
     // the spin's last check, or before its poll returns, lengthens the poll
-    // by up to a scheduler timeslice, for real. The upper bound allows for
-    // that; tests/ground_truth.rs holds the 5% line against the time tasks
-    // measure themselves.
+    // by up to a scheduler timeslice, for real (51.6 ms was seen while
+    // four builds shared the two cores). The upper bound allows for that
+    // and still fails a poll counted twice (80 ms); tests/ground_truth.rs
+    // holds the 5% line against the time tasks measure themselves.
     let checksum_busy = profile.self_of("[task] service::checksum", "BusyNs");
     assert!(
-        (40 * MS..=50 * MS).contains(&checksum_busy),
+        (40 * MS..=60 * MS).contains(&checksum_busy),
         "2 x 20 ms of CPU: {checksum_busy}"
     );
     let clients = "[task] service::client";
