@@ -45,7 +45,7 @@ pub struct Config {
     /// (unset, empty or `0`) leaves it off.
     pub sample_hz: Option<u32>,
     /// Whether to write the profile on SIGINT and SIGTERM (see
-    /// [`crate::signal`]). On by default; not an environment variable.
+    /// [`crate::exit_signal`]). On by default; not an environment variable.
     pub signals: bool,
 }
 

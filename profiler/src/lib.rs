@@ -40,6 +40,7 @@
 pub mod aggregate;
 pub mod callgrind;
 pub mod config;
+pub mod exit_signal;
 pub mod flamegraph;
 pub mod folded;
 pub mod format;
@@ -50,7 +51,6 @@ pub mod profile;
 mod record;
 pub mod report;
 pub mod sampler;
-pub mod signal;
 pub mod snapshots;
 mod stack;
 mod tracer;

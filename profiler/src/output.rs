@@ -58,7 +58,7 @@ pub struct Session {
     /// and every buffered sample is in the profile.
     sampler: Option<crate::Sampler>,
     /// Kept for its `Drop`, which gives the signals back.
-    signals: Option<crate::signal::SignalGuard>,
+    signals: Option<crate::exit_signal::SignalGuard>,
     /// The interval snapshot thread, with `THESEUS_INTERVAL`.
     ticker: Option<Ticker>,
     finished: bool,
@@ -210,7 +210,7 @@ impl Session {
                     inner.announce(&inner.write_profile());
                 }
             });
-            match crate::signal::write_on_termination(write) {
+            match crate::exit_signal::write_on_termination(write) {
                 Ok(guard) => Some(guard),
                 Err(e) => {
                     eprintln!(
