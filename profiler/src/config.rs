@@ -58,8 +58,8 @@ impl Default for Config {
             event: Event::WallNs,
             interval: None,
             report: false,
-            stacks: CaptureMode::Default,
-            awaits: AwaitMode::Default,
+            stacks: CaptureMode::Cached,
+            awaits: AwaitMode::Cached,
             sample_hz: None,
             signals: true,
         }
@@ -338,9 +338,9 @@ mod tests {
         };
         assert_eq!(
             Config::from_lookup(|_| None).unwrap().awaits,
-            AwaitMode::Default
+            AwaitMode::Cached
         );
-        assert_eq!(with("").unwrap().awaits, AwaitMode::Default);
+        assert_eq!(with("").unwrap().awaits, AwaitMode::Cached);
         assert_eq!(with("full").unwrap().awaits, AwaitMode::Full);
         assert_eq!(with(" Off ").unwrap().awaits, AwaitMode::Off);
         let e = with("some").unwrap_err();

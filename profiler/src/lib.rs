@@ -61,14 +61,13 @@ pub use callgrind::{write_callgrind, write_callgrind_with_cpu};
 pub use config::{Config, ConfigError};
 pub use format::{Format, ParseFormatError};
 pub use output::{Destination, Session};
-pub use profile::{CpuStack, Event, Header, ParseEventError, Profile, ProfileStack, Sample};
+pub use profile::{Event, Header, ParseEventError, Profile, Sample};
 pub use sampler::Sampler;
-pub use tracer::Tracer;
-pub use tree::{NodeId, ProfileTree};
+pub use tracer::{is_active, record, Tracer};
+pub use tree::{CpuStack, NodeId, ProfileStack, ProfileTree};
 
 pub use record::{
-    is_active, record, register_live_tasks, AwaitCost, AwaitCosts, LiveTasks, Outcome, TaskId,
-    TaskRecord, MAX_AWAITS,
+    register_live_tasks, AwaitCost, AwaitCosts, LiveTasks, Outcome, TaskId, TaskRecord, MAX_AWAITS,
 };
 pub use stack::{
     await_mode, await_point, awaiting, awaiting_task, set_await_mode, AwaitMode, AwaitScope,

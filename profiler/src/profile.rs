@@ -28,6 +28,8 @@
 
 use crate::{Costs, Outcome, ProfileTree, ResolvedFrame};
 use std::fmt;
+
+pub use crate::tree::{CpuStack, ProfileStack};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
@@ -173,32 +175,6 @@ pub const MAX_NAME_LEN: usize = 2000;
 
 /// The name shown for a task whose stack resolved to no frames at all.
 pub const UNKNOWN_TASK: &str = "[task] (unknown spawn site)";
-
-/// The costs of all tasks that share one resolved stack and outcome, or of
-/// their waits at one await point.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProfileStack {
-    /// Outermost first: the task's leaf last, or, for an await point, the
-    /// task's leaf followed by the await point's chain and its leaf.
-    pub frames: Vec<ResolvedFrame>,
-    /// Which frame is the task's leaf, the one named with the outcome
-    /// suffix: `frames.len() - 1` for a task's own costs.
-    pub task_leaf: usize,
-    /// How these tasks ended.
-    pub outcome: Outcome,
-    /// Their summed costs.
-    pub costs: Costs,
-}
-
-/// The CPU time sampled on one resolved stack.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CpuStack {
-    /// Outermost first: the running task's logical stack, then the frames
-    /// that were running below its poll boundary, innermost last.
-    pub frames: Vec<ResolvedFrame>,
-    /// Sampled CPU time in nanoseconds.
-    pub cpu_ns: u64,
-}
 
 /// The process details written with a profile.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -22,7 +22,7 @@ fn defaults() {
     let c = config(&[]).unwrap();
     assert!(c.enabled && c.signals);
     assert_eq!(c.out, PathBuf::from("callgrind.theseus"));
-    assert_eq!(c.stacks, CaptureMode::Default);
+    assert_eq!(c.stacks, CaptureMode::Cached);
     // Empty counts as unset.
     assert_eq!(config(&[("THESEUS", ""), ("THESEUS_OUT", "")]).unwrap(), c);
 }
@@ -36,7 +36,7 @@ fn accepted_values() {
         PathBuf::from("a/b.cg")
     );
     for (v, mode) in [
-        ("default", CaptureMode::Default),
+        ("default", CaptureMode::Cached),
         ("full", CaptureMode::Full),
         ("location", CaptureMode::Location),
         ("Full", CaptureMode::Full),

@@ -1,8 +1,9 @@
 //! The sampler on Linux: per-thread CPU timers, the signal handler, the
-//! registry of sampled threads and the drain.
+//! list of sampled threads and the drain.
 
 use super::ring::{Ring, SAMPLE_FRAMES};
-use super::{period_ns, walk, DRAIN_INTERVAL};
+use super::{period_ns, DRAIN_INTERVAL};
+use crate::stack::{self, unwind, FrameKey};
 use crate::StackId;
 use libc::c_int;
 use std::cell::{Cell, RefCell};
@@ -10,22 +11,14 @@ use std::collections::HashMap;
 use std::ffi::{c_void, CStr};
 use std::io;
 use std::ptr;
-use std::sync::atomic::{
-    compiler_fence, AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering,
-};
+use std::sync::atomic::{compiler_fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 
-/// The running sampler's generation (0: none runs).
-static GENERATION: AtomicU32 = AtomicU32::new(0);
 /// The last generation handed out; generations are never 0.
 static LAST_GENERATION: AtomicU32 = AtomicU32::new(0);
-/// The signal the running sampler uses (0: none).
-static SIGNAL: AtomicI32 = AtomicI32::new(0);
 /// Sampled CPU time dropped because a ring was full, since the sampler started.
 static LOST_NS: AtomicU64 = AtomicU64::new(0);
-/// Whether a sampler ever started in this process.
-static HAS_RUN: AtomicBool = AtomicBool::new(false);
 
 /// What a running sampler owns.
 struct Running {
@@ -116,21 +109,6 @@ impl Drop for Membership {
     }
 }
 
-pub(super) fn generation() -> u32 {
-    GENERATION.load(Ordering::Relaxed)
-}
-
-pub(super) fn signal_number() -> Option<c_int> {
-    match SIGNAL.load(Ordering::Relaxed) {
-        0 => None,
-        s => Some(s),
-    }
-}
-
-pub(super) fn has_run() -> bool {
-    HAS_RUN.load(Ordering::Relaxed)
-}
-
 pub(super) fn start(hz: u32) -> io::Result<u32> {
     let mut state = lock(&STATE);
     if let Some(running) = state.as_ref() {
@@ -144,7 +122,7 @@ pub(super) fn start(hz: u32) -> io::Result<u32> {
     }
     // What a handler may not do for itself: the unwinder's one-time set-up
     // and the probe of its stack pointers, the address ranges to stay out of.
-    walk::sp_is_callee_cfa();
+    unwind::sp_is_callee_cfa();
     unwinder_ranges();
 
     let signal = free_signal()?;
@@ -200,9 +178,9 @@ pub(super) fn start(hz: u32) -> io::Result<u32> {
         stop,
         drainer: Some(drainer),
     });
-    SIGNAL.store(signal, Ordering::Relaxed);
-    HAS_RUN.store(true, Ordering::Relaxed);
-    GENERATION.store(generation, Ordering::Release);
+    unwind::set_sampler_signal(Some(signal));
+    crate::tracer::connect_cpu_source(drain);
+    stack::request_thread_setup(generation, join_this_thread);
     Ok(generation)
 }
 
@@ -216,7 +194,7 @@ pub(super) fn stop(generation: u32) {
     };
     // No thread joins from now on (they check `STATE`, now empty), and the
     // ones that did lose their timers: no new signal is generated after this.
-    GENERATION.store(0, Ordering::Release);
+    stack::request_thread_setup(0, join_this_thread);
     for member in lock(&MEMBERS).iter_mut() {
         if let Some(timer) = member.timer.take() {
             timer.delete();
@@ -240,7 +218,7 @@ pub(super) fn stop(generation: u32) {
         );
     }
     restore_signal(running.signal, &running.previous);
-    SIGNAL.store(0, Ordering::Relaxed);
+    unwind::set_sampler_signal(None);
 }
 
 /// Gives `signal` back its previous disposition, if it is still ours.
@@ -298,7 +276,12 @@ fn free_signal() -> io::Result<c_int> {
     )))
 }
 
-pub(super) fn join_this_thread(generation: u32) -> u32 {
+/// Sets this thread up for sampler `generation` (0: none): leaves the
+/// previous one (deleting its timer), then creates this thread's timer and
+/// ring. Returns the generation to remember, so a failure is not retried on
+/// every poll. Run by [`crate::enter_poll`], at the first poll after the
+/// generation changed (see `start`).
+fn join_this_thread(generation: u32) -> u32 {
     // Leave the previous sampler first: its timer is deleted, its ring
     // released once drained.
     let left = MEMBERSHIP.try_with(|m| m.borrow_mut().take());
@@ -398,7 +381,8 @@ fn drain_until_stopped(stop: &(Mutex<bool>, Condvar)) {
     }
 }
 
-pub(super) fn drain() {
+/// Moves every buffered sample into the installed tracer.
+fn drain() {
     // CPU nanoseconds by sample stack, interned outside the handler.
     let mut by_stack: HashMap<StackId, u64> = HashMap::new();
     {
@@ -409,7 +393,7 @@ pub(super) fn drain() {
             unsafe {
                 member.ring.drain(|sample| {
                     let len = (sample.len as usize).min(SAMPLE_FRAMES);
-                    let id = StackId(sample.stack).with_sampled_frames(&sample.ips[..len]);
+                    let id = sample_stack(StackId(sample.stack), &sample.ips[..len]);
                     let ns = u64::from(sample.weight).saturating_mul(period_ns);
                     let total = by_stack.entry(id).or_default();
                     *total = total.saturating_add(ns);
@@ -428,10 +412,26 @@ pub(super) fn drain() {
     }
 }
 
+/// The stack of a CPU sample: `task` (the running task's stack, or the
+/// root when no task ran) followed by the machine frames `ips` found below
+/// the poll boundary, innermost first. Interned in the same trie as spawn
+/// stacks, so [`crate::resolve`] reads both.
+fn sample_stack(task: StackId, ips: &[usize]) -> StackId {
+    if ips.is_empty() {
+        return task;
+    }
+    let mut keys = [FrameKey::Ip(0); SAMPLE_FRAMES];
+    let n = ips.len().min(SAMPLE_FRAMES);
+    for (slot, ip) in keys.iter_mut().zip(ips[..n].iter().rev()) {
+        *slot = FrameKey::Ip(*ip);
+    }
+    stack::intern(task, &keys[..n])
+}
+
 /// The signal handler: one sample of this thread.
 ///
 /// Async-signal-safe by construction: thread-local loads, the unwinder
-/// under the conditions of [`walk::poll_frames`] (checked in
+/// under the conditions of [`unwind::walk_poll`] (checked in
 /// [`sample_frames`]), and stores into this thread's preallocated ring. No
 /// allocation, no lock, and `errno` is left as the interrupted code had it.
 extern "C" fn on_sample(_signal: c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
@@ -468,15 +468,15 @@ fn sample_frames(pc: usize, boundary: usize, out: &mut [usize; SAMPLE_FRAMES]) -
     if boundary == 0 || pc == 0 || in_unwinder(pc) {
         return 0;
     }
-    let Some(callee_cfa) = walk::sp_is_callee_cfa_if_known() else {
+    let Some(callee_cfa) = unwind::sp_is_callee_cfa_if_known() else {
         return 0;
     };
-    // SAFETY: `poll_frames` needs this thread not to be inside the unwinder
+    // SAFETY: `walk_poll` needs this thread not to be inside the unwinder
     // with a lock held. The interrupted instruction is not in the unwinder,
     // the loader or `dl_iterate_phdr` (checked above); theseus's own walk at
     // spawn blocks this signal; `SIGPROF` is blocked while this handler
     // runs, so no other sampler's walk starts under this one.
-    let n = unsafe { walk::poll_frames(Some(pc), boundary, callee_cfa, out) };
+    let n = unsafe { unwind::walk_poll(Some(pc), boundary, callee_cfa, out) };
     // The innermost frame is the interrupted instruction itself, not a
     // return address: symbols are looked up at `ip - 1`, so store `pc + 1`.
     if n > 0 && out[0] == pc {
