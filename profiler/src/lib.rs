@@ -61,7 +61,7 @@ pub use callgrind::{write_callgrind, write_callgrind_with_cpu};
 pub use config::{Config, ConfigError};
 pub use format::{Format, ParseFormatError};
 pub use output::{Destination, Session};
-pub use profile::{Event, Header, ParseEventError, Profile, Sample};
+pub use profile::{Event, ParseEventError, Profile, ProfileHeader, Sample};
 pub use sampler::Sampler;
 pub use tracer::{is_active, record, Tracer};
 pub use tree::{CpuStack, NodeId, ProfileStack, ProfileTree};

@@ -176,22 +176,24 @@ pub const MAX_NAME_LEN: usize = 2000;
 /// The name shown for a task whose stack resolved to no frames at all.
 pub const UNKNOWN_TASK: &str = "[task] (unknown spawn site)";
 
-/// The process details written with a profile.
+/// The process a profile is of, as every format writes it in its header:
+/// callgrind's `pid:` and `cmd:` lines, pprof's comments, the flame graph's
+/// subtitle.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Header {
+pub struct ProfileHeader {
     /// Process id.
     pub pid: u32,
     /// Command line.
     pub cmd: String,
 }
 
-impl Header {
+impl ProfileHeader {
     /// The pid and command line of this process.
-    pub fn current() -> Header {
+    pub fn current() -> ProfileHeader {
         let cmd: Vec<String> = std::env::args_os()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        Header {
+        ProfileHeader {
             pid: std::process::id(),
             cmd: cmd.join(" "),
         }
@@ -295,7 +297,7 @@ impl Sample {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Profile {
     /// The process the profile is of.
-    pub header: Header,
+    pub header: ProfileHeader,
     /// The tasks, by stack and outcome, and the CPU samples of theseus's
     /// sampler, by stack.
     pub tree: ProfileTree,
@@ -312,7 +314,7 @@ impl Profile {
     /// A profile of this process with nothing in it, starting now.
     pub fn empty() -> Profile {
         Profile {
-            header: Header::current(),
+            header: ProfileHeader::current(),
             tree: ProfileTree::new(),
             sampled: false,
             start: SystemTime::now(),

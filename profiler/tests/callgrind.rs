@@ -4,7 +4,9 @@
 mod common;
 
 use common::{check_rules, check_with_readers, temp_dir};
-use theseus_profiler::{write_callgrind, Costs, Header, Outcome, ProfileStack, ResolvedFrame};
+use theseus_profiler::{
+    write_callgrind, Costs, Outcome, ProfileHeader, ProfileStack, ResolvedFrame,
+};
 
 fn frame(function: &str, file: &str, line: u32) -> ResolvedFrame {
     ResolvedFrame {
@@ -35,8 +37,8 @@ fn stack(frames: &[(&str, &str, u32)], outcome: Outcome, c: Costs) -> ProfileSta
     }
 }
 
-fn header() -> Header {
-    Header {
+fn header() -> ProfileHeader {
+    ProfileHeader {
         pid: 4242,
         cmd: "app --serve".to_string(),
     }
