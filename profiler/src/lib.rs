@@ -36,6 +36,7 @@
 //! `CpuNs` event of the same profile.
 
 #![warn(clippy::undocumented_unsafe_blocks)]
+#![warn(clippy::too_many_lines)]
 
 pub mod aggregate;
 pub mod callgrind;

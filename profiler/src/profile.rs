@@ -472,45 +472,37 @@ mod tests {
 
     #[test]
     fn samples_carry_outcome_suffixes_and_cpu_values() {
+        let task = ProfileStack::named(
+            &["main", "[task] a"],
+            Outcome::Unfinished,
+            Costs {
+                wall_ns: 10,
+                tasks: 1,
+                ..Costs::default()
+            },
+        );
+        let mut waits = ProfileStack::named(
+            &["main", "[task] a", "a", "[await] b"],
+            Outcome::Cancelled,
+            Costs {
+                wall_ns: 4,
+                idle_ns: 4,
+                wakes: 1,
+                ..Costs::default()
+            },
+        );
+        waits.task_leaf = 1;
+        let unknown = ProfileStack::named(
+            &[],
+            Outcome::Completed,
+            Costs {
+                wall_ns: 5,
+                tasks: 2,
+                ..Costs::default()
+            },
+        );
         let profile = Profile::from_stacks(
-            &[
-                ProfileStack {
-                    frames: vec![frame("main"), frame("[task] a")],
-                    task_leaf: 1,
-                    outcome: Outcome::Unfinished,
-                    costs: Costs {
-                        wall_ns: 10,
-                        tasks: 1,
-                        ..Costs::default()
-                    },
-                },
-                ProfileStack {
-                    frames: vec![
-                        frame("main"),
-                        frame("[task] a"),
-                        frame("a"),
-                        frame("[await] b"),
-                    ],
-                    task_leaf: 1,
-                    outcome: Outcome::Cancelled,
-                    costs: Costs {
-                        wall_ns: 4,
-                        idle_ns: 4,
-                        wakes: 1,
-                        ..Costs::default()
-                    },
-                },
-                ProfileStack {
-                    frames: vec![],
-                    task_leaf: 0,
-                    outcome: Outcome::Completed,
-                    costs: Costs {
-                        wall_ns: 5,
-                        tasks: 2,
-                        ..Costs::default()
-                    },
-                },
-            ],
+            &[task, waits, unknown],
             &[CpuStack {
                 frames: vec![frame("[task] a"), frame("\tspin\n")],
                 cpu_ns: 7,

@@ -45,6 +45,27 @@ pub struct CpuStack {
     pub cpu_ns: u64,
 }
 
+#[cfg(test)]
+impl ProfileStack {
+    /// For tests: the costs of tasks whose stack is the frames named
+    /// `names` (all at `src/lib.rs:1`), the last one the task's leaf.
+    pub(crate) fn named(names: &[&str], outcome: Outcome, costs: Costs) -> ProfileStack {
+        ProfileStack {
+            frames: names
+                .iter()
+                .map(|name| ResolvedFrame {
+                    function: name.to_string(),
+                    file: "src/lib.rs".to_string(),
+                    line: 1,
+                })
+                .collect(),
+            task_leaf: names.len().saturating_sub(1),
+            outcome,
+            costs,
+        }
+    }
+}
+
 /// A node of a [`ProfileTree`]: the stack from the root down to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(u32);

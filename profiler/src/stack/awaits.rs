@@ -364,30 +364,12 @@ fn locate(task: StackId, awaited: Awaited, boundary: usize, mode: AwaitMode) -> 
         .flatten();
     if let Some(candidate) = local {
         let id = candidate.id;
-        let _ = RECENT.try_with(|r| r.borrow_mut()[slot] = Some((key, candidate)));
+        remember_recent(slot, key, candidate);
         return id;
     }
-    let shared: Option<Arc<Candidate>> = GLOBAL
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&key)
-        .and_then(|all| all.iter().find(|c| c.matches(base)).cloned());
-    let candidate = match shared {
-        Some(candidate) => candidate,
-        None => {
-            let (id, candidate) = unwind(task, awaited, boundary, base);
-            let Some(candidate) = candidate else {
-                return id;
-            };
-            let candidate = Arc::new(candidate);
-            let mut global = GLOBAL.lock().unwrap_or_else(PoisonError::into_inner);
-            let all = global.entry(key).or_default();
-            if all.len() >= MAX_CANDIDATES {
-                return id;
-            }
-            all.push(candidate.clone());
-            candidate
-        }
+    let candidate = match shared_or_unwound(key, base, || unwind(task, awaited, boundary, base)) {
+        Ok(candidate) => candidate,
+        Err(uncached) => return uncached,
     };
     let id = candidate.id;
     let _ = LOCAL.try_with(|l| {
@@ -397,8 +379,43 @@ fn locate(task: StackId, awaited: Awaited, boundary: usize, mode: AwaitMode) -> 
             all.push(candidate.clone());
         }
     });
-    let _ = RECENT.try_with(|r| r.borrow_mut()[slot] = Some((key, candidate)));
+    remember_recent(slot, key, candidate);
     id
+}
+
+/// Keeps `candidate` in this thread's [`RECENT`] slot `slot`.
+#[inline(always)]
+fn remember_recent(slot: usize, key: Key, candidate: Arc<Candidate>) {
+    let _ = RECENT.try_with(|r| r.borrow_mut()[slot] = Some((key, candidate)));
+}
+
+/// The await point under `key` that the stack above `base` holds, from
+/// [`GLOBAL`], or else from `unwind`, kept in [`GLOBAL`] then. `Err` with
+/// the point's stack when it is not to be cached: no signature, or too many
+/// under this key.
+#[inline(always)]
+fn shared_or_unwound(
+    key: Key,
+    base: usize,
+    unwind: impl FnOnce() -> (StackId, Option<Candidate>),
+) -> Result<Arc<Candidate>, StackId> {
+    let shared: Option<Arc<Candidate>> = GLOBAL
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+        .and_then(|all| all.iter().find(|c| c.matches(base)).cloned());
+    if let Some(candidate) = shared {
+        return Ok(candidate);
+    }
+    let (id, candidate) = unwind();
+    let candidate = Arc::new(candidate.ok_or(id)?);
+    let mut global = GLOBAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let all = global.entry(key).or_default();
+    if all.len() >= MAX_CANDIDATES {
+        return Err(id);
+    }
+    all.push(candidate.clone());
+    Ok(candidate)
 }
 
 /// Unwinds from here to `boundary` and interns the await point; also

@@ -498,7 +498,7 @@ mod tests {
     }
 
     #[test]
-    fn task_leaves_tell_blocks_closures_and_boxed_futures_apart() {
+    fn task_leaves_tell_async_fns_blocks_and_other_futures_apart() {
         let at = Some("src/server.rs:259");
         let run = spawner(
             "mini_redis::server::Listener::run::{{closure}}",
@@ -531,6 +531,20 @@ mod tests {
             ),
             "[task] async block in app::start (src/lib.rs:9)"
         );
+        // Other types read as the type.
+        assert_eq!(
+            task_name(
+                future("tokio::time::timeout::Timeout<app::handler::{{closure}}>"),
+                at,
+                Some(&run)
+            ),
+            "[task] tokio::time::timeout::Timeout<app::handler>"
+        );
+    }
+
+    #[test]
+    fn blocking_closures_and_boxed_futures_read_as_their_spawn_site() {
+        let at = Some("src/server.rs:259");
         // A `spawn_blocking` closure, and a function given to it.
         let main = spawner("service::main::{{closure}}", "service::main");
         let closure = Leaf {
@@ -564,15 +578,6 @@ mod tests {
         assert_eq!(
             task_name(boxed, Some("src/chain.rs:9"), None),
             "[task] boxed future (src/chain.rs:9)"
-        );
-        // Other types read as the type.
-        assert_eq!(
-            task_name(
-                future("tokio::time::timeout::Timeout<app::handler::{{closure}}>"),
-                at,
-                Some(&run)
-            ),
-            "[task] tokio::time::timeout::Timeout<app::handler>"
         );
     }
 }
