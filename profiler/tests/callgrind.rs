@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{check_rules, check_with_readers, temp_dir};
+use common::{check_rules, check_with_readers, Scratch};
 use theseus_profiler::{
     write_callgrind, Costs, Outcome, ProfileHeader, ProfileStack, ResolvedFrame,
 };
@@ -52,7 +52,7 @@ fn render(stacks: &[ProfileStack]) -> String {
 
 /// Writes `stacks`, checks the rules and both readers, returns the parse.
 fn check_file(tag: &str, stacks: &[ProfileStack]) -> common::Parsed {
-    let dir = temp_dir(tag);
+    let dir = Scratch::new(tag);
     let path = dir.join("profile.callgrind");
     std::fs::write(&path, render(stacks)).unwrap();
     let parsed = check_with_readers(&path);
