@@ -248,6 +248,36 @@ pub struct Frame {
     pub line: u32,
 }
 
+impl Frame {
+    /// `frame` as printed: its function and file cleaned ([`clean_name`]).
+    pub(crate) fn cleaned(frame: &ResolvedFrame) -> Frame {
+        Frame {
+            name: clean_name(&frame.function),
+            file: clean_name(&frame.file),
+            line: frame.line,
+        }
+    }
+
+    /// The frame that stands for a stack that resolved to no frames at all:
+    /// [`UNKNOWN_TASK`].
+    pub(crate) fn unknown_task() -> Frame {
+        Frame {
+            name: UNKNOWN_TASK.to_string(),
+            file: "???".to_string(),
+            line: 0,
+        }
+    }
+
+    /// Names this frame, a task's leaf, with the suffix of `outcome`
+    /// ([`outcome_suffix`]).
+    pub(crate) fn add_outcome(&mut self, outcome: Outcome) {
+        let suffix = outcome_suffix(outcome);
+        if !suffix.is_empty() {
+            self.name = clean_name(&format!("{}{suffix}", self.name));
+        }
+    }
+}
+
 /// One stack of a [`Profile`], ready to print.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sample {
@@ -376,11 +406,7 @@ impl Profile {
         for (&(node, outcome, costs), &leaf) in tree.tasks().iter().zip(tree.task_leaves()) {
             let mut frames = clean_frames(&tree.frames(node));
             let task_leaf = tree.depth(leaf).saturating_sub(1).min(frames.len() - 1);
-            let suffix = outcome_suffix(outcome);
-            if !suffix.is_empty() {
-                let leaf = &mut frames[task_leaf];
-                leaf.name = clean_name(&format!("{}{suffix}", leaf.name));
-            }
+            frames[task_leaf].add_outcome(outcome);
             samples.push(Sample {
                 frames,
                 outcome: Some(outcome),
@@ -389,13 +415,11 @@ impl Profile {
             });
         }
         for &(node, cpu_ns) in tree.cpu() {
-            let mut values = [0; EVENT_COUNT];
-            values[Event::CpuNs.index()] = cpu_ns;
             samples.push(Sample {
                 frames: clean_frames(&tree.frames(node)),
                 outcome: None,
                 task_leaf: None,
-                values,
+                values: cpu_values(cpu_ns),
             });
         }
         samples
@@ -424,24 +448,21 @@ pub(crate) fn task_values(c: &Costs) -> [u64; EVENT_COUNT] {
     ]
 }
 
+/// The values of CPU time sampled on a stack, by [`Event::index`]: only
+/// [`Event::CpuNs`].
+pub(crate) fn cpu_values(cpu_ns: u64) -> [u64; EVENT_COUNT] {
+    let mut values = [0; EVENT_COUNT];
+    values[Event::CpuNs.index()] = cpu_ns;
+    values
+}
+
 /// Printable frames of a resolved stack; an empty stack becomes the one
 /// frame [`UNKNOWN_TASK`].
 fn clean_frames(frames: &[ResolvedFrame]) -> Vec<Frame> {
     if frames.is_empty() {
-        return vec![Frame {
-            name: UNKNOWN_TASK.to_string(),
-            file: "???".to_string(),
-            line: 0,
-        }];
+        return vec![Frame::unknown_task()];
     }
-    frames
-        .iter()
-        .map(|f| Frame {
-            name: clean_name(&f.function),
-            file: clean_name(&f.file),
-            line: f.line,
-        })
-        .collect()
+    frames.iter().map(Frame::cleaned).collect()
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 //! The rules these steps follow are the module docs of [`crate::callgrind`].
 
 use super::{add_into, Graph, WIDTH};
-use crate::profile::{clean_name, outcome_suffix, task_values, Event, Frame, UNKNOWN_TASK};
+use crate::profile::{cpu_values, task_values, Frame};
 use crate::{NodeId, Outcome, ProfileTree};
 use std::collections::{BTreeMap, HashMap};
 
@@ -77,15 +77,7 @@ struct WrittenFrames<'t> {
 
 impl<'t> WrittenFrames<'t> {
     fn of(tree: &'t ProfileTree) -> WrittenFrames<'t> {
-        let cleaned = tree
-            .distinct_frames()
-            .iter()
-            .map(|f| Frame {
-                name: clean_name(&f.function),
-                file: clean_name(&f.file),
-                line: f.line,
-            })
-            .collect();
+        let cleaned = tree.distinct_frames().iter().map(Frame::cleaned).collect();
         let mut frames = WrittenFrames {
             tree,
             cleaned,
@@ -125,24 +117,15 @@ impl<'t> WrittenFrames<'t> {
 
     /// The last frame of an entry that ends at `node`, named with the suffix
     /// of `outcome`; the root, a stack that resolved to nothing, reads as
-    /// [`UNKNOWN_TASK`].
+    /// [`crate::profile::UNKNOWN_TASK`].
     fn leaf(&self, node: NodeId, outcome: Outcome) -> Frame {
-        let frame = if node == NodeId::ROOT {
-            Frame {
-                name: UNKNOWN_TASK.to_string(),
-                file: "???".to_string(),
-                line: 0,
-            }
+        let mut frame = if node == NodeId::ROOT {
+            Frame::unknown_task()
         } else {
             self.frame(node).clone()
         };
-        match outcome_suffix(outcome) {
-            "" => frame,
-            suffix => Frame {
-                name: clean_name(&format!("{}{suffix}", frame.name)),
-                ..frame
-            },
-        }
+        frame.add_outcome(outcome);
+        frame
     }
 
     /// Every frame written, in some order.
@@ -368,11 +351,9 @@ impl<'f, 't> Folder<'f, 't> {
         // A CPU sample is not a call: it adds nothing to `calls=`.
         for (&(node, ns), leaf) in tree.cpu().iter().zip(&frames.cpu_leaves) {
             let end = self.push(self.above(node), leaf);
-            let mut costs = [0u64; WIDTH];
-            costs[Event::CpuNs.index()] = ns;
             ends.push(End {
                 node: end,
-                costs,
+                costs: cpu_values(ns),
                 calls: 0,
             });
         }
