@@ -58,7 +58,8 @@ pub(crate) enum Awaited {
     /// Nothing said: the frames tell (the awaited future's own frame).
     Frames,
     /// Another task, through its join handle: the task's logical stack
-    /// (in an interned await point, only its last segment: see `unwind`).
+    /// (in an interned await point, only its last segment: see
+    /// `unwind_point`).
     Task(StackId),
     /// Something the executor names, whose frames would not (its own
     /// `yield_now` is theseus's code, which resolution removes).
@@ -341,7 +342,7 @@ fn locate(task: StackId, awaited: Awaited, boundary: usize, mode: AwaitMode) -> 
     let marker = 0u8;
     let base = std::hint::black_box(&marker) as *const u8 as usize;
     if mode == AwaitMode::Full || base >= boundary {
-        return unwind(task, awaited, boundary, base).0;
+        return unwind_point(task, awaited, boundary, base).0;
     }
     let key: Key = (task, boundary - base, awaited);
     let slot = recent_slot(&key);
@@ -367,7 +368,8 @@ fn locate(task: StackId, awaited: Awaited, boundary: usize, mode: AwaitMode) -> 
         remember_recent(slot, key, candidate);
         return id;
     }
-    let candidate = match shared_or_unwound(key, base, || unwind(task, awaited, boundary, base)) {
+    let unwind = || unwind_point(task, awaited, boundary, base);
+    let candidate = match shared_or_unwound(key, base, unwind) {
         Ok(candidate) => candidate,
         Err(uncached) => return uncached,
     };
@@ -423,7 +425,7 @@ fn shared_or_unwound(
 /// address could not be found on the stack (then the point is exact but
 /// not cached).
 #[inline(never)]
-fn unwind(
+fn unwind_point(
     task: StackId,
     awaited: Awaited,
     boundary: usize,

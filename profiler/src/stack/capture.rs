@@ -246,9 +246,9 @@ fn cached(
 /// Unwinds the current poll and interns parent + frames + location + leaf.
 fn capture(parent: StackId, location: &'static Location<'static>, leaf: Leaf) -> StackId {
     let mut ips = [0usize; MAX_FRAMES];
-    let n = unwind(poll_boundary(), &mut ips);
+    let n = unwind_this_poll(poll_boundary(), &mut ips);
     let mut keys = [FrameKey::Ip(0); MAX_FRAMES + 2];
-    // `unwind` gives innermost first; the trie wants outermost first.
+    // The walk gives innermost first; the trie wants outermost first.
     for (slot, ip) in keys.iter_mut().zip(ips[..n].iter().rev()) {
         *slot = FrameKey::Ip(*ip);
     }
@@ -264,7 +264,7 @@ fn capture(parent: StackId, location: &'static Location<'static>, leaf: Leaf) ->
 /// The samplers' signals are blocked while it walks: see
 /// [`super::unwind::SignalBlock`].
 #[inline(never)]
-fn unwind(boundary: usize, out: &mut [usize; MAX_FRAMES]) -> usize {
+fn unwind_this_poll(boundary: usize, out: &mut [usize; MAX_FRAMES]) -> usize {
     let callee_cfa = sp_is_callee_cfa();
     let _blocked = sampler_signals_blocked();
     // SAFETY: `walk_poll` needs this thread not to be inside the unwinder
