@@ -68,8 +68,10 @@ pub use capture::{capture_mode, set_capture_mode, CaptureMode, ParseCaptureModeE
 pub use context::{current_stack, enter_poll, poll_boundary, PollScope};
 
 pub(crate) use context::request_thread_setup;
-pub(crate) use intern::{intern, segment, FastMap, FrameKey};
+pub(crate) use intern::{intern, segment, task_of_await, FastMap, FrameKey};
 pub(crate) use names::names_degraded;
+#[cfg(test)]
+pub(crate) use names::mark_names_degraded;
 pub(crate) use resolve::resolve_segment;
 
 use std::panic::Location;
@@ -141,18 +143,6 @@ pub fn spawn_blocking_stack(
 /// An unknown id resolves to no frames.
 pub fn resolve(id: StackId) -> Vec<ResolvedFrame> {
     resolve::resolve(id)
-}
-
-/// For the stack of an await point, the stack of its task; `None` for any
-/// other stack.
-pub(crate) fn task_of_await(id: StackId) -> Option<StackId> {
-    intern::task_of_await(id)
-}
-
-/// Marks names as degraded, as resolving a frame without debug info does.
-#[cfg(test)]
-pub(crate) fn mark_names_degraded() {
-    names::mark_names_degraded();
 }
 
 /// How many distinct stack nodes have been interned: grows with distinct

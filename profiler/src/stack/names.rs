@@ -23,7 +23,7 @@ pub(crate) fn names_degraded() -> bool {
 }
 
 /// Remembers that a frame was named without full debug info.
-pub(super) fn mark_names_degraded() {
+pub(crate) fn mark_names_degraded() {
     DEGRADED.store(true, Relaxed);
 }
 
