@@ -61,7 +61,7 @@
 //! | installed tracers, per-thread ledgers | `tracer` |
 //! | stack ids to a tree of frames | `tree` (`tree::resolve`) |
 //! | the profile every writer reads | [`profile`] |
-//! | writers | [`callgrind`], [`pprof`], [`folded`], [`flamegraph`], [`report`]; chosen by [`format`] |
+//! | writers | [`callgrind`], [`pprof`], [`folded`], [`flamegraph`], [`report`]; chosen by [`format`](mod@format) |
 //! | a program's session: settings, files, exit | [`config`], [`output`], [`snapshots`], [`exit_signal`] |
 //! | theseus's CPU sampler | [`sampler`] |
 //!

@@ -69,9 +69,9 @@ pub use context::{current_stack, enter_poll, poll_boundary, PollScope};
 
 pub(crate) use context::request_thread_setup;
 pub(crate) use intern::{intern, segment, task_of_await, FastMap, FrameKey};
-pub(crate) use names::names_degraded;
 #[cfg(test)]
 pub(crate) use names::mark_names_degraded;
+pub(crate) use names::names_degraded;
 pub(crate) use resolve::resolve_segment;
 
 use std::panic::Location;

@@ -410,7 +410,7 @@ impl Tracer {
     }
 
     /// The profile as resolved stacks: finished tasks, plus the tasks still
-    /// running (as [`Outcome::Unfinished`]) from every source registered with
+    /// running (as [`crate::Outcome::Unfinished`]) from every source registered with
     /// [`crate::register_live_tasks`]. Stacks are resolved with
     /// [`crate::resolve`], once per distinct stack. Each stack is given in
     /// full, so this costs the sum of their depths; [`Tracer::to_profile`]
@@ -463,7 +463,7 @@ impl Tracer {
     /// made.
     ///
     /// The profile holds each task's cost *within* the interval: tasks that
-    /// ended in it, and tasks still running (as [`Outcome::Unfinished`],
+    /// ended in it, and tasks still running (as [`crate::Outcome::Unfinished`],
     /// with what they cost since the last interval), so that the intervals'
     /// costs add up to the whole run's ([`crate::interval`] has the
     /// details). Memory stays flat however many intervals are taken.

@@ -118,7 +118,7 @@ pub struct PollScope {
 /// writes, plus one relaxed atomic load and one more thread-local read to
 /// notice that theseus's sampler started or stopped (then, once per thread
 /// and sampler, this thread's CPU timer is created or deleted: see
-/// [`request_thread_setup`]). The returned guard puts the previous values
+/// `request_thread_setup`). The returned guard puts the previous values
 /// back, which makes nested polls (a `block_on` inside a task) come out
 /// right.
 #[inline]
