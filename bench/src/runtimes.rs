@@ -263,8 +263,8 @@ impl Drop for ProfilingGuard<'_> {
     fn drop(&mut self) {
         if let Some(tracer) = self.tracer.take() {
             tracer.uninstall();
-            set_capture_mode(CaptureMode::Default);
-            set_await_mode(AwaitMode::Default);
+            set_capture_mode(CaptureMode::Cached);
+            set_await_mode(AwaitMode::Cached);
         }
     }
 }
@@ -331,10 +331,10 @@ impl Kind {
     /// The profiling a theseus kind runs under; `Off` for the others.
     pub fn profiling(self) -> Profiling {
         match self {
-            Kind::TheseusOn => Profiling::On(CaptureMode::Default, AwaitMode::Default),
-            Kind::TheseusFull => Profiling::On(CaptureMode::Full, AwaitMode::Default),
-            Kind::TheseusAwaitsOff => Profiling::On(CaptureMode::Default, AwaitMode::Off),
-            Kind::TheseusAwaitsFull => Profiling::On(CaptureMode::Default, AwaitMode::Full),
+            Kind::TheseusOn => Profiling::On(CaptureMode::Cached, AwaitMode::Cached),
+            Kind::TheseusFull => Profiling::On(CaptureMode::Full, AwaitMode::Cached),
+            Kind::TheseusAwaitsOff => Profiling::On(CaptureMode::Cached, AwaitMode::Off),
+            Kind::TheseusAwaitsFull => Profiling::On(CaptureMode::Cached, AwaitMode::Full),
             Kind::Tokio | Kind::AsyncExecutor | Kind::TheseusOff => Profiling::Off,
         }
     }

@@ -45,7 +45,7 @@ pub struct Config {
     /// (unset, empty or `0`) leaves it off.
     pub sample_hz: Option<u32>,
     /// Whether to write the profile on SIGINT and SIGTERM (see
-    /// [`crate::signal`]). On by default; not an environment variable.
+    /// [`crate::exit_signal`]). On by default; not an environment variable.
     pub signals: bool,
 }
 
@@ -58,8 +58,8 @@ impl Default for Config {
             event: Event::WallNs,
             interval: None,
             report: false,
-            stacks: CaptureMode::Default,
-            awaits: AwaitMode::Default,
+            stacks: CaptureMode::Cached,
+            awaits: AwaitMode::Cached,
             sample_hz: None,
             signals: true,
         }
@@ -88,134 +88,8 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Config, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
         let mut config = Config::default();
-
-        if let Some(value) = get("THESEUS") {
-            config.enabled = match value.to_str().map(str::trim) {
-                Some("1") => true,
-                Some("0") => false,
-                _ => {
-                    return Err(ConfigError::invalid(
-                        "THESEUS",
-                        &value,
-                        "0 (profiling off) or 1 (profiling on)",
-                    ))
-                }
-            };
-        }
-
-        if let Some(value) = get("THESEUS_OUT") {
-            config.out = PathBuf::from(value);
-        }
-
-        if let Some(value) = get("THESEUS_FORMAT") {
-            config.format = match value.to_str().map(str::parse::<Format>) {
-                Some(Ok(format)) => Some(format),
-                _ => {
-                    return Err(ConfigError::invalid(
-                        "THESEUS_FORMAT",
-                        &value,
-                        "callgrind, pprof (gzipped profile.proto), folded (folded stacks) or \
-                         svg (flame graph); unset, the extension of THESEUS_OUT decides \
-                         (.pb.gz, .folded, .svg, anything else callgrind)",
-                    ))
-                }
-            };
-        }
-
-        if let Some(value) = get("THESEUS_EVENT") {
-            config.event = match value.to_str().map(str::parse::<Event>) {
-                Some(Ok(event)) => event,
-                _ => {
-                    return Err(ConfigError::invalid(
-                        "THESEUS_EVENT",
-                        &value,
-                        "WallNs, BusyNs, SchedNs, IdleNs, Polls, Wakes, Tasks, or CpuNs \
-                         with THESEUS_SAMPLE_HZ (the event shown by .folded and .svg \
-                         profiles, and opened first by pprof)",
-                    ))
-                }
-            };
-        }
-
-        if let Some(value) = get("THESEUS_INTERVAL") {
-            config.interval = match value.to_str().and_then(parse_duration) {
-                Some(interval) if interval >= MIN_INTERVAL => Some(interval),
-                _ => {
-                    return Err(ConfigError::invalid(
-                        "THESEUS_INTERVAL",
-                        &value,
-                        "a whole number of ms, s or m of at least 100ms, such as 500ms, \
-                         60s or 5m (a profile of each interval is written beside \
-                         THESEUS_OUT)",
-                    ))
-                }
-            };
-        }
-
-        if let Some(value) = get("THESEUS_REPORT") {
-            config.report = match value.to_str().map(str::trim) {
-                Some("1") => true,
-                Some("0") => false,
-                _ => {
-                    return Err(ConfigError::invalid(
-                        "THESEUS_REPORT",
-                        &value,
-                        "1 (print the top stacks to standard error when the profile \
-                         is written) or 0 (do not)",
-                    ))
-                }
-            };
-        }
-
-        if let Some(value) = get("THESEUS_STACKS") {
-            let parsed = value.to_str().map(str::parse::<CaptureMode>);
-            config.stacks = match parsed {
-                Some(Ok(mode)) => mode,
-                _ => {
-                    return Err(ConfigError::invalid(
-                        "THESEUS_STACKS",
-                        &value,
-                        "default (capture once per spawn site and reuse), \
-                         full (capture every spawn) or location (spawn call's file and line only)",
-                    ))
-                }
-            };
-        }
-
-        if let Some(value) = get(crate::AWAITS_ENV) {
-            let parsed = value.to_str().map(str::parse::<AwaitMode>);
-            config.awaits = match parsed {
-                Some(Ok(mode)) => mode,
-                _ => {
-                    return Err(ConfigError::invalid(
-                        crate::AWAITS_ENV,
-                        &value,
-                        "default (split idle time by await point, unwinding once per await \
-                         point), full (unwind at every await) or off (no await points)",
-                    ))
-                }
-            };
-        }
-
-        if let Some(value) = get("THESEUS_SAMPLE_HZ") {
-            let parsed = value.to_str().and_then(|v| v.trim().parse::<u32>().ok());
-            config.sample_hz = match parsed {
-                Some(0) => None,
-                Some(hz) if hz <= crate::Sampler::MAX_HZ => Some(hz),
-                _ => {
-                    return Err(ConfigError::invalid(
-                        "THESEUS_SAMPLE_HZ",
-                        &value,
-                        &format!(
-                            "an integer from 1 to {} (CPU samples per second of each thread's \
-                             CPU time, e.g. 99 or 997), or 0 to leave the sampler off",
-                            crate::Sampler::MAX_HZ
-                        ),
-                    ))
-                }
-            };
-        }
-
+        config.read_output(&get)?;
+        config.read_measurement(&get)?;
         if config.event == Event::CpuNs && config.sample_hz.is_none() {
             return Err(ConfigError::unusable(
                 "THESEUS_EVENT",
@@ -225,8 +99,104 @@ impl Config {
                     .to_string(),
             ));
         }
-
         Ok(config)
+    }
+
+    /// Whether to profile, and what is written where: `THESEUS`,
+    /// `THESEUS_OUT`, `THESEUS_FORMAT`, `THESEUS_EVENT`, `THESEUS_INTERVAL`,
+    /// `THESEUS_REPORT`.
+    fn read_output(&mut self, get: &Lookup<'_>) -> Result<(), ConfigError> {
+        let on_off = "0 (profiling off) or 1 (profiling on)";
+        if let Some(enabled) = setting(get, "THESEUS", on_off, one_or_zero)? {
+            self.enabled = enabled;
+        }
+        if let Some(value) = get("THESEUS_OUT") {
+            self.out = PathBuf::from(value);
+        }
+        let formats = "callgrind, pprof (gzipped profile.proto), folded (folded stacks) or \
+                       svg (flame graph); unset, the extension of THESEUS_OUT decides \
+                       (.pb.gz, .folded, .svg, anything else callgrind)";
+        if let Some(format) = setting(get, "THESEUS_FORMAT", formats, |v| v.parse().ok())? {
+            self.format = Some(format);
+        }
+        let events = "WallNs, BusyNs, SchedNs, IdleNs, Polls, Wakes, Tasks, or CpuNs \
+                      with THESEUS_SAMPLE_HZ (the event shown by .folded and .svg \
+                      profiles, and opened first by pprof)";
+        if let Some(event) = setting(get, "THESEUS_EVENT", events, |v| v.parse().ok())? {
+            self.event = event;
+        }
+        let intervals = "a whole number of ms, s or m of at least 100ms, such as 500ms, \
+                         60s or 5m (a profile of each interval is written beside \
+                         THESEUS_OUT)";
+        let interval = |v: &str| parse_duration(v).filter(|&i| i >= MIN_INTERVAL);
+        if let Some(interval) = setting(get, "THESEUS_INTERVAL", intervals, interval)? {
+            self.interval = Some(interval);
+        }
+        let report = "1 (print the top stacks to standard error when the profile \
+                      is written) or 0 (do not)";
+        if let Some(report) = setting(get, "THESEUS_REPORT", report, one_or_zero)? {
+            self.report = report;
+        }
+        Ok(())
+    }
+
+    /// How much is measured: `THESEUS_STACKS`, `THESEUS_AWAITS`,
+    /// `THESEUS_SAMPLE_HZ`.
+    fn read_measurement(&mut self, get: &Lookup<'_>) -> Result<(), ConfigError> {
+        let stacks = "default (capture once per spawn site and reuse), \
+                      full (capture every spawn) or location (spawn call's file and line only)";
+        if let Some(mode) = setting(get, "THESEUS_STACKS", stacks, |v| v.parse().ok())? {
+            self.stacks = mode;
+        }
+        let awaits = "default (split idle time by await point, unwinding once per await \
+                      point), full (unwind at every await) or off (no await points)";
+        if let Some(mode) = setting(get, crate::AWAITS_ENV, awaits, |v| v.parse().ok())? {
+            self.awaits = mode;
+        }
+        let rates = format!(
+            "an integer from 1 to {} (CPU samples per second of each thread's \
+             CPU time, e.g. 99 or 997), or 0 to leave the sampler off",
+            crate::Sampler::MAX_HZ
+        );
+        let rate = |v: &str| match v.trim().parse::<u32>().ok()? {
+            0 => Some(None),
+            hz if hz <= crate::Sampler::MAX_HZ => Some(Some(hz)),
+            _ => None,
+        };
+        if let Some(hz) = setting(get, "THESEUS_SAMPLE_HZ", &rates, rate)? {
+            self.sample_hz = hz;
+        }
+        Ok(())
+    }
+}
+
+/// A variable's value, `None` when unset or empty.
+type Lookup<'a> = dyn Fn(&str) -> Option<OsString> + 'a;
+
+/// The variable `name` read by `parse`: `None` when it is unset, an error
+/// naming it, its value and what it `accepts` when `parse` refuses it (or
+/// it is not UTF-8).
+fn setting<T>(
+    get: &Lookup<'_>,
+    name: &'static str,
+    accepts: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<Option<T>, ConfigError> {
+    let Some(value) = get(name) else {
+        return Ok(None);
+    };
+    match value.to_str().and_then(parse) {
+        Some(parsed) => Ok(Some(parsed)),
+        None => Err(ConfigError::invalid(name, &value, accepts)),
+    }
+}
+
+/// `1` or `0`, blanks allowed around.
+fn one_or_zero(value: &str) -> Option<bool> {
+    match value.trim() {
+        "1" => Some(true),
+        "0" => Some(false),
+        _ => None,
     }
 }
 
@@ -338,9 +308,9 @@ mod tests {
         };
         assert_eq!(
             Config::from_lookup(|_| None).unwrap().awaits,
-            AwaitMode::Default
+            AwaitMode::Cached
         );
-        assert_eq!(with("").unwrap().awaits, AwaitMode::Default);
+        assert_eq!(with("").unwrap().awaits, AwaitMode::Cached);
         assert_eq!(with("full").unwrap().awaits, AwaitMode::Full);
         assert_eq!(with(" Off ").unwrap().awaits, AwaitMode::Off);
         let e = with("some").unwrap_err();

@@ -48,26 +48,15 @@ pub fn lines(profile: &Profile, event: Event) -> Vec<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Costs, Outcome, ProfileStack, ResolvedFrame};
+    use crate::{Costs, Outcome, ProfileStack};
 
     fn stack(names: &[&str], outcome: Outcome, wall_ns: u64) -> ProfileStack {
-        ProfileStack {
-            frames: names
-                .iter()
-                .map(|n| ResolvedFrame {
-                    function: n.to_string(),
-                    file: "src/lib.rs".to_string(),
-                    line: 1,
-                })
-                .collect(),
-            task_leaf: names.len().saturating_sub(1),
-            outcome,
-            costs: Costs {
-                wall_ns,
-                tasks: 1,
-                ..Costs::default()
-            },
-        }
+        let costs = Costs {
+            wall_ns,
+            tasks: 1,
+            ..Costs::default()
+        };
+        ProfileStack::named(names, outcome, costs)
     }
 
     #[test]

@@ -19,12 +19,24 @@
 //! Everything else (symbols, files, formats) happens when a profile is
 //! written, never on the executor's hot path.
 //!
-//! Data flows one way: records are summed by stack as tasks end
-//! ([`Aggregate`], one per thread, inside a [`Tracer`]); when a profile is
-//! due, the tracer resolves the stacks once into a [`Profile`] (the whole
-//! run, or one interval of it, [`Tracer::take_interval`]); and one small
-//! writer per format prints that profile: [`callgrind`], [`pprof`],
-//! [`folded`], [`flamegraph`], and the terminal [`report`]. They share
+//! # How data flows
+//!
+//! One way, from the executor to the files:
+//!
+//! ```text
+//! spawn ──> the task's header ──> record ──> aggregate ──> profile ──> writers
+//! (stack id)  (executor: timed    (one per   (summed by    (stacks     (callgrind, pprof,
+//!              polls and waits)    task)      stack)        resolved)   folded, svg, report)
+//! ```
+//!
+//! At spawn, the task gets the [`StackId`] of its logical stack; the
+//! executor times its polls and waits in a header of its own; when the task
+//! ends, one [`TaskRecord`] comes here ([`record`]) and is summed by stack
+//! and outcome into the calling thread's [`Aggregate`], inside the
+//! installed [`Tracer`]. When a profile is due, the tracer resolves each
+//! distinct stack once, into a [`ProfileTree`] inside a [`Profile`] (the
+//! whole run, or one interval of it, [`Tracer::take_interval`]); and one
+//! small writer per format prints that profile. The writers share
 //! [`Profile::samples`], so every format shows the same stacks, names and
 //! numbers. [`Format`] picks the writer; a [`Session`] does all of it for a
 //! program, from the `THESEUS_*` settings ([`Config`]).
@@ -34,12 +46,37 @@
 //! running task and [`resolve`] them afterwards; theseus's own [`Sampler`]
 //! (`THESEUS_SAMPLE_HZ`) does exactly that and writes the result as the
 //! `CpuNs` event of the same profile.
+//!
+//! # Where things live
+//!
+//! | what | module |
+//! |---|---|
+//! | logical stacks: poll context, capture at spawn, await points | `stack` (`context`, `capture`, `awaits`) |
+//! | unwinding to the poll boundary, safely beside a sampler | `stack::unwind` |
+//! | the trie of stack ids | `stack::intern` |
+//! | symbolization of return addresses | `stack::symbolize` |
+//! | frame cleaning and naming | `stack::filters`, `stack::names`, `stack::spawned`, `stack::awaited` |
+//! | task records, live tasks | `record` |
+//! | summing records by stack | [`aggregate`]; intervals: [`interval`] |
+//! | installed tracers, per-thread ledgers | `tracer` |
+//! | stack ids to a tree of frames | `tree` (`tree::resolve`) |
+//! | the profile every writer reads | [`profile`] |
+//! | writers | [`callgrind`], [`pprof`], [`folded`], [`flamegraph`], [`report`]; chosen by [`format`](mod@format) |
+//! | a program's session: settings, files, exit | [`config`], [`output`], [`snapshots`], [`exit_signal`] |
+//! | theseus's CPU sampler | [`sampler`] |
+//!
+//! No module imports one that imports it, directly or through others
+//! (`.ci/module-cycles` checks). Where a module must reach one that depends
+//! on it (the poll context setting a thread up for the sampler, the tracer
+//! flushing the sampler's buffers), it is handed a function to call.
 
 #![warn(clippy::undocumented_unsafe_blocks)]
+#![warn(clippy::too_many_lines)]
 
 pub mod aggregate;
 pub mod callgrind;
 pub mod config;
+pub mod exit_signal;
 pub mod flamegraph;
 pub mod folded;
 pub mod format;
@@ -50,7 +87,6 @@ pub mod profile;
 mod record;
 pub mod report;
 pub mod sampler;
-pub mod signal;
 pub mod snapshots;
 mod stack;
 mod tracer;
@@ -61,14 +97,13 @@ pub use callgrind::{write_callgrind, write_callgrind_with_cpu};
 pub use config::{Config, ConfigError};
 pub use format::{Format, ParseFormatError};
 pub use output::{Destination, Session};
-pub use profile::{CpuStack, Event, Header, ParseEventError, Profile, ProfileStack, Sample};
+pub use profile::{Event, ParseEventError, Profile, ProfileHeader, Sample};
 pub use sampler::Sampler;
-pub use tracer::Tracer;
-pub use tree::{NodeId, ProfileTree};
+pub use tracer::{is_active, record, Tracer};
+pub use tree::{CpuStack, NodeId, ProfileStack, ProfileTree};
 
 pub use record::{
-    is_active, record, register_live_tasks, AwaitCost, AwaitCosts, LiveTasks, Outcome, TaskId,
-    TaskRecord, MAX_AWAITS,
+    register_live_tasks, AwaitCost, AwaitCosts, LiveTasks, Outcome, TaskId, TaskRecord, MAX_AWAITS,
 };
 pub use stack::{
     await_mode, await_point, awaiting, awaiting_task, set_await_mode, AwaitMode, AwaitScope,

@@ -58,7 +58,7 @@ pub struct Session {
     /// and every buffered sample is in the profile.
     sampler: Option<crate::Sampler>,
     /// Kept for its `Drop`, which gives the signals back.
-    signals: Option<crate::signal::SignalGuard>,
+    signals: Option<crate::exit_signal::SignalGuard>,
     /// The interval snapshot thread, with `THESEUS_INTERVAL`.
     ticker: Option<Ticker>,
     finished: bool,
@@ -179,17 +179,8 @@ impl Session {
 
         let tracer = Tracer::new();
         tracer.install();
-        let sampler = match config.sample_hz {
-            None => None,
-            Some(hz) => Some(crate::Sampler::start(hz).map_err(|e| {
-                // `tracer` is dropped on return, which uninstalls it.
-                ConfigError::unusable(
-                    "THESEUS_SAMPLE_HZ",
-                    hz.to_string(),
-                    format!("cannot start the CPU sampler: {e}"),
-                )
-            })?),
-        };
+        // On an error, `tracer` is dropped on return, which uninstalls it.
+        let sampler = start_sampler(config.sample_hz)?;
         let inner = Arc::new(Inner {
             tracer,
             out,
@@ -204,22 +195,7 @@ impl Session {
             Some(interval) => Some(start_ticker(&inner, interval)?),
         };
         let signals = if config.signals {
-            let weak = Arc::downgrade(&inner);
-            let write = Arc::new(move || {
-                if let Some(inner) = weak.upgrade() {
-                    inner.announce(&inner.write_profile());
-                }
-            });
-            match crate::signal::write_on_termination(write) {
-                Ok(guard) => Some(guard),
-                Err(e) => {
-                    eprintln!(
-                        "theseus: cannot handle SIGINT/SIGTERM ({e}); \
-                         the profile will be written only when the program ends normally"
-                    );
-                    None
-                }
-            }
+            write_on_signals(&inner)
         } else {
             None
         };
@@ -294,6 +270,43 @@ impl Session {
         // that waits for the write to finish.
         self.signals = None;
         written
+    }
+}
+
+/// theseus's CPU sampler at `hz`, if asked for; a sampler that cannot
+/// start is an error naming `THESEUS_SAMPLE_HZ`.
+fn start_sampler(hz: Option<u32>) -> Result<Option<crate::Sampler>, ConfigError> {
+    let Some(hz) = hz else {
+        return Ok(None);
+    };
+    crate::Sampler::start(hz).map(Some).map_err(|e| {
+        ConfigError::unusable(
+            "THESEUS_SAMPLE_HZ",
+            hz.to_string(),
+            format!("cannot start the CPU sampler: {e}"),
+        )
+    })
+}
+
+/// Has SIGINT and SIGTERM write the session's profile (see
+/// [`crate::exit_signal`]); where that cannot be set up, says so, and the
+/// profile is written when the program ends.
+fn write_on_signals(inner: &Arc<Inner>) -> Option<crate::exit_signal::SignalGuard> {
+    let weak = Arc::downgrade(inner);
+    let write = Arc::new(move || {
+        if let Some(inner) = weak.upgrade() {
+            inner.announce(&inner.write_profile());
+        }
+    });
+    match crate::exit_signal::write_on_termination(write) {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            eprintln!(
+                "theseus: cannot handle SIGINT/SIGTERM ({e}); \
+                 the profile will be written only when the program ends normally"
+            );
+            None
+        }
     }
 }
 

@@ -42,34 +42,34 @@ pub fn write<W: Write + ?Sized>(out: &mut W, profile: &Profile, event: Event) ->
 
 /// The `profile.proto` message, not compressed.
 pub fn encode(profile: &Profile, event: Event) -> Vec<u8> {
-    let mut b = Builder::default();
+    let mut tables = Tables::default();
     let events = profile.events();
     let mut message = Message::default();
     for e in events {
         let mut value_type = Message::default();
-        value_type.int(1, b.string(e.name()));
-        value_type.int(2, b.string(e.unit()));
+        value_type.int(1, tables.string(e.name()));
+        value_type.int(2, tables.string(e.unit()));
         message.message(1, &value_type);
     }
-    for (locations, outcome, values) in b.samples(profile, events) {
+    for (locations, outcome, values) in tables.samples(profile, events) {
         let mut sample = Message::default();
         sample.packed(1, &locations);
         let values: Vec<u64> = values.iter().map(|&v| v.min(i64::MAX as u64)).collect();
         sample.packed(2, &values);
         if let Some(outcome) = outcome {
             let mut label = Message::default();
-            label.int(1, b.string("outcome"));
-            label.int(2, b.string(outcome_name(outcome)));
+            label.int(1, tables.string("outcome"));
+            label.int(2, tables.string(outcome_name(outcome)));
             sample.message(3, &label);
         }
         message.message(2, &sample);
     }
-    b.write_tables(&mut message, &profile.header.cmd);
+    tables.write_into(&mut message, &profile.header.cmd);
     let comments = [
         format!("theseus {}", env!("CARGO_PKG_VERSION")),
         format!("pid {}: {}", profile.header.pid, profile.header.cmd),
     ];
-    let comments: Vec<i64> = comments.iter().map(|c| b.string(c)).collect();
+    let comments: Vec<i64> = comments.iter().map(|c| tables.string(c)).collect();
     // pprof wants the default among the sample types: CpuNs of a profile
     // without the sampler is not, so it opens on wall time then.
     let default = if events.contains(&event) {
@@ -77,9 +77,9 @@ pub fn encode(profile: &Profile, event: Event) -> Vec<u8> {
     } else {
         Event::WallNs
     };
-    let default_type = b.string(default.name());
+    let default_type = tables.string(default.name());
     // The string table is complete only now: every string above has its index.
-    for s in &b.strings {
+    for s in &tables.strings {
         message.bytes(6, s.as_bytes());
     }
     let start = profile
@@ -115,9 +115,10 @@ fn outcome_name(outcome: Outcome) -> &'static str {
     }
 }
 
-/// The tables of a profile being built: strings, functions, locations.
+/// The tables of a `profile.proto` being encoded: strings, functions and
+/// locations, each entry once, numbered as the format wants.
 #[derive(Default)]
-struct Builder {
+struct Tables {
     /// Index 0 is the empty string, as the format requires.
     strings: Vec<String>,
     string_ids: HashMap<String, i64>,
@@ -132,7 +133,7 @@ struct Builder {
 /// A merged sample: location ids leaf first, outcome, one value per event.
 type MergedSample = (Vec<u64>, Option<Outcome>, Vec<u64>);
 
-impl Builder {
+impl Tables {
     fn string(&mut self, s: &str) -> i64 {
         if self.strings.is_empty() {
             self.strings.push(String::new());
@@ -166,7 +167,7 @@ impl Builder {
     }
 
     /// Writes the mapping, the locations and the functions into `message`.
-    fn write_tables(&mut self, message: &mut Message, cmd: &str) {
+    fn write_into(&mut self, message: &mut Message, cmd: &str) {
         let mut mapping = Message::default();
         mapping.uint(1, MAPPING);
         mapping.int(5, self.string(program(cmd)));
@@ -311,10 +312,10 @@ mod tests {
 
     #[test]
     fn the_string_table_starts_with_the_empty_string() {
-        let mut b = Builder::default();
-        assert_eq!(b.string("WallNs"), 1);
-        assert_eq!(b.string(""), 0);
-        assert_eq!(b.string("WallNs"), 1);
-        assert_eq!(b.strings, ["", "WallNs"]);
+        let mut tables = Tables::default();
+        assert_eq!(tables.string("WallNs"), 1);
+        assert_eq!(tables.string(""), 0);
+        assert_eq!(tables.string("WallNs"), 1);
+        assert_eq!(tables.strings, ["", "WallNs"]);
     }
 }

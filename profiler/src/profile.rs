@@ -28,6 +28,8 @@
 
 use crate::{Costs, Outcome, ProfileTree, ResolvedFrame};
 use std::fmt;
+
+pub use crate::tree::{CpuStack, ProfileStack};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
@@ -174,48 +176,24 @@ pub const MAX_NAME_LEN: usize = 2000;
 /// The name shown for a task whose stack resolved to no frames at all.
 pub const UNKNOWN_TASK: &str = "[task] (unknown spawn site)";
 
-/// The costs of all tasks that share one resolved stack and outcome, or of
-/// their waits at one await point.
+/// The process a profile is of, as every format writes it in its header:
+/// callgrind's `pid:` and `cmd:` lines, pprof's comments, the flame graph's
+/// subtitle.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProfileStack {
-    /// Outermost first: the task's leaf last, or, for an await point, the
-    /// task's leaf followed by the await point's chain and its leaf.
-    pub frames: Vec<ResolvedFrame>,
-    /// Which frame is the task's leaf, the one named with the outcome
-    /// suffix: `frames.len() - 1` for a task's own costs.
-    pub task_leaf: usize,
-    /// How these tasks ended.
-    pub outcome: Outcome,
-    /// Their summed costs.
-    pub costs: Costs,
-}
-
-/// The CPU time sampled on one resolved stack.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CpuStack {
-    /// Outermost first: the running task's logical stack, then the frames
-    /// that were running below its poll boundary, innermost last.
-    pub frames: Vec<ResolvedFrame>,
-    /// Sampled CPU time in nanoseconds.
-    pub cpu_ns: u64,
-}
-
-/// The process details written with a profile.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Header {
+pub struct ProfileHeader {
     /// Process id.
     pub pid: u32,
     /// Command line.
     pub cmd: String,
 }
 
-impl Header {
+impl ProfileHeader {
     /// The pid and command line of this process.
-    pub fn current() -> Header {
+    pub fn current() -> ProfileHeader {
         let cmd: Vec<String> = std::env::args_os()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        Header {
+        ProfileHeader {
             pid: std::process::id(),
             cmd: cmd.join(" "),
         }
@@ -270,6 +248,36 @@ pub struct Frame {
     pub line: u32,
 }
 
+impl Frame {
+    /// `frame` as printed: its function and file cleaned ([`clean_name`]).
+    pub(crate) fn cleaned(frame: &ResolvedFrame) -> Frame {
+        Frame {
+            name: clean_name(&frame.function),
+            file: clean_name(&frame.file),
+            line: frame.line,
+        }
+    }
+
+    /// The frame that stands for a stack that resolved to no frames at all:
+    /// [`UNKNOWN_TASK`].
+    pub(crate) fn unknown_task() -> Frame {
+        Frame {
+            name: UNKNOWN_TASK.to_string(),
+            file: "???".to_string(),
+            line: 0,
+        }
+    }
+
+    /// Names this frame, a task's leaf, with the suffix of `outcome`
+    /// ([`outcome_suffix`]).
+    pub(crate) fn add_outcome(&mut self, outcome: Outcome) {
+        let suffix = outcome_suffix(outcome);
+        if !suffix.is_empty() {
+            self.name = clean_name(&format!("{}{suffix}", self.name));
+        }
+    }
+}
+
 /// One stack of a [`Profile`], ready to print.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sample {
@@ -319,7 +327,7 @@ impl Sample {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Profile {
     /// The process the profile is of.
-    pub header: Header,
+    pub header: ProfileHeader,
     /// The tasks, by stack and outcome, and the CPU samples of theseus's
     /// sampler, by stack.
     pub tree: ProfileTree,
@@ -336,7 +344,7 @@ impl Profile {
     /// A profile of this process with nothing in it, starting now.
     pub fn empty() -> Profile {
         Profile {
-            header: Header::current(),
+            header: ProfileHeader::current(),
             tree: ProfileTree::new(),
             sampled: false,
             start: SystemTime::now(),
@@ -398,11 +406,7 @@ impl Profile {
         for (&(node, outcome, costs), &leaf) in tree.tasks().iter().zip(tree.task_leaves()) {
             let mut frames = clean_frames(&tree.frames(node));
             let task_leaf = tree.depth(leaf).saturating_sub(1).min(frames.len() - 1);
-            let suffix = outcome_suffix(outcome);
-            if !suffix.is_empty() {
-                let leaf = &mut frames[task_leaf];
-                leaf.name = clean_name(&format!("{}{suffix}", leaf.name));
-            }
+            frames[task_leaf].add_outcome(outcome);
             samples.push(Sample {
                 frames,
                 outcome: Some(outcome),
@@ -411,13 +415,11 @@ impl Profile {
             });
         }
         for &(node, cpu_ns) in tree.cpu() {
-            let mut values = [0; EVENT_COUNT];
-            values[Event::CpuNs.index()] = cpu_ns;
             samples.push(Sample {
                 frames: clean_frames(&tree.frames(node)),
                 outcome: None,
                 task_leaf: None,
-                values,
+                values: cpu_values(cpu_ns),
             });
         }
         samples
@@ -446,24 +448,21 @@ pub(crate) fn task_values(c: &Costs) -> [u64; EVENT_COUNT] {
     ]
 }
 
+/// The values of CPU time sampled on a stack, by [`Event::index`]: only
+/// [`Event::CpuNs`].
+pub(crate) fn cpu_values(cpu_ns: u64) -> [u64; EVENT_COUNT] {
+    let mut values = [0; EVENT_COUNT];
+    values[Event::CpuNs.index()] = cpu_ns;
+    values
+}
+
 /// Printable frames of a resolved stack; an empty stack becomes the one
 /// frame [`UNKNOWN_TASK`].
 fn clean_frames(frames: &[ResolvedFrame]) -> Vec<Frame> {
     if frames.is_empty() {
-        return vec![Frame {
-            name: UNKNOWN_TASK.to_string(),
-            file: "???".to_string(),
-            line: 0,
-        }];
+        return vec![Frame::unknown_task()];
     }
-    frames
-        .iter()
-        .map(|f| Frame {
-            name: clean_name(&f.function),
-            file: clean_name(&f.file),
-            line: f.line,
-        })
-        .collect()
+    frames.iter().map(Frame::cleaned).collect()
 }
 
 #[cfg(test)]
@@ -494,45 +493,37 @@ mod tests {
 
     #[test]
     fn samples_carry_outcome_suffixes_and_cpu_values() {
+        let task = ProfileStack::named(
+            &["main", "[task] a"],
+            Outcome::Unfinished,
+            Costs {
+                wall_ns: 10,
+                tasks: 1,
+                ..Costs::default()
+            },
+        );
+        let mut waits = ProfileStack::named(
+            &["main", "[task] a", "a", "[await] b"],
+            Outcome::Cancelled,
+            Costs {
+                wall_ns: 4,
+                idle_ns: 4,
+                wakes: 1,
+                ..Costs::default()
+            },
+        );
+        waits.task_leaf = 1;
+        let unknown = ProfileStack::named(
+            &[],
+            Outcome::Completed,
+            Costs {
+                wall_ns: 5,
+                tasks: 2,
+                ..Costs::default()
+            },
+        );
         let profile = Profile::from_stacks(
-            &[
-                ProfileStack {
-                    frames: vec![frame("main"), frame("[task] a")],
-                    task_leaf: 1,
-                    outcome: Outcome::Unfinished,
-                    costs: Costs {
-                        wall_ns: 10,
-                        tasks: 1,
-                        ..Costs::default()
-                    },
-                },
-                ProfileStack {
-                    frames: vec![
-                        frame("main"),
-                        frame("[task] a"),
-                        frame("a"),
-                        frame("[await] b"),
-                    ],
-                    task_leaf: 1,
-                    outcome: Outcome::Cancelled,
-                    costs: Costs {
-                        wall_ns: 4,
-                        idle_ns: 4,
-                        wakes: 1,
-                        ..Costs::default()
-                    },
-                },
-                ProfileStack {
-                    frames: vec![],
-                    task_leaf: 0,
-                    outcome: Outcome::Completed,
-                    costs: Costs {
-                        wall_ns: 5,
-                        tasks: 2,
-                        ..Costs::default()
-                    },
-                },
-            ],
+            &[task, waits, unknown],
             &[CpuStack {
                 frames: vec![frame("[task] a"), frame("\tspin\n")],
                 cpu_ns: 7,

@@ -1,5 +1,8 @@
 //! Per-task records: what the executor hands over when a task ends, and the
 //! registry of sources of tasks that have not ended yet.
+//!
+//! Records are plain data; handing one over ([`crate::record`]) is the
+//! tracer's business, which reads this module and never the other way round.
 
 use crate::StackId;
 use std::cell::Cell;
@@ -170,24 +173,6 @@ impl AwaitCosts {
 pub trait LiveTasks: Send + Sync {
     /// Calls `f` with a record, costs so far, of every live task.
     fn for_each_live(&self, f: &mut dyn FnMut(TaskRecord));
-}
-
-/// Whether a tracer is installed: the executor skips all timing when not.
-///
-/// One relaxed atomic load, so it can be asked on every poll.
-#[inline]
-pub fn is_active() -> bool {
-    crate::tracer::is_active()
-}
-
-/// Adds a finished task's costs to this thread's aggregate for the installed
-/// tracer. Does nothing when no tracer is installed.
-///
-/// Costs a thread-local lookup, an uncontended lock and a hash update; the
-/// aggregate has one entry per distinct `(stack, outcome)`, whatever the
-/// number of tasks.
-pub fn record(rec: &TaskRecord) {
-    crate::tracer::record(rec);
 }
 
 /// Registers a source of live tasks; it is dropped from the list once only

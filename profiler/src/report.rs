@@ -197,28 +197,17 @@ fn cut_left(text: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Costs, Outcome, ProfileStack, ResolvedFrame};
+    use crate::{Costs, Outcome, ProfileStack};
 
     fn stack(names: &[&str], outcome: Outcome, wall_ns: u64, busy_ns: u64) -> ProfileStack {
-        ProfileStack {
-            frames: names
-                .iter()
-                .map(|n| ResolvedFrame {
-                    function: n.to_string(),
-                    file: "src/lib.rs".to_string(),
-                    line: 1,
-                })
-                .collect(),
-            task_leaf: names.len().saturating_sub(1),
-            outcome,
-            costs: Costs {
-                wall_ns,
-                busy_ns,
-                idle_ns: wall_ns - busy_ns,
-                tasks: 1,
-                ..Costs::default()
-            },
-        }
+        let costs = Costs {
+            wall_ns,
+            busy_ns,
+            idle_ns: wall_ns - busy_ns,
+            tasks: 1,
+            ..Costs::default()
+        };
+        ProfileStack::named(names, outcome, costs)
     }
 
     #[test]

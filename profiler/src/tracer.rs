@@ -4,29 +4,36 @@
 //!
 //! Installed tracers form a stack: the last one installed and not yet
 //! uninstalled is the active one, and uninstalling it makes the one installed
-//! before it active again (the seed's rule, which let a tracer be installed
-//! over cProfile and give it back).
+//! before it active again, so a library can trace a part of a program and
+//! give the program's own tracer back.
 //!
-//! Each thread that records gets its own aggregate (a "slot") registered
-//! with the active tracer, so recording takes only that thread's lock. When a
-//! thread exits, or starts recording into another tracer, its slot is merged
-//! into the tracer's pending records: nothing recorded is lost and memory
-//! stays proportional to live threads times distinct stacks.
+//! Each thread that records gets a ledger of its own (`ThreadLedger`)
+//! registered with the active tracer, so recording takes only that thread's
+//! lock. When a thread exits, or starts recording into another tracer, its
+//! ledger is merged into the tracer's pending records: nothing recorded is
+//! lost and memory stays proportional to live threads times distinct stacks.
 //!
-//! Intervals: each slot holds the finished tasks since the last cut. A cut
-//! ([`Tracer::take_interval`]) takes them from every slot, adds them to the
-//! whole run's aggregate, and works out each task's cost within the
-//! interval ([`crate::interval`]).
+//! Intervals: each thread's ledger holds the finished tasks since the last
+//! cut. A cut ([`Tracer::take_interval`]) takes them from every ledger, adds
+//! them to the whole run's aggregate, and works out each task's cost within
+//! the interval ([`crate::interval`]).
+//!
+//! CPU samples: the active tracer is where a sampler puts them
+//! (`record_cpu`). A sampler that buffers samples says how to flush its
+//! buffers (`connect_cpu_source`), and the tracer flushes them before it
+//! reads its own, so that a profile holds every sample taken before it. The
+//! tracer never calls into a sampler by name: the sampler feeds the tracer,
+//! not the other way round.
 
 use crate::interval::{Carry, Finished, Reported, Routing};
-use crate::profile::{CpuStack, Profile, ProfileStack};
-use crate::stack::TreeResolver;
-use crate::{Aggregate, Costs, Format, Outcome, ProfileTree, StackId, TaskRecord};
+use crate::profile::Profile;
+use crate::tree::{resolve_tree, CpuStack, ProfileStack};
+use crate::{Aggregate, Format, StackId, TaskRecord};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Instant, SystemTime};
 
 /// Collects the records of tasks while installed, and writes them as a
@@ -63,30 +70,32 @@ use std::time::{Instant, SystemTime};
 /// assert!(text.contains("\ntotals: 1000 200 100 700 3 2 1\n"));
 /// ```
 pub struct Tracer {
-    shared: Arc<Shared>,
+    collector: Arc<Collector>,
 }
 
 /// What a tracer shares with the threads recording into it.
-struct Shared {
-    registry: Mutex<Registry>,
+struct Collector {
+    ledger: Mutex<Ledger>,
     /// When the tracer was made: the start of the whole run's profile.
     created: (SystemTime, Instant),
 }
 
+/// Everything a tracer has recorded.
 #[derive(Default)]
-struct Registry {
-    /// The records of threads currently recording into this tracer.
-    slots: Vec<Arc<Slot>>,
+struct Ledger {
+    /// The ledgers of threads currently recording into this tracer.
+    threads: Vec<Arc<ThreadLedger>>,
     /// Finished tasks since the last cut from threads that have exited or
-    /// moved to another tracer. Its routing is the one new slots start with.
+    /// moved to another tracer. Its routing is the one new thread ledgers
+    /// start with.
     pending: Finished,
     /// Finished tasks taken by cuts, at full cost: with `pending` and the
-    /// slots, the whole run.
+    /// thread ledgers, the whole run.
     cut: Aggregate,
     /// Sampled CPU nanoseconds by sample stack (the running task's stack
     /// followed by the sampled frames), from [`crate::Sampler`]. Written
     /// by its drain only, a few times a second, so one map under the
-    /// registry lock is enough.
+    /// ledger's lock is enough.
     cpu: HashMap<StackId, u64>,
     /// What the cuts keep between them; `None` before the first.
     intervals: Option<Intervals>,
@@ -102,11 +111,11 @@ struct Intervals {
     started: (SystemTime, Instant),
 }
 
-impl Registry {
-    /// Sets the routing of every slot, and of records filed here.
+impl Ledger {
+    /// Sets the routing of every thread's ledger, and of records filed here.
     fn set_routing(&mut self, cutting: bool, reported: Option<Arc<Reported>>) {
-        for slot in &self.slots {
-            let mut finished = lock(&slot.finished);
+        for thread in &self.threads {
+            let mut finished = lock(&thread.finished);
             finished.routing.cutting = cutting;
             finished.routing.reported = reported.clone();
         }
@@ -116,16 +125,16 @@ impl Registry {
 
 /// One thread's records for one tracer.
 #[derive(Default)]
-struct Slot {
+struct ThreadLedger {
     finished: Mutex<Finished>,
 }
 
 /// Installed tracers, the active one last.
-static INSTALLED: Mutex<Vec<Arc<Shared>>> = Mutex::new(Vec::new());
+static INSTALLED: Mutex<Vec<Arc<Collector>>> = Mutex::new(Vec::new());
 /// Whether `INSTALLED` is non-empty; read on the executor's hot path.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// Bumped on every change of `INSTALLED`, so a thread notices with one load
-/// that its slot may belong to a tracer that is no longer active.
+/// that its ledger may belong to a tracer that is no longer active.
 static EPOCH: AtomicU64 = AtomicU64::new(1);
 
 /// A poisoned lock only means another thread panicked while holding it; the
@@ -135,16 +144,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// This thread's binding to the slot it records into.
+/// This thread's binding to the ledger it records into.
 struct Binding {
     epoch: u64,
-    bound: Option<(Arc<Shared>, Arc<Slot>)>,
+    bound: Option<(Arc<Collector>, Arc<ThreadLedger>)>,
 }
 
 impl Binding {
     fn unbind(&mut self) {
-        if let Some((shared, slot)) = self.bound.take() {
-            shared.retire(&slot);
+        if let Some((collector, thread)) = self.bound.take() {
+            collector.retire(&thread);
         }
     }
 }
@@ -161,16 +170,26 @@ thread_local! {
     };
 }
 
-pub(crate) fn is_active() -> bool {
+/// Whether a tracer is installed: the executor skips all timing when not.
+///
+/// One relaxed atomic load, so it can be asked on every poll.
+#[inline]
+pub fn is_active() -> bool {
     ACTIVE.load(Ordering::Relaxed)
 }
 
 /// The active tracer, if any.
-fn active() -> Option<Arc<Shared>> {
+fn active() -> Option<Arc<Collector>> {
     lock(&INSTALLED).last().cloned()
 }
 
-pub(crate) fn record(rec: &TaskRecord) {
+/// Adds a finished task's costs to this thread's aggregate for the installed
+/// tracer. Does nothing when no tracer is installed.
+///
+/// Costs a thread-local lookup, an uncontended lock and a hash update; the
+/// aggregate has one entry per distinct `(stack, outcome)`, whatever the
+/// number of tasks.
+pub fn record(rec: &TaskRecord) {
     if !is_active() {
         return;
     }
@@ -182,8 +201,8 @@ pub(crate) fn record(rec: &TaskRecord) {
             if binding.epoch != EPOCH.load(Ordering::Acquire) {
                 rebind(&mut binding);
             }
-            if let Some((_, slot)) = &binding.bound {
-                lock(&slot.finished).add(rec);
+            if let Some((_, thread)) = &binding.bound {
+                lock(&thread.finished).add(rec);
             }
             true
         })
@@ -191,8 +210,8 @@ pub(crate) fn record(rec: &TaskRecord) {
     if !recorded {
         // This thread's storage is being torn down: record straight into the
         // active tracer's pending records instead.
-        if let Some(shared) = active() {
-            lock(&shared.registry).pending.add(rec);
+        if let Some(collector) = active() {
+            lock(&collector.ledger).pending.add(rec);
         }
     }
 }
@@ -200,60 +219,84 @@ pub(crate) fn record(rec: &TaskRecord) {
 /// Adds `ns` of sampled CPU time under `stack` to the active tracer.
 /// Does nothing when no tracer is installed.
 pub(crate) fn record_cpu(stack: StackId, ns: u64) {
-    if let Some(shared) = active() {
-        let mut registry = lock(&shared.registry);
-        let total = registry.cpu.entry(stack).or_default();
+    if let Some(collector) = active() {
+        let mut ledger = lock(&collector.ledger);
+        let total = ledger.cpu.entry(stack).or_default();
         *total = total.saturating_add(ns);
     }
 }
 
-/// Points this thread's binding at a slot of the active tracer.
+/// How to move the samples a CPU sampler still buffers into the active
+/// tracer ([`record_cpu`]): set when theseus's sampler first starts.
+static CPU_SOURCE: OnceLock<fn()> = OnceLock::new();
+
+/// Says that a CPU sampler runs in this process, and how to flush the
+/// samples it buffers. From then on every profile has the `CpuNs` event,
+/// even where it is zero, so the files of one program agree.
+pub(crate) fn connect_cpu_source(flush: fn()) {
+    CPU_SOURCE.get_or_init(|| flush);
+}
+
+/// Moves the samples still buffered by the CPU sampler (if one ever ran)
+/// into the active tracer.
+fn flush_cpu_source() {
+    if let Some(flush) = CPU_SOURCE.get() {
+        flush();
+    }
+}
+
+/// Whether a CPU sampler has run in this process.
+fn cpu_sampled() -> bool {
+    CPU_SOURCE.get().is_some()
+}
+
+/// Points this thread's binding at a ledger of its own in the active tracer.
 fn rebind(binding: &mut Binding) {
     let (epoch, top) = {
         let installed = lock(&INSTALLED);
         (EPOCH.load(Ordering::Acquire), installed.last().cloned())
     };
     let same = match (&binding.bound, &top) {
-        (Some((shared, _)), Some(top)) => Arc::ptr_eq(shared, top),
+        (Some((collector, _)), Some(top)) => Arc::ptr_eq(collector, top),
         (None, None) => true,
         _ => false,
     };
     if !same {
         binding.unbind();
         if let Some(top) = top {
-            let slot = Arc::new(Slot::default());
+            let thread = Arc::new(ThreadLedger::default());
             {
-                let mut registry = lock(&top.registry);
-                let routing = &registry.pending.routing;
-                lock(&slot.finished).routing = Routing {
+                let mut ledger = lock(&top.ledger);
+                let routing = &ledger.pending.routing;
+                lock(&thread.finished).routing = Routing {
                     cutting: routing.cutting,
                     reported: routing.reported.clone(),
                 };
-                registry.slots.push(slot.clone());
+                ledger.threads.push(thread.clone());
             }
-            binding.bound = Some((top, slot));
+            binding.bound = Some((top, thread));
         }
     }
     binding.epoch = epoch;
 }
 
-impl Shared {
-    /// Moves a slot's contents into the pending records and forgets the
-    /// slot, in one step under the registry lock so a concurrent snapshot
-    /// sees the costs exactly once.
-    fn retire(&self, slot: &Arc<Slot>) {
-        let mut registry = lock(&self.registry);
-        registry.slots.retain(|s| !Arc::ptr_eq(s, slot));
-        let finished = lock(&slot.finished).take();
-        registry.pending.absorb(finished);
+impl Collector {
+    /// Moves a thread's ledger into the pending records and forgets it, in
+    /// one step under the tracer's lock so a concurrent snapshot sees the
+    /// costs exactly once.
+    fn retire(&self, thread: &Arc<ThreadLedger>) {
+        let mut ledger = lock(&self.ledger);
+        ledger.threads.retain(|t| !Arc::ptr_eq(t, thread));
+        let finished = lock(&thread.finished).take();
+        ledger.pending.absorb(finished);
     }
 
     fn snapshot(&self) -> Aggregate {
-        let registry = lock(&self.registry);
-        let mut all = registry.cut.clone();
-        registry.pending.add_to(&mut all);
-        for slot in &registry.slots {
-            lock(&slot.finished).add_to(&mut all);
+        let ledger = lock(&self.ledger);
+        let mut all = ledger.cut.clone();
+        ledger.pending.add_to(&mut all);
+        for thread in &ledger.threads {
+            lock(&thread.finished).add_to(&mut all);
         }
         all
     }
@@ -261,24 +304,24 @@ impl Shared {
     /// Ends the current interval: its costs by stack and outcome, its CPU
     /// samples by stack, and when it began.
     fn cut(&self) -> (Aggregate, Vec<(StackId, u64)>, (SystemTime, Instant)) {
-        // Buffered CPU samples first; the drain takes the registry lock.
-        crate::sampler::drain();
-        let mut registry = lock(&self.registry);
+        // Buffered CPU samples first; flushing them takes the ledger's lock.
+        flush_cpu_source();
+        let mut ledger = lock(&self.ledger);
         // Keep every record whole from here until the new routing is set:
         // the live tasks are seen now, the finished ones taken below.
-        let routing = registry.pending.routing.reported.clone();
-        registry.set_routing(true, routing);
+        let routing = ledger.pending.routing.reported.clone();
+        ledger.set_routing(true, routing);
         let live = crate::record::live_records();
-        let mut finished = registry.pending.take();
-        for slot in &registry.slots {
-            finished.absorb(lock(&slot.finished).take());
+        let mut finished = ledger.pending.take();
+        for thread in &ledger.threads {
+            finished.absorb(lock(&thread.finished).take());
         }
         let mut full = Aggregate::new();
         finished.add_to(&mut full);
-        registry.cut.merge(&full);
+        ledger.cut.merge(&full);
 
         let created = self.created;
-        let Registry { cpu, intervals, .. } = &mut *registry;
+        let Ledger { cpu, intervals, .. } = &mut *ledger;
         let intervals = intervals.get_or_insert_with(|| Intervals {
             carry: Carry::default(),
             cpu_at_cut: HashMap::new(),
@@ -286,19 +329,28 @@ impl Shared {
         });
         let aggregate = intervals.carry.cut(finished, live);
         let reported = intervals.carry.reported();
-        let cpu_in_interval: Vec<(StackId, u64)> = cpu
+        let cpu_in_interval = intervals.cpu_since_cut(cpu);
+        let started =
+            std::mem::replace(&mut intervals.started, (SystemTime::now(), Instant::now()));
+        ledger.set_routing(false, reported);
+        (aggregate, cpu_in_interval, started)
+    }
+}
+
+impl Intervals {
+    /// The CPU time sampled on each stack since the last cut, which `cpu`
+    /// (the totals so far) becomes.
+    fn cpu_since_cut(&mut self, cpu: &HashMap<StackId, u64>) -> Vec<(StackId, u64)> {
+        let since: Vec<(StackId, u64)> = cpu
             .iter()
             .map(|(&stack, &ns)| {
-                let before = intervals.cpu_at_cut.get(&stack).copied().unwrap_or(0);
+                let before = self.cpu_at_cut.get(&stack).copied().unwrap_or(0);
                 (stack, ns.saturating_sub(before))
             })
             .filter(|&(_, ns)| ns > 0)
             .collect();
-        intervals.cpu_at_cut = cpu.clone();
-        let started =
-            std::mem::replace(&mut intervals.started, (SystemTime::now(), Instant::now()));
-        registry.set_routing(false, reported);
-        (aggregate, cpu_in_interval, started)
+        self.cpu_at_cut = cpu.clone();
+        since
     }
 }
 
@@ -306,8 +358,8 @@ impl Tracer {
     /// A tracer that is not installed yet and has recorded nothing.
     pub fn new() -> Tracer {
         Tracer {
-            shared: Arc::new(Shared {
-                registry: Mutex::new(Registry::default()),
+            collector: Arc::new(Collector {
+                ledger: Mutex::new(Ledger::default()),
                 created: (SystemTime::now(), Instant::now()),
             }),
         }
@@ -318,8 +370,8 @@ impl Tracer {
     /// top.
     pub fn install(&self) {
         let mut installed = lock(&INSTALLED);
-        installed.retain(|s| !Arc::ptr_eq(s, &self.shared));
-        installed.push(self.shared.clone());
+        installed.retain(|c| !Arc::ptr_eq(c, &self.collector));
+        installed.push(self.collector.clone());
         ACTIVE.store(true, Ordering::Relaxed);
         EPOCH.fetch_add(1, Ordering::AcqRel);
     }
@@ -330,7 +382,7 @@ impl Tracer {
     pub fn uninstall(&self) {
         let mut installed = lock(&INSTALLED);
         let before = installed.len();
-        installed.retain(|s| !Arc::ptr_eq(s, &self.shared));
+        installed.retain(|c| !Arc::ptr_eq(c, &self.collector));
         if installed.len() != before {
             ACTIVE.store(!installed.is_empty(), Ordering::Relaxed);
             EPOCH.fetch_add(1, Ordering::AcqRel);
@@ -341,32 +393,30 @@ impl Tracer {
     pub fn is_installed(&self) -> bool {
         lock(&INSTALLED)
             .iter()
-            .any(|s| Arc::ptr_eq(s, &self.shared))
+            .any(|c| Arc::ptr_eq(c, &self.collector))
     }
 
     /// Whether this tracer is the one that records go to now.
     pub fn is_active(&self) -> bool {
         lock(&INSTALLED)
             .last()
-            .is_some_and(|s| Arc::ptr_eq(s, &self.shared))
+            .is_some_and(|c| Arc::ptr_eq(c, &self.collector))
     }
 
     /// The costs of the finished tasks recorded so far, merged over all
     /// threads (live tasks not included).
     pub fn snapshot(&self) -> Aggregate {
-        self.shared.snapshot()
+        self.collector.snapshot()
     }
 
     /// The profile as resolved stacks: finished tasks, plus the tasks still
-    /// running (as [`Outcome::Unfinished`]) from every source registered with
+    /// running (as [`crate::Outcome::Unfinished`]) from every source registered with
     /// [`crate::register_live_tasks`]. Stacks are resolved with
     /// [`crate::resolve`], once per distinct stack. Each stack is given in
     /// full, so this costs the sum of their depths; [`Tracer::to_profile`]
     /// shares their prefixes instead.
     pub fn profile(&self) -> Vec<ProfileStack> {
-        let mut tree = ProfileTree::new();
-        add_tasks(&mut tree, &mut TreeResolver::new(), &self.whole_run());
-        tree.stacks()
+        resolve_tree(&self.whole_run(), Vec::new()).stacks()
     }
 
     /// Finished tasks and, as unfinished, live ones.
@@ -385,15 +435,13 @@ impl Tracer {
     /// [`crate::sampler::NO_TASK`]. Samples still buffered are collected
     /// first.
     pub fn cpu_profile(&self) -> Vec<CpuStack> {
-        let mut tree = ProfileTree::new();
-        add_cpu(&mut tree, &mut TreeResolver::new(), self.cpu_entries());
-        tree.cpu_stacks()
+        resolve_tree(&Aggregate::new(), self.cpu_entries()).cpu_stacks()
     }
 
     /// The CPU samples so far, those still buffered collected first.
     fn cpu_entries(&self) -> Vec<(StackId, u64)> {
-        crate::sampler::drain();
-        lock(&self.shared.registry)
+        flush_cpu_source();
+        lock(&self.collector.ledger)
             .cpu
             .iter()
             .map(|(&stack, &ns)| (stack, ns))
@@ -407,14 +455,7 @@ impl Tracer {
     /// linear in it.
     pub fn to_profile(&self) -> Profile {
         let cpu = self.cpu_entries();
-        let (start, began) = self.shared.created;
-        Profile {
-            sampled: !cpu.is_empty() || crate::sampler::has_run(),
-            tree: resolve_tree(&self.whole_run(), cpu),
-            start,
-            duration: began.elapsed(),
-            ..Profile::empty()
-        }
+        profile_of(&self.whole_run(), cpu, self.collector.created)
     }
 
     /// Ends the current interval and returns its [`Profile`]; the next
@@ -422,7 +463,7 @@ impl Tracer {
     /// made.
     ///
     /// The profile holds each task's cost *within* the interval: tasks that
-    /// ended in it, and tasks still running (as [`Outcome::Unfinished`],
+    /// ended in it, and tasks still running (as [`crate::Outcome::Unfinished`],
     /// with what they cost since the last interval), so that the intervals'
     /// costs add up to the whole run's ([`crate::interval`] has the
     /// details). Memory stays flat however many intervals are taken.
@@ -447,14 +488,8 @@ impl Tracer {
     /// assert_eq!(tracer.to_profile().totals()[0], 142);
     /// ```
     pub fn take_interval(&self) -> Profile {
-        let (aggregate, cpu, (start, began)) = self.shared.cut();
-        Profile {
-            sampled: !cpu.is_empty() || crate::sampler::has_run(),
-            tree: resolve_tree(&aggregate, cpu),
-            start,
-            duration: began.elapsed(),
-            ..Profile::empty()
-        }
+        let (aggregate, cpu, started) = self.collector.cut();
+        profile_of(&aggregate, cpu, started)
     }
 
     /// Writes the profile ([`Tracer::profile`]) in callgrind format, with
@@ -466,49 +501,19 @@ impl Tracer {
     }
 }
 
-/// The stacks of `aggregate` and the CPU samples `cpu`, resolved into one
-/// tree: each distinct segment once.
-fn resolve_tree(aggregate: &Aggregate, cpu: Vec<(StackId, u64)>) -> ProfileTree {
-    let mut tree = ProfileTree::new();
-    let mut resolver = TreeResolver::new();
-    add_tasks(&mut tree, &mut resolver, aggregate);
-    add_cpu(&mut tree, &mut resolver, cpu);
-    tree
-}
-
-/// Adds the stacks of `aggregate`, in order of stack and outcome.
-fn add_tasks(tree: &mut ProfileTree, resolver: &mut TreeResolver, aggregate: &Aggregate) {
-    let mut entries: Vec<(StackId, Outcome, Costs)> = aggregate.iter().collect();
-    // Parents before children (ids grow as stacks are interned), so each
-    // stack extends one already resolved.
-    entries.sort_by_key(|&(stack, outcome, _)| (stack, outcome as u8));
-    for (stack, outcome, costs) in entries {
-        let node = resolver.node(tree, stack);
-        match crate::stack::task_of_await(stack) {
-            Some(task) => {
-                let leaf = resolver.node(tree, task);
-                tree.add_waits(node, leaf, outcome, costs);
-            }
-            None => tree.add_tasks(node, outcome, costs),
-        }
-    }
-}
-
-/// Adds CPU samples, in order of stack; a stack that resolves to nothing is
-/// [`crate::sampler::NO_TASK`].
-fn add_cpu(tree: &mut ProfileTree, resolver: &mut TreeResolver, mut entries: Vec<(StackId, u64)>) {
-    entries.sort_unstable();
-    for (stack, cpu_ns) in entries {
-        let mut node = resolver.node(tree, stack);
-        if node == ProfileTree::root() {
-            let no_task = crate::ResolvedFrame {
-                function: crate::sampler::NO_TASK.to_string(),
-                file: "???".to_string(),
-                line: 0,
-            };
-            node = tree.child(node, &no_task);
-        }
-        tree.add_cpu(node, cpu_ns);
+/// The profile of `aggregate` and the CPU samples `cpu`, over the time from
+/// `started` until now.
+fn profile_of(
+    aggregate: &Aggregate,
+    cpu: Vec<(StackId, u64)>,
+    (start, began): (SystemTime, Instant),
+) -> Profile {
+    Profile {
+        sampled: !cpu.is_empty() || cpu_sampled(),
+        tree: resolve_tree(aggregate, cpu),
+        start,
+        duration: began.elapsed(),
+        ..Profile::empty()
     }
 }
 

@@ -5,12 +5,66 @@
 //! spawned by the one before, `n` deep, is `n` stacks of average depth
 //! `n / 2`. The tree holds that chain in `n` nodes, so resolving it and
 //! writing it take time and memory linear in the chain. Writers that need
-//! each stack in full ([`ProfileTree::stacks`]) pay for the repetition
-//! themselves.
+//! each stack in full ([`ProfileTree::stacks`], as [`ProfileStack`]s and
+//! [`CpuStack`]s) pay for the repetition themselves.
+//!
+//! How a tracer's stack ids become the nodes of a tree, each distinct
+//! segment of a stack resolved once, is in `resolve`.
 
-use crate::profile::{CpuStack, ProfileStack};
+mod resolve;
+
+pub(crate) use resolve::resolve_tree;
+pub use resolve::NO_TASK;
+
 use crate::{Costs, Outcome, ResolvedFrame};
 use std::collections::HashMap;
+
+/// The costs of all tasks that share one resolved stack and outcome, or of
+/// their waits at one await point.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProfileStack {
+    /// Outermost first: the task's leaf last, or, for an await point, the
+    /// task's leaf followed by the await point's chain and its leaf.
+    pub frames: Vec<ResolvedFrame>,
+    /// Which frame is the task's leaf, the one named with the outcome
+    /// suffix: `frames.len() - 1` for a task's own costs.
+    pub task_leaf: usize,
+    /// How these tasks ended.
+    pub outcome: Outcome,
+    /// Their summed costs.
+    pub costs: Costs,
+}
+
+/// The CPU time sampled on one resolved stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuStack {
+    /// Outermost first: the running task's logical stack, then the frames
+    /// that were running below its poll boundary, innermost last.
+    pub frames: Vec<ResolvedFrame>,
+    /// Sampled CPU time in nanoseconds.
+    pub cpu_ns: u64,
+}
+
+#[cfg(test)]
+impl ProfileStack {
+    /// For tests: the costs of tasks whose stack is the frames named
+    /// `names` (all at `src/lib.rs:1`), the last one the task's leaf.
+    pub(crate) fn named(names: &[&str], outcome: Outcome, costs: Costs) -> ProfileStack {
+        ProfileStack {
+            frames: names
+                .iter()
+                .map(|name| ResolvedFrame {
+                    function: name.to_string(),
+                    file: "src/lib.rs".to_string(),
+                    line: 1,
+                })
+                .collect(),
+            task_leaf: names.len().saturating_sub(1),
+            outcome,
+            costs,
+        }
+    }
+}
 
 /// A node of a [`ProfileTree`]: the stack from the root down to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -3,8 +3,10 @@
 
 mod common;
 
-use common::{check_rules, check_with_readers, temp_dir};
-use theseus_profiler::{write_callgrind, Costs, Header, Outcome, ProfileStack, ResolvedFrame};
+use common::{check_rules, check_with_readers, Scratch};
+use theseus_profiler::{
+    write_callgrind, Costs, Outcome, ProfileHeader, ProfileStack, ResolvedFrame,
+};
 
 fn frame(function: &str, file: &str, line: u32) -> ResolvedFrame {
     ResolvedFrame {
@@ -35,8 +37,8 @@ fn stack(frames: &[(&str, &str, u32)], outcome: Outcome, c: Costs) -> ProfileSta
     }
 }
 
-fn header() -> Header {
-    Header {
+fn header() -> ProfileHeader {
+    ProfileHeader {
         pid: 4242,
         cmd: "app --serve".to_string(),
     }
@@ -50,7 +52,7 @@ fn render(stacks: &[ProfileStack]) -> String {
 
 /// Writes `stacks`, checks the rules and both readers, returns the parse.
 fn check_file(tag: &str, stacks: &[ProfileStack]) -> common::Parsed {
-    let dir = temp_dir(tag);
+    let dir = Scratch::new(tag);
     let path = dir.join("profile.callgrind");
     std::fs::write(&path, render(stacks)).unwrap();
     let parsed = check_with_readers(&path);

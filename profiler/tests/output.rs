@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{check_with_readers, list, serial, temp_dir};
+use common::{check_with_readers, list, serial, Scratch};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -22,7 +22,7 @@ fn defaults() {
     let c = config(&[]).unwrap();
     assert!(c.enabled && c.signals);
     assert_eq!(c.out, PathBuf::from("callgrind.theseus"));
-    assert_eq!(c.stacks, CaptureMode::Default);
+    assert_eq!(c.stacks, CaptureMode::Cached);
     // Empty counts as unset.
     assert_eq!(config(&[("THESEUS", ""), ("THESEUS_OUT", "")]).unwrap(), c);
 }
@@ -36,7 +36,7 @@ fn accepted_values() {
         PathBuf::from("a/b.cg")
     );
     for (v, mode) in [
-        ("default", CaptureMode::Default),
+        ("default", CaptureMode::Cached),
         ("full", CaptureMode::Full),
         ("location", CaptureMode::Location),
         ("Full", CaptureMode::Full),
@@ -73,7 +73,7 @@ fn disabled_means_no_session() {
 #[test]
 fn unwritable_output_is_reported_at_start() {
     let _g = serial();
-    let dir = temp_dir("unwritable");
+    let dir = Scratch::new("unwritable");
     let file = dir.join("a-file");
     std::fs::write(&file, "x").unwrap();
     for bad in [
@@ -106,7 +106,7 @@ fn unwritable_output_is_reported_at_start() {
 #[test]
 fn a_session_writes_its_profile_and_leaves_nothing_else() {
     let _g = serial();
-    let dir = temp_dir("session");
+    let dir = Scratch::new("session");
     let out = dir.join("app.callgrind");
     let c = Config {
         out: out.clone(),
@@ -133,7 +133,7 @@ fn a_session_writes_its_profile_and_leaves_nothing_else() {
 #[test]
 fn dropping_a_session_still_writes_the_profile() {
     let _g = serial();
-    let dir = temp_dir("drop");
+    let dir = Scratch::new("drop");
     let out = dir.join("p.callgrind");
     let c = Config {
         out: out.clone(),
@@ -151,7 +151,7 @@ fn dropping_a_session_still_writes_the_profile() {
 #[test]
 fn a_failing_output_falls_back_and_says_where() {
     let _g = serial();
-    let dir = temp_dir("fallback");
+    let dir = Scratch::new("fallback");
     let out = dir.join("p.callgrind");
     let c = Config {
         out: out.clone(),
@@ -170,7 +170,7 @@ fn a_failing_output_falls_back_and_says_where() {
 
 #[test]
 fn atomic_write_never_leaves_a_partial_file() {
-    let dir = temp_dir("atomic");
+    let dir = Scratch::new("atomic");
     let path = dir.join("profile");
     write_atomically(&path, |w| w.write_all(b"good and complete\n")).unwrap();
     assert_eq!(
@@ -259,7 +259,7 @@ fn a_device_node_is_written_through_never_replaced() {
         return;
     }
     let _g = serial();
-    let dir = temp_dir("device");
+    let dir = Scratch::new("device");
     let null = dir.join("null");
     let full = dir.join("full");
     mknod(&null, libc::S_IFCHR, 1, 3);
@@ -298,7 +298,7 @@ fn a_fifo_is_written_through_to_its_reader() {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::FileTypeExt;
     let _g = serial();
-    let dir = temp_dir("fifo");
+    let dir = Scratch::new("fifo");
     let fifo = dir.join("profile.fifo");
     let c_path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
     // SAFETY: `c_path` is a NUL-terminated path that outlives the call.
@@ -341,7 +341,7 @@ fn a_fifo_is_written_through_to_its_reader() {
 #[test]
 fn a_symlink_is_followed_and_its_target_written() {
     let _g = serial();
-    let dir = temp_dir("symlink");
+    let dir = Scratch::new("symlink");
     std::fs::create_dir(dir.join("profiles")).unwrap();
     let link = dir.join("latest.callgrind");
     std::os::unix::fs::symlink("profiles/run.callgrind", &link).unwrap();
@@ -368,7 +368,7 @@ fn a_symlink_is_followed_and_its_target_written() {
 #[test]
 fn block_devices_and_sockets_are_refused() {
     let _g = serial();
-    let dir = temp_dir("refused");
+    let dir = Scratch::new("refused");
     let socket = dir.join("socket");
     let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     let mut refused = vec![(socket, "socket")];

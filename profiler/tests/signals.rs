@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{check_with_readers, temp_dir, Scratch};
+use common::{check_with_readers, Scratch};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -90,7 +90,7 @@ fn child_process() {
 /// exit status, its standard output, the profile path and the directory it
 /// is in (removed when dropped).
 fn run_child(mode: &str, sig: libc::c_int) -> (std::process::ExitStatus, String, PathBuf, Scratch) {
-    let dir = temp_dir(&format!("signal-{mode}-{sig}"));
+    let dir = Scratch::new(&format!("signal-{mode}-{sig}"));
     let out = dir.join("profile.callgrind");
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([

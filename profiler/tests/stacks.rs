@@ -110,7 +110,7 @@ fn check_nested_functions(mode: CaptureMode) {
 
 #[test]
 fn nested_functions_in_order_default_mode() {
-    check_nested_functions(CaptureMode::Default);
+    check_nested_functions(CaptureMode::Cached);
 }
 
 #[test]
@@ -175,7 +175,7 @@ fn check_chain(mode: CaptureMode) {
 
 #[test]
 fn child_extends_parent_default_mode() {
-    check_chain(CaptureMode::Default);
+    check_chain(CaptureMode::Cached);
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn check_ids(mode: CaptureMode) {
 
 #[test]
 fn ids_default_mode() {
-    check_ids(CaptureMode::Default);
+    check_ids(CaptureMode::Cached);
 }
 
 #[test]
@@ -305,7 +305,7 @@ fn deep_baseline() -> StackId {
 fn spawn_stack_cost() {
     for mode in [
         CaptureMode::Location,
-        CaptureMode::Default,
+        CaptureMode::Cached,
         CaptureMode::Full,
     ] {
         let _mode = with_mode(mode);

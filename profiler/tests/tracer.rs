@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{check_rules, check_with_readers, serial, temp_dir};
+use common::{check_rules, check_with_readers, serial, Scratch};
 use std::sync::Arc;
 use theseus_profiler::{
     is_active, record, register_live_tasks, spawn_stack, LiveTasks, Outcome, StackId, TaskId,
@@ -267,7 +267,7 @@ fn a_tracer_profile_passes_the_readers() {
         h.join().unwrap();
     }
     t.uninstall();
-    let dir = temp_dir("tracer");
+    let dir = Scratch::new("tracer");
     let path = dir.join("out.callgrind");
     let mut file = std::fs::File::create(&path).unwrap();
     t.write_data(&mut file).unwrap();

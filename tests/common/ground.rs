@@ -14,7 +14,7 @@ pub static SERIAL: Mutex<()> = Mutex::new(());
 /// writes the profile to a file, checks the real readers accept it and
 /// agree on the totals, and returns it parsed.
 pub fn profile(name: &str, workers: usize, main: impl Future<Output = ()>) -> Profile {
-    profile_with_awaits(name, AwaitMode::Default, workers, main)
+    profile_with_awaits(name, AwaitMode::Cached, workers, main)
 }
 
 /// [`profile`], with await points found in `awaits` mode (a process-wide
@@ -28,7 +28,7 @@ pub fn profile_with_awaits(
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     set_await_mode(awaits);
     let profile = profile_serially(name, workers, main);
-    set_await_mode(AwaitMode::Default);
+    set_await_mode(AwaitMode::Cached);
     profile
 }
 

@@ -8,9 +8,10 @@
 //! - **Per-thread CPU timers.** Each thread that polls tasks gets a timer
 //!   on its own CPU-time clock (`timer_create(CLOCK_THREAD_CPUTIME_ID)`,
 //!   delivered to that thread only with `SIGEV_THREAD_ID`). It is created
-//!   the first time the thread enters a poll while the sampler runs (a
-//!   thread-local comparison in [`crate::enter_poll`]), and deleted when the
-//!   thread exits or the sampler stops. A thread that sleeps uses no CPU
+//!   the first time the thread enters a poll while the sampler runs (the
+//!   sampler asks for it through the poll context, which compares one
+//!   thread-local with one atomic in [`crate::enter_poll`]), and deleted
+//!   when the thread exits or the sampler stops. A thread that sleeps uses no CPU
 //!   time and gets no samples: tasks that only await cost nothing here.
 //! - **A real-time signal, never `SIGPROF`.** `SIGPROF` and `ITIMER_PROF`
 //!   are process-wide and belong to whichever sampler set them (pprof-rs,
@@ -25,7 +26,8 @@
 //!   poll boundary, and writes the instruction pointers into a ring
 //!   allocated for this thread beforehand. A background thread
 //!   (`theseus-sampler`) drains the rings every [`DRAIN_INTERVAL`], and the
-//!   profile writer drains them once more, interning each sample's stack in
+//!   profile writer drains them once more (the tracer flushes the sampler,
+//!   which registered its drain with it), interning each sample's stack in
 //!   the stack trie (task stack + frames) and adding its CPU time to the
 //!   installed [`crate::Tracer`].
 //! - **Weights.** Each sample stands for one timer period of CPU time, plus
@@ -41,9 +43,10 @@
 //! or the dynamic loader holding a lock (a panic unwinding, another
 //! sampler's handler, a backtrace being captured). So:
 //!
-//! - theseus's own unwinding at spawn blocks this signal (and `SIGPROF`)
-//!   while it walks: a sample landing then is delivered right after, and
-//!   still attributed to the spawning task;
+//! - theseus's own unwinding at spawn and at await points blocks this
+//!   signal (and `SIGPROF`) while it walks (the sampler tells the unwinder,
+//!   `stack::unwind`, which signal is its own): a sample landing then is
+//!   delivered right after, and still attributed to the running task;
 //! - the handler blocks `SIGPROF` while it runs, so a sampler beside it
 //!   cannot interrupt its walk (and its own signal is blocked by default);
 //! - when the interrupted instruction is inside the unwinder (libgcc_s,
@@ -68,15 +71,12 @@
 #[cfg(target_os = "linux")]
 mod linux;
 mod ring;
-pub(crate) mod walk;
+
+pub use crate::tree::NO_TASK;
 
 use std::fmt;
 use std::io;
 use std::time::Duration;
-
-/// The name of the callgrind node that holds CPU samples taken on a
-/// profiled thread while it ran no task.
-pub const NO_TASK: &str = "[no task]";
 
 /// How often the background thread moves samples from the per-thread rings
 /// into the installed tracer.
@@ -173,41 +173,6 @@ fn period_ns(hz: u32) -> u64 {
     1_000_000_000 / u64::from(hz.max(1))
 }
 
-/// The running sampler's generation, 0 when none runs: what each thread's
-/// poll context compares its own against. One relaxed load.
-#[inline]
-pub(crate) fn generation() -> u32 {
-    imp::generation()
-}
-
-/// Sets this thread up for sampler `generation` (0: none): leaves the
-/// previous one (deleting its timer), then creates this thread's timer and
-/// ring. Returns the generation to remember, so a failure is not retried on
-/// every poll. Called from [`crate::enter_poll`] only when the generation
-/// changed.
-#[cold]
-#[inline(never)]
-pub(crate) fn join_this_thread(generation: u32) -> u32 {
-    imp::join_this_thread(generation)
-}
-
-/// The sampler's signal while one runs, for the capture at spawn to block.
-#[inline]
-pub(crate) fn signal_number() -> Option<libc::c_int> {
-    imp::signal_number()
-}
-
-/// Moves every buffered sample into the installed tracer.
-pub(crate) fn drain() {
-    imp::drain()
-}
-
-/// Whether a sampler has run in this process: profiles then carry the
-/// `CpuNs` event even where it is zero, so files of one program agree.
-pub(crate) fn has_run() -> bool {
-    imp::has_run()
-}
-
 #[cfg(target_os = "linux")]
 use linux as imp;
 
@@ -224,22 +189,4 @@ mod imp {
     }
 
     pub(super) fn stop(_generation: u32) {}
-
-    pub(super) fn generation() -> u32 {
-        0
-    }
-
-    pub(super) fn join_this_thread(_generation: u32) -> u32 {
-        0
-    }
-
-    pub(super) fn signal_number() -> Option<libc::c_int> {
-        None
-    }
-
-    pub(super) fn drain() {}
-
-    pub(super) fn has_run() -> bool {
-        false
-    }
 }

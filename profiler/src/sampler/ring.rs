@@ -25,7 +25,7 @@ pub(crate) const SAMPLE_FRAMES: usize = 64;
 pub(crate) const SLOTS: usize = 256;
 
 /// One sample as the handler wrote it.
-pub(crate) struct Sample {
+pub(crate) struct RawSample {
     /// The running task's logical stack ([`crate::StackId`]'s number).
     pub(crate) stack: u32,
     /// Timer periods this sample stands for: 1 plus the timer's overruns.
@@ -37,7 +37,7 @@ pub(crate) struct Sample {
 }
 
 pub(crate) struct Ring {
-    slots: Box<[UnsafeCell<Sample>]>,
+    slots: Box<[UnsafeCell<RawSample>]>,
     /// Samples written so far (the next slot is `head % SLOTS`).
     head: AtomicUsize,
     /// Samples read so far.
@@ -60,7 +60,7 @@ impl Ring {
     pub(crate) fn new() -> Ring {
         let slots = (0..SLOTS)
             .map(|_| {
-                UnsafeCell::new(Sample {
+                UnsafeCell::new(RawSample {
                     stack: 0,
                     weight: 0,
                     len: 0,
@@ -84,7 +84,7 @@ impl Ring {
     /// Only one writer at a time, ever: the sampled thread's signal handler
     /// (which its own signal cannot interrupt: it is blocked while the
     /// handler runs).
-    pub(crate) unsafe fn push(&self, weight: u32, fill: impl FnOnce(&mut Sample)) {
+    pub(crate) unsafe fn push(&self, weight: u32, fill: impl FnOnce(&mut RawSample)) {
         let head = self.head.load(Ordering::Relaxed);
         let tail = self.tail.load(Ordering::Acquire);
         if head.wrapping_sub(tail) >= self.slots.len() {
@@ -107,7 +107,7 @@ impl Ring {
     ///
     /// Only one reader at a time: the sampler calls it under its registry
     /// lock.
-    pub(crate) unsafe fn drain(&self, mut f: impl FnMut(&Sample)) {
+    pub(crate) unsafe fn drain(&self, mut f: impl FnMut(&RawSample)) {
         let tail = self.tail.load(Ordering::Relaxed);
         let head = self.head.load(Ordering::Acquire);
         let mut at = tail;

@@ -27,9 +27,9 @@
 //! the call to it from the program's innermost frame.
 
 use super::awaits::Awaited;
-use super::symbols::{
-    function_name, impl_parts, is_internal, is_plumbing, is_startup, symbolize, Symbol,
-};
+use super::filters::{crate_file, impl_parts, is_internal, is_plumbing, is_startup};
+use super::names::function_name;
+use super::symbolize::{symbolize, Symbol};
 use super::ResolvedFrame;
 
 /// What an await point's leaf is called: `[await] ` and what was awaited.
@@ -126,13 +126,13 @@ fn is_tokio(name: &str, file: Option<&str>) -> bool {
         let generic_self = name.starts_with("<&") || !self_ty.contains("::");
         return tokio(name) || tokio(self_ty) || (generic_self && trait_.is_some_and(tokio));
     }
-    file.is_some_and(|f| super::symbols::crate_file(f, "tokio-").is_some())
+    file.is_some_and(|f| crate_file(f, "tokio-").is_some())
 }
 
 /// The leaf name of an await on the task whose last segment is `task` (see
 /// `intern::last_segment`): that task's own leaf, as it resolves.
 fn awaited_task_name(task: crate::StackId) -> String {
-    super::symbols::resolve(task)
+    super::resolve::resolve(task)
         .pop()
         .map_or_else(|| "[task] (unknown)".to_string(), |leaf| leaf.function)
 }

@@ -14,7 +14,7 @@
 //! # Cost
 //!
 //! Unwinding costs a microsecond or more, and a busy task registers a waker
-//! on nearly every poll, so the default mode ([`AwaitMode::Default`])
+//! on nearly every poll, so the default mode ([`AwaitMode::Cached`])
 //! unwinds once per distinct await point and then recognizes it without
 //! unwinding:
 //!
@@ -42,8 +42,8 @@
 
 use super::context::{current_stack, poll_boundary};
 use super::intern::{intern, FastMap, FrameKey};
+use super::unwind::{sampler_signals_blocked, sp_is_callee_cfa, walk_poll_with_sp};
 use super::StackId;
-use crate::sampler::walk::{poll_frames_with_sp, sp_is_callee_cfa};
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
@@ -58,7 +58,8 @@ pub(crate) enum Awaited {
     /// Nothing said: the frames tell (the awaited future's own frame).
     Frames,
     /// Another task, through its join handle: the task's logical stack
-    /// (in an interned await point, only its last segment: see `unwind`).
+    /// (in an interned await point, only its last segment: see
+    /// `unwind_point`).
     Task(StackId),
     /// Something the executor names, whose frames would not (its own
     /// `yield_now` is theseus's code, which resolution removes).
@@ -114,9 +115,9 @@ pub fn awaiting(name: &'static str) -> AwaitScope {
 pub enum AwaitMode {
     /// Unwind once per distinct await point, then recognize it by reading
     /// the return addresses it left on the stack (a load per frame). Exact:
-    /// see the module docs.
+    /// see the module docs. The default (`THESEUS_AWAITS=default`).
     #[default]
-    Default,
+    Cached,
     /// Unwind at every waker registration: the reference the default is
     /// checked against, and slow (a microsecond or more per pending poll).
     Full,
@@ -131,22 +132,22 @@ impl AwaitMode {
     /// The name `THESEUS_AWAITS` accepts for this mode.
     pub fn as_str(self) -> &'static str {
         match self {
-            AwaitMode::Default => "default",
+            AwaitMode::Cached => "default",
             AwaitMode::Full => "full",
             AwaitMode::Off => "off",
         }
     }
 
-    /// The mode `THESEUS_AWAITS` asks for: [`AwaitMode::Default`] when it is
+    /// The mode `THESEUS_AWAITS` asks for: [`AwaitMode::Cached`] when it is
     /// unset or empty, an error naming the variable, the value and the
     /// accepted values when it holds anything else.
     pub fn from_env() -> Result<AwaitMode, ParseAwaitModeError> {
         match std::env::var_os(AWAITS_ENV) {
-            None => Ok(AwaitMode::Default),
+            None => Ok(AwaitMode::Cached),
             Some(v) => {
                 let v = v.to_string_lossy();
                 if v.trim().is_empty() {
-                    Ok(AwaitMode::Default)
+                    Ok(AwaitMode::Cached)
                 } else {
                     v.parse()
                 }
@@ -185,7 +186,7 @@ impl FromStr for AwaitMode {
     /// `default`, `full` or `off`, ignoring case and surrounding blanks.
     fn from_str(s: &str) -> Result<AwaitMode, ParseAwaitModeError> {
         match s.trim().to_ascii_lowercase().as_str() {
-            "default" => Ok(AwaitMode::Default),
+            "default" => Ok(AwaitMode::Cached),
             "full" => Ok(AwaitMode::Full),
             "off" => Ok(AwaitMode::Off),
             _ => Err(ParseAwaitModeError {
@@ -200,7 +201,7 @@ static MODE: AtomicU8 = AtomicU8::new(0);
 
 fn mode_code(mode: AwaitMode) -> u8 {
     match mode {
-        AwaitMode::Default => 1,
+        AwaitMode::Cached => 1,
         AwaitMode::Full => 2,
         AwaitMode::Off => 3,
     }
@@ -218,7 +219,7 @@ pub fn set_await_mode(mode: AwaitMode) {
 #[inline]
 pub fn await_mode() -> AwaitMode {
     match MODE.load(Relaxed) {
-        1 => AwaitMode::Default,
+        1 => AwaitMode::Cached,
         2 => AwaitMode::Full,
         3 => AwaitMode::Off,
         _ => await_mode_from_env(),
@@ -231,7 +232,7 @@ pub fn await_mode() -> AwaitMode {
 fn await_mode_from_env() -> AwaitMode {
     let mode = AwaitMode::from_env().unwrap_or_else(|e| {
         eprintln!("theseus: {e}; using `default`");
-        AwaitMode::Default
+        AwaitMode::Cached
     });
     match MODE.compare_exchange(0, mode_code(mode), Relaxed, Relaxed) {
         Ok(_) => mode,
@@ -341,7 +342,7 @@ fn locate(task: StackId, awaited: Awaited, boundary: usize, mode: AwaitMode) -> 
     let marker = 0u8;
     let base = std::hint::black_box(&marker) as *const u8 as usize;
     if mode == AwaitMode::Full || base >= boundary {
-        return unwind(task, awaited, boundary, base).0;
+        return unwind_point(task, awaited, boundary, base).0;
     }
     let key: Key = (task, boundary - base, awaited);
     let slot = recent_slot(&key);
@@ -364,30 +365,13 @@ fn locate(task: StackId, awaited: Awaited, boundary: usize, mode: AwaitMode) -> 
         .flatten();
     if let Some(candidate) = local {
         let id = candidate.id;
-        let _ = RECENT.try_with(|r| r.borrow_mut()[slot] = Some((key, candidate)));
+        remember_recent(slot, key, candidate);
         return id;
     }
-    let shared: Option<Arc<Candidate>> = GLOBAL
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&key)
-        .and_then(|all| all.iter().find(|c| c.matches(base)).cloned());
-    let candidate = match shared {
-        Some(candidate) => candidate,
-        None => {
-            let (id, candidate) = unwind(task, awaited, boundary, base);
-            let Some(candidate) = candidate else {
-                return id;
-            };
-            let candidate = Arc::new(candidate);
-            let mut global = GLOBAL.lock().unwrap_or_else(PoisonError::into_inner);
-            let all = global.entry(key).or_default();
-            if all.len() >= MAX_CANDIDATES {
-                return id;
-            }
-            all.push(candidate.clone());
-            candidate
-        }
+    let unwind = || unwind_point(task, awaited, boundary, base);
+    let candidate = match shared_or_unwound(key, base, unwind) {
+        Ok(candidate) => candidate,
+        Err(uncached) => return uncached,
     };
     let id = candidate.id;
     let _ = LOCAL.try_with(|l| {
@@ -397,8 +381,43 @@ fn locate(task: StackId, awaited: Awaited, boundary: usize, mode: AwaitMode) -> 
             all.push(candidate.clone());
         }
     });
-    let _ = RECENT.try_with(|r| r.borrow_mut()[slot] = Some((key, candidate)));
+    remember_recent(slot, key, candidate);
     id
+}
+
+/// Keeps `candidate` in this thread's [`RECENT`] slot `slot`.
+#[inline(always)]
+fn remember_recent(slot: usize, key: Key, candidate: Arc<Candidate>) {
+    let _ = RECENT.try_with(|r| r.borrow_mut()[slot] = Some((key, candidate)));
+}
+
+/// The await point under `key` that the stack above `base` holds, from
+/// [`GLOBAL`], or else from `unwind`, kept in [`GLOBAL`] then. `Err` with
+/// the point's stack when it is not to be cached: no signature, or too many
+/// under this key.
+#[inline(always)]
+fn shared_or_unwound(
+    key: Key,
+    base: usize,
+    unwind: impl FnOnce() -> (StackId, Option<Candidate>),
+) -> Result<Arc<Candidate>, StackId> {
+    let shared: Option<Arc<Candidate>> = GLOBAL
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+        .and_then(|all| all.iter().find(|c| c.matches(base)).cloned());
+    if let Some(candidate) = shared {
+        return Ok(candidate);
+    }
+    let (id, candidate) = unwind();
+    let candidate = Arc::new(candidate.ok_or(id)?);
+    let mut global = GLOBAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let all = global.entry(key).or_default();
+    if all.len() >= MAX_CANDIDATES {
+        return Err(id);
+    }
+    all.push(candidate.clone());
+    Ok(candidate)
 }
 
 /// Unwinds from here to `boundary` and interns the await point; also
@@ -406,7 +425,7 @@ fn locate(task: StackId, awaited: Awaited, boundary: usize, mode: AwaitMode) -> 
 /// address could not be found on the stack (then the point is exact but
 /// not cached).
 #[inline(never)]
-fn unwind(
+fn unwind_point(
     task: StackId,
     awaited: Awaited,
     boundary: usize,
@@ -415,13 +434,13 @@ fn unwind(
     let mut frames = [(0usize, 0usize); MAX_FRAMES];
     let callee_cfa = sp_is_callee_cfa();
     let n = {
-        let _blocked = super::capture::sampler_signals_blocked();
-        // SAFETY: `poll_frames_with_sp` needs this thread not to be inside
+        let _blocked = sampler_signals_blocked();
+        // SAFETY: `walk_poll_with_sp` needs this thread not to be inside
         // the unwinder already. This is normal context (a waker clone inside
         // a poll), not a signal handler, and the handlers that unwind (a CPU
         // sampler's `SIGPROF`, theseus's own sampler's signal) are blocked
         // for as long as the walk lasts.
-        unsafe { poll_frames_with_sp(boundary, callee_cfa, &mut frames) }
+        unsafe { walk_poll_with_sp(boundary, callee_cfa, &mut frames) }
     };
     let frames = &frames[..n];
     let word = std::mem::size_of::<usize>();
@@ -484,14 +503,14 @@ mod tests {
 
     #[test]
     fn modes_parse_and_errors_name_the_variable_and_choices() {
-        assert_eq!("default".parse(), Ok(AwaitMode::Default));
+        assert_eq!("default".parse(), Ok(AwaitMode::Cached));
         assert_eq!(" Full ".parse(), Ok(AwaitMode::Full));
         assert_eq!("OFF".parse(), Ok(AwaitMode::Off));
         let err = "fast".parse::<AwaitMode>().unwrap_err().to_string();
         for needle in ["THESEUS_AWAITS", "\"fast\"", "default", "full", "off"] {
             assert!(err.contains(needle), "{err:?} lacks {needle}");
         }
-        for mode in [AwaitMode::Default, AwaitMode::Full, AwaitMode::Off] {
+        for mode in [AwaitMode::Cached, AwaitMode::Full, AwaitMode::Off] {
             assert_eq!(mode.to_string().parse(), Ok(mode));
         }
     }
@@ -540,7 +559,7 @@ mod tests {
         ids.clear();
         set_await_mode(AwaitMode::Full);
         poll_like(3, &mut ids);
-        set_await_mode(AwaitMode::Default);
+        set_await_mode(AwaitMode::Cached);
         assert_eq!((ids[0], ids[1]), (a1, b1));
         // A deeper chain is another await point.
         ids.clear();

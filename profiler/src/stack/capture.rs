@@ -1,13 +1,161 @@
-//! Capture at spawn: unwinding the current poll, and the caches that let the
-//! default mode skip it.
+//! Capture at spawn: unwinding the current poll, the caches that let the
+//! default mode skip it, and the [`CaptureMode`] (`THESEUS_STACKS`) that
+//! says how often it happens.
 
 use super::context::{current_stack, poll_boundary};
 use super::intern::{intern, FastMap, FrameKey, Leaf};
-use super::{capture_mode, CaptureMode, StackId};
-use crate::sampler::walk::{poll_frames, sp_is_callee_cfa};
+use super::unwind::{sampler_signals_blocked, sp_is_callee_cfa, walk_poll};
+use super::StackId;
 use std::cell::RefCell;
+use std::fmt;
 use std::panic::Location;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::{LazyLock, Mutex, PoisonError};
+
+/// How much of the machine stack is captured at each spawn (`THESEUS_STACKS`).
+///
+/// Unwinding costs about 0.1 µs per frame, more than a spawn itself, so the
+/// default, [`CaptureMode::Cached`], avoids repeating it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CaptureMode {
+    /// Capture in full once per (parent stack, spawn location, future type), then reuse
+    /// (`THESEUS_STACKS=default`).
+    ///
+    /// The steady state is a lookup in a thread-local hash map: no
+    /// unwinding, no lock. A miss there checks a global map (one lock), and
+    /// only a spawn site never seen before is unwound.
+    ///
+    /// What it can merge: two different call paths that reach the same
+    /// spawn line, spawning the same future type, within the same parent
+    /// task. For example, `handler` calling both `a()` and `b()`, each of
+    /// which calls a shared `spawn_worker()` helper: both spawns report
+    /// whichever path was seen first (`handler → a → spawn_worker`), and
+    /// their costs are added together under it. Paths in different parent
+    /// tasks, different spawn lines or different future types are never
+    /// merged. A `#[track_caller]` helper moves the location to its caller,
+    /// which separates such paths again; [`CaptureMode::Full`] always does.
+    #[default]
+    Cached,
+    /// Capture every spawn in full: exact stacks, at the cost of one unwind
+    /// (unresolved addresses only, never symbols) per spawn.
+    Full,
+    /// Record only the spawn call's file and line: no unwinding at all. The
+    /// stack is the parent's stack, a `file:line` frame and the leaf.
+    Location,
+}
+
+impl CaptureMode {
+    /// The name `THESEUS_STACKS` accepts for this mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureMode::Cached => "default",
+            CaptureMode::Full => "full",
+            CaptureMode::Location => "location",
+        }
+    }
+
+    /// The mode `THESEUS_STACKS` asks for: [`CaptureMode::Cached`] when it
+    /// is unset or empty, an error naming the variable and the accepted
+    /// values when it holds anything else.
+    pub fn from_env() -> Result<CaptureMode, ParseCaptureModeError> {
+        match std::env::var_os(ENV_VAR) {
+            None => Ok(CaptureMode::Cached),
+            Some(v) => {
+                let v = v.to_string_lossy();
+                if v.trim().is_empty() {
+                    Ok(CaptureMode::Cached)
+                } else {
+                    v.parse()
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for CaptureMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The environment variable that selects the [`CaptureMode`].
+const ENV_VAR: &str = "THESEUS_STACKS";
+
+/// A `THESEUS_STACKS` value that names no [`CaptureMode`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseCaptureModeError {
+    value: String,
+}
+
+impl fmt::Display for ParseCaptureModeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid {ENV_VAR} value {:?}: expected one of `default`, `full`, `location`",
+            self.value
+        )
+    }
+}
+
+impl std::error::Error for ParseCaptureModeError {}
+
+impl FromStr for CaptureMode {
+    type Err = ParseCaptureModeError;
+
+    /// `default`, `full` or `location`, ignoring case and surrounding blanks.
+    fn from_str(s: &str) -> Result<CaptureMode, ParseCaptureModeError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "default" => Ok(CaptureMode::Cached),
+            "full" => Ok(CaptureMode::Full),
+            "location" => Ok(CaptureMode::Location),
+            _ => Err(ParseCaptureModeError {
+                value: s.to_string(),
+            }),
+        }
+    }
+}
+
+/// The process-wide mode: 0 until set or read from the environment, else
+/// `1 + ` the mode's index.
+static MODE: AtomicU8 = AtomicU8::new(0);
+
+fn mode_code(mode: CaptureMode) -> u8 {
+    match mode {
+        CaptureMode::Cached => 1,
+        CaptureMode::Full => 2,
+        CaptureMode::Location => 3,
+    }
+}
+
+/// Sets the capture mode for every later spawn, in the whole process.
+/// Stacks already captured keep their ids.
+pub fn set_capture_mode(mode: CaptureMode) {
+    MODE.store(mode_code(mode), Relaxed);
+}
+
+/// The capture mode in force. Until [`set_capture_mode`] is called it is
+/// read once from `THESEUS_STACKS`; a bad value there is reported on stderr
+/// and the default used (call [`CaptureMode::from_env`] at start-up to
+/// report it as an error instead).
+pub fn capture_mode() -> CaptureMode {
+    match MODE.load(Relaxed) {
+        1 => CaptureMode::Cached,
+        2 => CaptureMode::Full,
+        3 => CaptureMode::Location,
+        _ => {
+            let mode = CaptureMode::from_env().unwrap_or_else(|e| {
+                eprintln!("theseus: {e}; using `default`");
+                CaptureMode::Cached
+            });
+            // A concurrent `set_capture_mode` wins over the environment.
+            match MODE.compare_exchange(0, mode_code(mode), Relaxed, Relaxed) {
+                Ok(_) => mode,
+                Err(_) => capture_mode(),
+            }
+        }
+    }
+}
 
 /// Most machine frames kept for one spawn. A deeper stack loses its
 /// outermost frames: the unwinder walks from the spawn call outwards.
@@ -19,7 +167,7 @@ pub(crate) fn spawn_stack(location: &'static Location<'static>, leaf: Leaf) -> S
     match capture_mode() {
         CaptureMode::Full => capture(parent, location, leaf),
         // The location mode needs no unwinding, but its stack is as fixed by
-        // the key as the default mode's: the same cache spares it hashing
+        // the key as the cached mode's: the same cache spares it hashing
         // the file and type names into the trie on every spawn.
         mode => cached(mode, parent, location, leaf),
     }
@@ -37,13 +185,13 @@ thread_local! {
         RefCell::new(FastMap::default());
 }
 
-/// Every stack captured in the default mode, shared so that a spawn site
+/// Every stack captured in the cached mode, shared so that a spawn site
 /// seen on one worker is not unwound again on each of the others.
 static GLOBAL_CACHE: LazyLock<Mutex<FastMap<CacheKey, StackId>>> =
     LazyLock::new(|| Mutex::new(FastMap::default()));
 
-/// The default mode: unwind once per (parent stack, spawn location, future
-/// type), then reuse. See [`CaptureMode::Default`] for what this merges.
+/// The cached mode: unwind once per (parent stack, spawn location, future
+/// type), then reuse. See [`CaptureMode::Cached`] for what this merges.
 /// The location mode goes through here too, without the unwinding.
 fn cached(
     mode: CaptureMode,
@@ -98,9 +246,9 @@ fn cached(
 /// Unwinds the current poll and interns parent + frames + location + leaf.
 fn capture(parent: StackId, location: &'static Location<'static>, leaf: Leaf) -> StackId {
     let mut ips = [0usize; MAX_FRAMES];
-    let n = unwind(poll_boundary(), &mut ips);
+    let n = unwind_this_poll(poll_boundary(), &mut ips);
     let mut keys = [FrameKey::Ip(0); MAX_FRAMES + 2];
-    // `unwind` gives innermost first; the trie wants outermost first.
+    // The walk gives innermost first; the trie wants outermost first.
     for (slot, ip) in keys.iter_mut().zip(ips[..n].iter().rev()) {
         *slot = FrameKey::Ip(*ip);
     }
@@ -114,88 +262,37 @@ fn capture(parent: StackId, location: &'static Location<'static>, leaf: Leaf) ->
 /// Returns how many were written. No symbols are looked up.
 ///
 /// The samplers' signals are blocked while it walks: see
-/// [`SignalBlock`].
+/// [`super::unwind::SignalBlock`].
 #[inline(never)]
-fn unwind(boundary: usize, out: &mut [usize; MAX_FRAMES]) -> usize {
+fn unwind_this_poll(boundary: usize, out: &mut [usize; MAX_FRAMES]) -> usize {
     let callee_cfa = sp_is_callee_cfa();
     let _blocked = sampler_signals_blocked();
-    // SAFETY: `poll_frames` needs this thread not to be inside the unwinder
+    // SAFETY: `walk_poll` needs this thread not to be inside the unwinder
     // already. This is normal context (a spawn call), not a signal handler,
     // and the handlers that unwind (a CPU sampler's `SIGPROF`, theseus's own
     // sampler's signal) are blocked for as long as the walk lasts.
-    unsafe { poll_frames(None, boundary, callee_cfa, out) }
+    unsafe { walk_poll(None, boundary, callee_cfa, out) }
 }
 
-impl StackId {
-    /// The stack of a CPU sample: this (the running task's stack, or the
-    /// root when no task ran) followed by the machine frames `ips` the
-    /// sampler found below the poll boundary, innermost first. Interned in
-    /// the same trie as spawn stacks, so [`crate::resolve`] reads both.
-    pub(crate) fn with_sampled_frames(self, ips: &[usize]) -> StackId {
-        if ips.is_empty() {
-            return self;
-        }
-        let mut keys = [FrameKey::Ip(0); MAX_FRAMES];
-        let n = ips.len().min(MAX_FRAMES);
-        for (slot, ip) in keys.iter_mut().zip(ips[..n].iter().rev()) {
-            *slot = FrameKey::Ip(*ip);
-        }
-        intern(self, &keys[..n])
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// While alive, the signals of CPU samplers are blocked on this thread:
-/// `SIGPROF` (pprof-rs and the like) and theseus's own sampler's signal.
-///
-/// A sampler unwinds from its signal handler. If that signal lands while
-/// this thread is inside the unwinder, the handler re-enters it and can
-/// deadlock on the unwinder's own locks (or the dynamic loader's). With the
-/// signals blocked, a sample is only delayed until the guard drops: the
-/// kernel keeps it pending and delivers it then, so no sample is lost and
-/// it still lands in the spawning task. theseus never installs a `SIGPROF`
-/// handler itself; blocking it only protects a sampler beside it.
-#[cfg(unix)]
-pub(super) struct SignalBlock {
-    previous: libc::sigset_t,
-}
-
-#[cfg(unix)]
-pub(super) fn sampler_signals_blocked() -> Option<SignalBlock> {
-    let mut block = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-    let mut previous = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: `sigemptyset` initializes `block`, which `sigaddset` and
-    // `pthread_sigmask` then read; `pthread_sigmask` fills `previous`, which
-    // is only read (as initialized) when it reports success. `sigaddset`
-    // with a signal number the sampler got from the system cannot fail.
-    unsafe {
-        libc::sigemptyset(block.as_mut_ptr());
-        libc::sigaddset(block.as_mut_ptr(), libc::SIGPROF);
-        if let Some(own) = crate::sampler::signal_number() {
-            libc::sigaddset(block.as_mut_ptr(), own);
+    #[test]
+    fn modes_parse_and_errors_name_the_variable_and_choices() {
+        assert_eq!("default".parse(), Ok(CaptureMode::Cached));
+        assert_eq!(" Full ".parse(), Ok(CaptureMode::Full));
+        assert_eq!("location".parse(), Ok(CaptureMode::Location));
+        let err = "fast".parse::<CaptureMode>().unwrap_err().to_string();
+        for needle in ["THESEUS_STACKS", "\"fast\"", "default", "full", "location"] {
+            assert!(err.contains(needle), "{err:?} lacks {needle}");
         }
-        if libc::pthread_sigmask(libc::SIG_BLOCK, block.as_ptr(), previous.as_mut_ptr()) != 0 {
-            return None;
-        }
-        Some(SignalBlock {
-            previous: previous.assume_init(),
-        })
-    }
-}
-
-#[cfg(unix)]
-impl Drop for SignalBlock {
-    fn drop(&mut self) {
-        // SAFETY: `previous` is the mask `pthread_sigmask` returned on this
-        // thread (the guard is created and dropped within `unwind`), so
-        // setting it back restores exactly what was there. Pending samples
-        // are delivered now, after the walk.
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, std::ptr::null_mut());
+        for mode in [
+            CaptureMode::Cached,
+            CaptureMode::Full,
+            CaptureMode::Location,
+        ] {
+            assert_eq!(mode.to_string().parse(), Ok(mode));
         }
     }
-}
-
-#[cfg(not(unix))]
-pub(super) fn sampler_signals_blocked() -> Option<()> {
-    None
 }

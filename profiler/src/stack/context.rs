@@ -1,11 +1,19 @@
 //! The poll context: which task runs on this thread, and where its poll
 //! begins on the machine stack.
 //!
-//! Both values live in one const-initialized thread-local of plain `Cell`s:
-//! no lazy initialization and no destructor, so reading it is a load from
-//! the thread's TLS block. That makes it safe to read from a signal handler
-//! (a CPU sampler joining its samples to the running task) and cheap enough
-//! to write on every poll.
+//! Both values live in one const-initialized thread-local of relaxed
+//! atomics: no lazy initialization and no destructor, so reading it is a
+//! load from the thread's TLS block. That makes it safe to read from a
+//! signal handler (a CPU sampler joining its samples to the running task),
+//! and cheap enough to write on every poll: a relaxed load or store is a
+//! plain `mov`, and the atomics only make the handler's reads, which
+//! interrupt this very thread, well defined.
+//!
+//! A poll is also when a thread can be set up for per-thread work that
+//! must run on the thread itself: theseus's sampler gives each thread that
+//! polls a CPU timer of its own. The sampler asks for it
+//! ([`request_thread_setup`]); this module only notices, with one relaxed
+//! load per poll, that the request changed, and runs the set-up then.
 //!
 //! # Joining a sampler's samples to tasks
 //!
@@ -41,21 +49,54 @@
 use super::StackId;
 use std::cell::Cell;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed, Ordering::Release};
+use std::sync::OnceLock;
 
 /// The running task's stack and poll boundary on this thread.
 struct PollContext {
-    stack: Cell<u32>,
-    boundary: Cell<usize>,
-    /// The generation of theseus's sampler this thread was last set up for
-    /// (0: none): when the sampler's generation differs, the next poll
-    /// creates (or deletes) this thread's CPU timer.
-    sampler: Cell<u32>,
+    stack: AtomicU32,
+    boundary: AtomicUsize,
+    /// The set-up generation this thread was last set up for (0: none):
+    /// when [`SETUP_GENERATION`] differs, the next poll runs the set-up.
+    set_up: Cell<u32>,
 }
 
 thread_local! {
     static POLL: PollContext = const {
-        PollContext { stack: Cell::new(0), boundary: Cell::new(0), sampler: Cell::new(0) }
+        PollContext {
+            stack: AtomicU32::new(0),
+            boundary: AtomicUsize::new(0),
+            set_up: Cell::new(0),
+        }
     };
+}
+
+/// The set-up every thread that polls should have had (0: none).
+static SETUP_GENERATION: AtomicU32 = AtomicU32::new(0);
+
+/// Sets a thread up for a generation (0: undoes the last set-up) and
+/// returns the generation to remember.
+static SETUP: OnceLock<fn(u32) -> u32> = OnceLock::new();
+
+/// Asks every thread that polls to run `setup(generation)` at its next
+/// poll, once (0: to undo the last set-up). `setup` returns the generation
+/// the thread is to remember, so that a set-up that failed is not retried
+/// on every poll. theseus's sampler is the one user: `setup` creates (or
+/// deletes) the thread's CPU timer, and is always the same function.
+pub(crate) fn request_thread_setup(generation: u32, setup: fn(u32) -> u32) {
+    SETUP.get_or_init(|| setup);
+    SETUP_GENERATION.store(generation, Release);
+}
+
+/// Runs the set-up this thread was asked for: see [`request_thread_setup`].
+#[cold]
+#[inline(never)]
+fn set_up_this_thread(generation: u32) -> u32 {
+    match SETUP.get() {
+        Some(setup) => setup(generation),
+        // Not visible on this thread yet: ask again at the next poll.
+        None => 0,
+    }
 }
 
 /// Restores the previous poll context when dropped.
@@ -76,21 +117,27 @@ pub struct PollScope {
 /// Called around every poll, so it is two thread-local reads and two
 /// writes, plus one relaxed atomic load and one more thread-local read to
 /// notice that theseus's sampler started or stopped (then, once per thread
-/// and sampler, this thread's CPU timer is created or deleted). The
-/// returned guard puts the previous values back, which makes nested polls
-/// (a `block_on` inside a task) come out right.
+/// and sampler, this thread's CPU timer is created or deleted: see
+/// `request_thread_setup`). The returned guard puts the previous values
+/// back, which makes nested polls (a `block_on` inside a task) come out
+/// right.
 #[inline]
 pub fn enter_poll(stack: StackId, boundary: usize) -> PollScope {
     POLL.with(|p| {
-        let generation = crate::sampler::generation();
-        if p.sampler.get() != generation {
-            p.sampler.set(crate::sampler::join_this_thread(generation));
+        let generation = SETUP_GENERATION.load(Relaxed);
+        if p.set_up.get() != generation {
+            p.set_up.set(set_up_this_thread(generation));
         }
-        PollScope {
-            prev_stack: p.stack.replace(stack.0),
-            prev_boundary: p.boundary.replace(boundary),
+        // Loads and stores, not swaps: only this thread writes its context,
+        // and a swap would be a locked instruction on every poll.
+        let scope = PollScope {
+            prev_stack: p.stack.load(Relaxed),
+            prev_boundary: p.boundary.load(Relaxed),
             _not_send: PhantomData,
-        }
+        };
+        p.stack.store(stack.0, Relaxed);
+        p.boundary.store(boundary, Relaxed);
+        scope
     })
 }
 
@@ -98,8 +145,8 @@ impl Drop for PollScope {
     #[inline]
     fn drop(&mut self) {
         POLL.with(|p| {
-            p.stack.set(self.prev_stack);
-            p.boundary.set(self.prev_boundary);
+            p.stack.store(self.prev_stack, Relaxed);
+            p.boundary.store(self.prev_boundary, Relaxed);
         });
     }
 }
@@ -119,7 +166,7 @@ impl Drop for PollScope {
 /// ```
 #[inline]
 pub fn current_stack() -> StackId {
-    POLL.with(|p| StackId(p.stack.get()))
+    POLL.with(|p| StackId(p.stack.load(Relaxed)))
 }
 
 /// The poll boundary of the poll running on this thread, 0 when no poll
@@ -139,5 +186,5 @@ pub fn current_stack() -> StackId {
 /// ```
 #[inline]
 pub fn poll_boundary() -> usize {
-    POLL.with(|p| p.boundary.get())
+    POLL.with(|p| p.boundary.load(Relaxed))
 }

@@ -2,9 +2,10 @@
 //!
 //! A stack is a path from the root: each node is `(parent, frame key)` and
 //! its index is the [`StackId`]. A frame key is an unresolved instruction
-//! pointer, a spawn location or a task leaf, so interning never needs
-//! symbols. Identical paths get the same id, and memory grows with the
-//! number of distinct stacks, never with the number of spawns.
+//! pointer, a spawn location, a task leaf or the end of an await point, so
+//! interning never needs symbols. Identical paths get the same id, and
+//! memory grows with the number of distinct stacks, never with the number
+//! of spawns.
 
 use super::awaits::Awaited;
 use super::StackId;
@@ -127,20 +128,20 @@ pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 
 /// One trie node: the stack of `parent` extended by `key`.
 #[derive(Clone, Copy, Debug)]
-struct Node {
+struct TrieNode {
     parent: StackId,
     key: FrameKey,
 }
 
 struct Trie {
     /// Indexed by `StackId`; index 0 is the root and its entry is unused.
-    nodes: Vec<Node>,
+    nodes: Vec<TrieNode>,
     children: FastMap<(StackId, FrameKey), StackId>,
 }
 
 static TRIE: LazyLock<RwLock<Trie>> = LazyLock::new(|| {
     RwLock::new(Trie {
-        nodes: vec![Node {
+        nodes: vec![TrieNode {
             parent: StackId::ROOT,
             key: FrameKey::Ip(0),
         }],
@@ -179,7 +180,7 @@ pub(crate) fn intern(parent: StackId, keys: &[FrameKey]) -> StackId {
         }
         let child =
             StackId(u32::try_from(trie.nodes.len()).expect("more than 2^32 distinct stack frames"));
-        trie.nodes.push(Node {
+        trie.nodes.push(TrieNode {
             parent: id,
             key: *key,
         });
@@ -199,11 +200,6 @@ pub(crate) struct Segment {
     pub(crate) parent: StackId,
 }
 
-/// The last segment of `id`: its keys back to (not including) the nearest
-/// task leaf above it, or to the root. Walking segment by segment visits
-/// each node once, where [`path`] from every node of a deep chain would
-/// visit the chain again for each of them. `None` for the root or an
-/// unknown id.
 /// The last segment of `id` (its task's spawn site and leaf), as a stack of
 /// its own from the root: what names the task, without the stack of every
 /// task above it. The same for every task spawned alike, at any depth.
@@ -230,6 +226,11 @@ pub(crate) fn task_of_await(id: StackId) -> Option<StackId> {
     segment(id).map(|segment| segment.parent)
 }
 
+/// The last segment of `id`: its keys back to (not including) the nearest
+/// task leaf above it, or to the root. Walking segment by segment visits
+/// each node once, where walking the whole path from every node of a deep
+/// chain would visit the chain again for each of them. `None` for the root
+/// or an unknown id.
 pub(crate) fn segment(id: StackId) -> Option<Segment> {
     let trie = TRIE.read().unwrap_or_else(PoisonError::into_inner);
     let node_at = |id: StackId| trie.nodes.get(id.0 as usize).copied();

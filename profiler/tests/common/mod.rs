@@ -3,57 +3,21 @@
 
 #![allow(dead_code)]
 
+// The workspace's tests share it; this crate's are in the same repository.
+#[path = "../../../tests/common/scratch.rs"]
+mod scratch;
+
+pub use scratch::Scratch;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// Serialises tests of one binary that touch process-global state.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A fresh, empty directory under the system's temporary directory, removed
-/// when dropped: a test run leaves nothing behind. When the test fails it is
-/// kept, and its path printed, to look into.
-pub fn temp_dir(tag: &str) -> Scratch {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "theseus-test-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    Scratch(dir)
-}
-
-/// See [`temp_dir`].
-pub struct Scratch(PathBuf);
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl AsRef<Path> for Scratch {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("kept the failed test's files in {}", self.0.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 /// Names in a directory, sorted.
@@ -144,9 +108,10 @@ fn resolve_name(table: &mut HashMap<u64, String>, spec: &str, what: &str) -> Str
     }
 }
 
-/// Checks every rule of DESIGN.md section 6 that can be checked on the text,
-/// and that summary == totals == the sum of self costs, and that no
-/// function's inclusive cost (outgoing or incoming) exceeds the totals.
+/// Checks every rule of the callgrind writer (its module docs) that can be
+/// checked on the text, and that summary == totals == the sum of self
+/// costs, and that no function's inclusive cost (outgoing or incoming)
+/// exceeds the totals.
 pub fn check_rules(text: &str) -> Parsed {
     let lines: Vec<&str> = text.lines().collect();
     assert!(text.ends_with('\n'), "file ends with a newline");

@@ -1,8 +1,20 @@
-//! Walking this thread's machine stack down to the poll boundary: shared by
-//! the capture at spawn and the sampler's signal handler, so both cut the
-//! machine stack at exactly the same frame.
+//! Unwinding: walking this thread's machine stack down to the poll
+//! boundary, keeping return addresses only (symbols come at write time).
+//!
+//! Three walkers share it, so all of them cut the machine stack at exactly
+//! the same frame: the capture at spawn (`capture`), the capture of await
+//! points (`awaits`), and the signal handler of theseus's CPU sampler
+//! ([`crate::sampler`]).
+//!
+//! Walking from normal code and from a signal handler at once is what makes
+//! unwinding delicate: the system unwinder is not re-entrant. So the walks
+//! in normal code block the samplers' signals while they last
+//! ([`sampler_signals_blocked`]), and theseus's sampler tells this module
+//! which signal is its own ([`set_sampler_signal`]); its handler checks the
+//! rest before it walks (see [`crate::sampler`]).
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::OnceLock;
 
 /// Fills `out` with the instruction pointers of this thread's stack,
@@ -22,7 +34,7 @@ use std::sync::OnceLock;
 ///
 /// Unsafe because it walks without `backtrace`'s lock: see
 /// [`trace_unlocked`] for what the caller must guarantee.
-pub(crate) unsafe fn poll_frames(
+pub(crate) unsafe fn walk_poll(
     start: Option<usize>,
     boundary: usize,
     callee_cfa: bool,
@@ -68,7 +80,7 @@ pub(crate) unsafe fn poll_frames(
     n
 }
 
-/// [`poll_frames`] from the caller of this function, keeping each frame's
+/// [`walk_poll`] from the caller of this function, keeping each frame's
 /// stack pointer as `Frame::sp()` reports it beside its instruction pointer:
 /// the await-point capture needs to know where on the stack each return
 /// address lies, to recognize the same chain of frames later without
@@ -76,8 +88,8 @@ pub(crate) unsafe fn poll_frames(
 ///
 /// # Safety
 ///
-/// As for [`poll_frames`].
-pub(crate) unsafe fn poll_frames_with_sp(
+/// As for [`walk_poll`].
+pub(crate) unsafe fn walk_poll_with_sp(
     boundary: usize,
     callee_cfa: bool,
     out: &mut [(usize, usize)],
@@ -178,4 +190,70 @@ fn probe_inner(here: usize, outer_start: usize) -> bool {
         // Not found: assume libgcc's behaviour, the common one.
         None => true,
     }
+}
+
+/// The signal of theseus's CPU sampler while one runs (0: none).
+static SAMPLER_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// Tells the walks in normal code to block `signal` too (`None`: no more),
+/// as they block `SIGPROF`: theseus's sampler unwinds from its handler.
+pub(crate) fn set_sampler_signal(signal: Option<libc::c_int>) {
+    SAMPLER_SIGNAL.store(signal.unwrap_or(0), Ordering::Relaxed);
+}
+
+/// While alive, the signals of CPU samplers are blocked on this thread:
+/// `SIGPROF` (pprof-rs and the like) and theseus's own sampler's signal.
+///
+/// A sampler unwinds from its signal handler. If that signal lands while
+/// this thread is inside the unwinder, the handler re-enters it and can
+/// deadlock on the unwinder's own locks (or the dynamic loader's). With the
+/// signals blocked, a sample is only delayed until the guard drops: the
+/// kernel keeps it pending and delivers it then, so no sample is lost and
+/// it still lands in the task that was walking. theseus never installs a
+/// `SIGPROF` handler itself; blocking it only protects a sampler beside it.
+#[cfg(unix)]
+pub(crate) struct SignalBlock {
+    previous: libc::sigset_t,
+}
+
+#[cfg(unix)]
+pub(crate) fn sampler_signals_blocked() -> Option<SignalBlock> {
+    let mut block = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    let mut previous = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    let own = SAMPLER_SIGNAL.load(Ordering::Relaxed);
+    // SAFETY: `sigemptyset` initializes `block`, which `sigaddset` and
+    // `pthread_sigmask` then read; `pthread_sigmask` fills `previous`, which
+    // is only read (as initialized) when it reports success. `sigaddset`
+    // with a signal number the sampler got from the system cannot fail.
+    unsafe {
+        libc::sigemptyset(block.as_mut_ptr());
+        libc::sigaddset(block.as_mut_ptr(), libc::SIGPROF);
+        if own != 0 {
+            libc::sigaddset(block.as_mut_ptr(), own);
+        }
+        if libc::pthread_sigmask(libc::SIG_BLOCK, block.as_ptr(), previous.as_mut_ptr()) != 0 {
+            return None;
+        }
+        Some(SignalBlock {
+            previous: previous.assume_init(),
+        })
+    }
+}
+
+#[cfg(unix)]
+impl Drop for SignalBlock {
+    fn drop(&mut self) {
+        // SAFETY: `previous` is the mask `pthread_sigmask` returned on this
+        // thread (the guard is created and dropped around one walk), so
+        // setting it back restores exactly what was there. Pending samples
+        // are delivered now, after the walk.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, std::ptr::null_mut());
+        }
+    }
+}
+
+#[cfg(not(unix))]
+pub(crate) fn sampler_signals_blocked() -> Option<()> {
+    None
 }

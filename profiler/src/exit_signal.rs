@@ -1,5 +1,6 @@
 //! Writing the profile on SIGINT and SIGTERM, without breaking programs that
-//! handle those signals themselves.
+//! handle those signals themselves. (The signal that drives the CPU sampler
+//! is the sampler's own business: see [`crate::sampler`].)
 //!
 //! The signal handler only writes the signal's number to a pipe (and calls
 //! the handler that was installed before it, if any): that is all that is
