@@ -99,13 +99,13 @@ impl TaskCell {
     pub(crate) fn polling<R>(&self, poll: impl FnOnce() -> R) -> R {
         let outer = POLLING.with(|p| p.replace(self as *const TaskCell as usize));
         // Restored on unwind too: the caller catches a panicking poll.
-        struct Restore(usize);
-        impl Drop for Restore {
+        struct RestorePolling(usize);
+        impl Drop for RestorePolling {
             fn drop(&mut self) {
                 POLLING.with(|p| p.set(self.0));
             }
         }
-        let _restore = Restore(outer);
+        let _restore = RestorePolling(outer);
         poll()
     }
 

@@ -127,13 +127,13 @@ mod hooks {
     }
 
     pub(super) fn spawning_own<R>(spawn: impl FnOnce() -> R) -> R {
-        struct Restore(bool);
-        impl Drop for Restore {
+        struct RestoreSpawningOwn(bool);
+        impl Drop for RestoreSpawningOwn {
             fn drop(&mut self) {
                 SPAWNING_OWN.set(self.0);
             }
         }
-        let _restore = Restore(SPAWNING_OWN.replace(true));
+        let _restore = RestoreSpawningOwn(SPAWNING_OWN.replace(true));
         spawn()
     }
 
