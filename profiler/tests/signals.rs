@@ -41,8 +41,9 @@ fn wait_for(path: &Path, deadline: Duration) -> bool {
     false
 }
 
-/// The child side. Modes: `plain` (no handler of its own) and `tokio` (the
-/// program awaits the signal with tokio::signal).
+/// The child side. Modes: `plain` (no handler of its own), `tokio` (the
+/// program awaits the signal with tokio::signal) and `ignoring` (started
+/// with SIGINT ignored, as a background job of a script is).
 #[test]
 fn child_process() {
     let Ok(mode) = std::env::var("THESEUS_SIGNAL_CHILD") else {
@@ -61,6 +62,14 @@ fn child_process() {
             std::thread::sleep(Duration::from_secs(30));
             println!("still alive");
             std::process::exit(3);
+        }
+        "ignoring" => {
+            ready();
+            // The parent sends SIGINT as soon as it reads the line above.
+            std::thread::sleep(Duration::from_secs(1));
+            assert!(!out.exists(), "an ignored SIGINT wrote a profile");
+            println!("still alive, no profile");
+            session.finish();
         }
         "tokio" => {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -92,7 +101,19 @@ fn child_process() {
 fn run_child(mode: &str, sig: libc::c_int) -> (std::process::ExitStatus, String, PathBuf, Scratch) {
     let dir = Scratch::new(&format!("signal-{mode}-{sig}"));
     let out = dir.join("profile.callgrind");
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    if mode == "ignoring" {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec only async-signal-safe calls are
+        // allowed, and `signal` is one; it sets what the child inherits.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    }
+    let mut child = command
         .args([
             "--exact",
             "child_process",
@@ -165,4 +186,15 @@ fn a_program_handling_sigterm_gets_a_snapshot_and_goes_on() {
     assert!(stdout.contains("finished normally"), "{stdout}");
     // The final profile replaced the snapshot.
     assert_eq!(check_with_readers(&out).totals[6], 4);
+}
+
+/// A process that inherited SIGINT as ignored (a background job of a
+/// non-interactive shell) keeps it ignored: neither killed nor profiled by
+/// it. Its profile is still written when it ends.
+#[test]
+fn an_inherited_ignored_sigint_stays_ignored() {
+    let (status, stdout, out, _dir) = run_child("ignoring", libc::SIGINT);
+    assert!(status.success(), "{status:?} {stdout}");
+    assert!(stdout.contains("still alive, no profile"), "{stdout}");
+    assert_eq!(check_with_readers(&out).totals[6], 2);
 }
