@@ -57,8 +57,11 @@ fn the_service_example_profiled_in_release() {
     let cache = "[task] service::refresh_cache";
     assert_eq!(profile.self_of(cache, "Tasks"), 8);
     let cache_wall = profile.inclusive_of(cache, "WallNs");
+    // A timer fires no earlier than asked, and on a loaded machine a worker
+    // may reach it late: 854 ms was seen while another build shared the two
+    // cores. Up to 10 ms late each still fails a wait counted twice.
     assert!(
-        (800 * MS..=840 * MS).contains(&cache_wall),
+        (800 * MS..=880 * MS).contains(&cache_wall),
         "8 x 100 ms timers: {cache_wall}"
     );
     assert!(profile.self_of(cache, "BusyNs") < 8 * MS);
