@@ -20,18 +20,17 @@
 
 use crate::boundary::poll_as_task;
 use crate::cell::TaskCell;
+use crate::waker::with_task_waker;
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use theseus_profiler::{Outcome, StackId};
 
 /// A spawned future, timed. See the module docs.
 pub(crate) struct Timed<F> {
     cell: Arc<TaskCell>,
-    /// The waker every poll of the inner future gets: `cell`, as a `Waker`.
-    waker: Waker,
     /// `None` once the inner future has been dropped.
     inner: Option<F>,
 }
@@ -39,11 +38,8 @@ pub(crate) struct Timed<F> {
 impl<F: Future> Timed<F> {
     pub(crate) fn new(stack: StackId, inner: F) -> Timed<F> {
         crate::census::task_started();
-        let cell = TaskCell::new(stack);
-        let waker = crate::waker::task_waker(&cell);
         Timed {
-            waker,
-            cell,
+            cell: TaskCell::new(stack),
             inner: Some(inner),
         }
     }
@@ -56,7 +52,7 @@ impl<F: Future> Future for Timed<F> {
         // SAFETY: `inner` is structurally pinned: it is never moved, only
         // dropped in place (`finish` assigns `None` over it). The other
         // fields are not pinned and nothing else projects `self`.
-        let Timed { cell, waker, inner } = unsafe { self.get_unchecked_mut() };
+        let Timed { cell, inner } = unsafe { self.get_unchecked_mut() };
         let own_waker = match cell.tokio_waker() {
             // Only polls write it, and tokio never polls a task on two
             // threads at once.
@@ -67,7 +63,9 @@ impl<F: Future> Future for Timed<F> {
             Some(first) => first.will_wake(cx.waker()),
         };
         if own_waker {
-            poll_timed(cell, inner, &mut Context::from_waker(waker))
+            with_task_waker(cell, |waker| {
+                poll_timed(cell, inner, &mut Context::from_waker(waker))
+            })
         } else {
             // Polled with another waker than the first: not something tokio
             // does with a task. Pass the caller's waker through rather than

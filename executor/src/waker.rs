@@ -22,17 +22,24 @@
 //! every pending poll is seen.
 
 use crate::cell::TaskCell;
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::task::{RawWaker, RawWakerVTable, Waker};
 use theseus_profiler::MAX_AWAITS;
 
-/// The waker of `cell` that its polls get: untagged, holding one strong
-/// count of the cell.
-pub(crate) fn task_waker(cell: &Arc<TaskCell>) -> Waker {
-    // SAFETY: the vtable's contract holds for `raw_waker` data: it owns
-    // the strong count `into_raw` leaves behind, and its functions are
-    // thread-safe (atomics, and tokio's waker, which is `Send + Sync`).
-    unsafe { Waker::from_raw(raw_waker(Arc::into_raw(cell.clone()), 0)) }
+/// Calls `f` with the waker a poll of `cell`'s task gets: untagged, and
+/// borrowed from `cell` for the call, so no reference count changes hands
+/// (the wrapper that polls holds the cell anyway). A clone takes a count of
+/// its own, as any waker's does.
+#[inline]
+pub(crate) fn with_task_waker<R>(cell: &Arc<TaskCell>, f: impl FnOnce(&Waker) -> R) -> R {
+    // SAFETY: the vtable's contract holds for `raw_waker` data (see
+    // `clone_waker`) as long as the cell lives, which `cell` ensures while
+    // the waker is lent; `ManuallyDrop` keeps its drop from giving back a
+    // count it never took. Only `&Waker` leaves here, so it cannot be
+    // consumed by `wake` either.
+    let waker = ManuallyDrop::new(unsafe { Waker::from_raw(raw_waker(Arc::as_ptr(cell), 0)) });
+    f(&waker)
 }
 
 /// Bits of a waker's data pointer that hold its await point's tag: the
