@@ -271,20 +271,18 @@ impl TaskHeader {
     pub(crate) fn record(&self, outcome: Outcome, now: u64) -> TaskRecord {
         // The await points first: a wait added to one (after the poll start
         // took its schedule) is then no longer pending below.
-        let mut waits = [AwaitCost::default(); MAX_AWAITS];
-        let mut kept = 0;
+        let mut awaits = AwaitCosts::NONE;
         let slots = self.awaits.get().map_or(&[][..], |slots| &slots[..]);
-        for (wait, slot) in waits.iter_mut().zip(slots) {
+        for slot in slots {
             let stack = slot.stack.load(Relaxed);
             if stack == 0 {
                 break;
             }
-            *wait = AwaitCost {
+            awaits.push(AwaitCost {
                 stack: StackId(stack),
                 idle_ns: slot.idle_ns.load(Acquire),
                 wakes: slot.wakes.load(Relaxed),
-            };
-            kept += 1;
+            });
         }
         // The wait going on now, if any, not yet added to its await point:
         // (tag, idle ns, wakes).
@@ -318,14 +316,10 @@ impl TaskHeader {
         }
         if let Some((tag, idle_ns, wakes)) = open {
             let open_slot = usize::from(tag).checked_sub(1);
-            if let Some(wait) = open_slot.and_then(|i| waits[..kept].get_mut(i)) {
+            if let Some(wait) = open_slot.and_then(|i| awaits.iter_mut().nth(i)) {
                 wait.idle_ns += idle_ns;
                 wait.wakes += wakes;
             }
-        }
-        let mut awaits = AwaitCosts::NONE;
-        for wait in &waits[..kept] {
-            awaits.push(*wait);
         }
         TaskRecord {
             id: self.id,

@@ -144,6 +144,11 @@ impl AwaitCosts {
         self.entries[..usize::from(self.len)].iter()
     }
 
+    /// The entries, in the order they were pushed, to change in place.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut AwaitCost> {
+        self.entries[..usize::from(self.len)].iter_mut()
+    }
+
     /// How many entries there are.
     pub fn len(&self) -> usize {
         usize::from(self.len)
