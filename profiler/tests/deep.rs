@@ -2,14 +2,14 @@
 //! profile is written in time and memory linear in the chain, and the chain
 //! is kept, both in the logical stacks and in the call graph.
 
+mod common;
+
 use std::future::Future;
 use std::hint::black_box;
 use std::panic::Location;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
-use theseus_profiler::{
-    enter_poll, record, resolve, spawn_stack, Outcome, StackId, TaskId, TaskRecord, Tracer,
-};
+use theseus_profiler::{enter_poll, record, resolve, spawn_stack, Outcome, StackId, Tracer};
 
 /// Deep enough that a write quadratic in it takes minutes.
 const DEPTH: usize = 20_000;
@@ -34,20 +34,6 @@ fn poll_task(stack: StackId) -> StackId {
     black_box(spawn_next_level())
 }
 
-fn task(stack: StackId) -> TaskRecord {
-    TaskRecord {
-        id: TaskId::next(),
-        stack,
-        wall_ns: 1_000,
-        busy_ns: 100,
-        sched_ns: 10,
-        polls: 2,
-        wakes: 1,
-        outcome: Outcome::Completed,
-        awaits: theseus_profiler::AwaitCosts::NONE,
-    }
-}
-
 #[test]
 fn a_deep_chain_is_written_in_linear_time_and_kept() {
     let tracer = Tracer::new();
@@ -55,7 +41,7 @@ fn a_deep_chain_is_written_in_linear_time_and_kept() {
     let mut stack = StackId::ROOT;
     for _ in 0..DEPTH {
         stack = poll_task(stack);
-        record(&task(stack));
+        record(&common::finished_task(stack, Outcome::Completed));
     }
     tracer.uninstall();
 

@@ -7,6 +7,8 @@
 #[path = "../../../tests/common/scratch.rs"]
 mod scratch;
 
+// Not every test binary writes files (as with dead code, above).
+#[allow(unused_imports)]
 pub use scratch::Scratch;
 
 use std::collections::HashMap;
@@ -407,22 +409,31 @@ pub fn check_with_readers(path: &Path) -> Parsed {
     parsed
 }
 
+/// A finished task at `stack`: 1 µs from spawn to end, 100 ns of it
+/// polled (two polls), 10 ns waiting for a worker, one wake.
+pub fn finished_task(
+    stack: theseus_profiler::StackId,
+    outcome: theseus_profiler::Outcome,
+) -> theseus_profiler::TaskRecord {
+    theseus_profiler::TaskRecord {
+        id: theseus_profiler::TaskId::next(),
+        stack,
+        wall_ns: 1_000,
+        busy_ns: 100,
+        sched_ns: 10,
+        polls: 2,
+        wakes: 1,
+        outcome,
+        awaits: theseus_profiler::AwaitCosts::NONE,
+    }
+}
+
 /// Records two finished tasks (one completed, one cancelled) at one stack,
 /// for tests that need a profile with something in it.
 pub fn some_records() {
-    use theseus_profiler::{record, spawn_stack, Outcome, TaskId, TaskRecord};
+    use theseus_profiler::{record, spawn_stack, Outcome};
     let stack = spawn_stack(std::panic::Location::caller(), "app::job");
     for outcome in [Outcome::Completed, Outcome::Cancelled] {
-        record(&TaskRecord {
-            id: TaskId::next(),
-            stack,
-            wall_ns: 1_000,
-            busy_ns: 100,
-            sched_ns: 10,
-            polls: 2,
-            wakes: 1,
-            outcome,
-            awaits: theseus_profiler::AwaitCosts::NONE,
-        });
+        record(&finished_task(stack, outcome));
     }
 }
