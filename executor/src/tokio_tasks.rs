@@ -59,8 +59,9 @@ const CHECK_EVERY: Duration = Duration::from_millis(10);
 /// The two counts are read at slightly different moments, so a task that
 /// starts or ends in between can make a difference of one that is not a
 /// foreign task: only a difference seen at two checks in a row counts.
+#[cfg_attr(tokio_unstable, allow(dead_code))]
 fn check_for_unseen_tasks() {
-    if cfg!(tokio_unstable) || !theseus_profiler::is_active() {
+    if !theseus_profiler::is_active() {
         return;
     }
     let (last, saw_before) = LAST_CHECK.get();
@@ -82,9 +83,10 @@ fn check_for_unseen_tasks() {
 
 /// Adds theseus's hooks to a tokio runtime builder.
 pub(crate) fn install_hooks(builder: &mut tokio::runtime::Builder) {
-    builder.on_thread_park(check_for_unseen_tasks);
     #[cfg(tokio_unstable)]
     hooks::install(builder);
+    #[cfg(not(tokio_unstable))]
+    builder.on_thread_park(check_for_unseen_tasks);
 }
 
 /// Runs `spawn`, which spawns a theseus task on tokio: tokio's spawn hook
