@@ -41,10 +41,11 @@
 //! nor ended there: what was reported of it is kept for one more cut.
 
 use crate::aggregate::KeyHasher;
-use crate::{Aggregate, AwaitCosts, Costs, Outcome, TaskId, TaskRecord};
+use crate::{Aggregate, AwaitCosts, Costs, Outcome, StackId, TaskId, TaskRecord};
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 type Hasher = BuildHasherDefault<KeyHasher>;
 
@@ -181,7 +182,8 @@ impl Carry {
     }
 
     /// The ids whose records must be kept whole until the next cut.
-    pub(crate) fn reported(&self) -> Option<Arc<Reported>> {
+    #[cfg(test)]
+    fn reported(&self) -> Option<Arc<Reported>> {
         (!self.tasks.is_empty()).then(|| Arc::new(self.tasks.keys().copied().collect()))
     }
 
@@ -190,12 +192,108 @@ impl Carry {
     fn len(&self) -> usize {
         self.tasks.len()
     }
+
+    /// Whether what was reported of task `id` is remembered.
+    fn holds(&self, id: TaskId) -> bool {
+        self.tasks.contains_key(&id)
+    }
+}
+
+/// One reader's place in the run, cut on its own schedule: the interval
+/// snapshots have one, and each window ([`crate::Window`]) another. Every
+/// cut, whoever asks for it, takes the finished tasks from all threads at
+/// once; a cursor that is not the one cut keeps its share of them here
+/// until its own cut, so readers with overlapping times each see every
+/// task of theirs exactly once.
+pub(crate) struct Cursor {
+    carry: Carry,
+    /// Finished tasks taken by other readers' cuts since this one's last:
+    /// summed, except the records of tasks `carry` remembers, kept whole.
+    kept: Finished,
+    /// The CPU samples by stack at this cursor's last cut.
+    cpu_at_cut: HashMap<StackId, u64>,
+    /// When this cursor's current stretch began.
+    started: (SystemTime, Instant),
+}
+
+/// What one cut of a [`Cursor`] gives: costs by stack and outcome, the CPU
+/// samples by stack, and when the stretch began.
+pub(crate) type Stretch = (Aggregate, Vec<(StackId, u64)>, (SystemTime, Instant));
+
+impl Cursor {
+    /// A cursor whose first stretch began at `started`, with the finished
+    /// tasks `before` and the CPU samples `cpu_at_start` already in it
+    /// (for the interval snapshots, which start with the run) or not (a
+    /// window opened now, which gets the running tasks through
+    /// [`Cursor::start_with`]).
+    pub(crate) fn new(
+        started: (SystemTime, Instant),
+        before: Aggregate,
+        cpu_at_start: HashMap<StackId, u64>,
+    ) -> Cursor {
+        Cursor {
+            carry: Carry::default(),
+            kept: Finished {
+                aggregate: before,
+                ..Finished::default()
+            },
+            cpu_at_cut: cpu_at_start,
+            started,
+        }
+    }
+
+    /// Counts the tasks running now as already reported up to now, so only
+    /// what they cost from here on is this cursor's.
+    pub(crate) fn start_with(&mut self, live: Vec<TaskRecord>) {
+        self.carry.cut(Finished::default(), live);
+    }
+
+    /// Keeps this cursor's share of finished tasks another reader's cut took.
+    pub(crate) fn keep(&mut self, finished: &Finished) {
+        self.kept.aggregate.merge(&finished.aggregate);
+        for rec in &finished.whole {
+            if self.carry.holds(rec.id) {
+                self.kept.whole.push(*rec);
+            } else {
+                self.kept.aggregate.add_record(rec);
+            }
+        }
+    }
+
+    /// Ends this cursor's stretch now: `finished`, just taken from every
+    /// thread, with what it kept, and `live`, the tasks running now;
+    /// `cpu` is the CPU samples so far. The next stretch starts now.
+    pub(crate) fn cut(
+        &mut self,
+        finished: Finished,
+        live: Vec<TaskRecord>,
+        cpu: &HashMap<StackId, u64>,
+    ) -> Stretch {
+        let mut all = self.kept.take();
+        all.absorb(finished);
+        let aggregate = self.carry.cut(all, live);
+        let cpu_since: Vec<(StackId, u64)> = cpu
+            .iter()
+            .map(|(&stack, &ns)| {
+                let before = self.cpu_at_cut.get(&stack).copied().unwrap_or(0);
+                (stack, ns.saturating_sub(before))
+            })
+            .filter(|&(_, ns)| ns > 0)
+            .collect();
+        self.cpu_at_cut = cpu.clone();
+        let started = std::mem::replace(&mut self.started, (SystemTime::now(), Instant::now()));
+        (aggregate, cpu_since, started)
+    }
+
+    /// Adds the ids of the tasks whose records this cursor needs whole.
+    pub(crate) fn add_reported(&self, ids: &mut Reported) {
+        ids.extend(self.carry.tasks.keys().copied());
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::StackId;
 
     fn rec(id: u64, outcome: Outcome, wall: u64, busy: u64) -> TaskRecord {
         TaskRecord {

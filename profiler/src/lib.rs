@@ -99,7 +99,7 @@ pub use format::{Format, ParseFormatError};
 pub use output::{Destination, Session};
 pub use profile::{Event, ParseEventError, Profile, ProfileHeader, Sample};
 pub use sampler::Sampler;
-pub use tracer::{is_active, record, Tracer};
+pub use tracer::{is_active, record, Tracer, Window};
 pub use tree::{CpuStack, NodeId, ProfileStack, ProfileTree};
 
 pub use record::{

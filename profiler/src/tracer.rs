@@ -25,7 +25,7 @@
 //! tracer never calls into a sampler by name: the sampler feeds the tracer,
 //! not the other way round.
 
-use crate::interval::{Carry, Finished, Reported, Routing};
+use crate::interval::{Cursor, Finished, Reported, Routing, Stretch};
 use crate::profile::Profile;
 use crate::tree::{resolve_tree, CpuStack, ProfileStack};
 use crate::{Aggregate, Format, StackId, TaskRecord};
@@ -97,18 +97,12 @@ struct Ledger {
     /// by its drain only, a few times a second, so one map under the
     /// ledger's lock is enough.
     cpu: HashMap<StackId, u64>,
-    /// What the cuts keep between them; `None` before the first.
-    intervals: Option<Intervals>,
-}
-
-/// The state of a tracer that is cut into intervals.
-struct Intervals {
-    /// What was reported of the tasks running at the last cut.
-    carry: Carry,
-    /// `cpu` at the last cut.
-    cpu_at_cut: HashMap<StackId, u64>,
-    /// When the current interval began.
-    started: (SystemTime, Instant),
+    /// Where the interval snapshots are; `None` before the first.
+    intervals: Option<Cursor>,
+    /// The open windows, by number.
+    windows: Vec<(u64, Cursor)>,
+    /// The number of the next window opened.
+    next_window: u64,
 }
 
 impl Ledger {
@@ -303,54 +297,102 @@ impl Collector {
 
     /// Ends the current interval: its costs by stack and outcome, its CPU
     /// samples by stack, and when it began.
-    fn cut(&self) -> (Aggregate, Vec<(StackId, u64)>, (SystemTime, Instant)) {
+    fn cut(&self) -> Stretch {
         // Buffered CPU samples first; flushing them takes the ledger's lock.
         flush_cpu_source();
         let mut ledger = lock(&self.ledger);
-        // Keep every record whole from here until the new routing is set:
-        // the live tasks are seen now, the finished ones taken below.
-        let routing = ledger.pending.routing.reported.clone();
-        ledger.set_routing(true, routing);
+        // Taken out while cut; the first interval starts with the run.
+        let mut intervals = match ledger.intervals.take() {
+            Some(cursor) => cursor,
+            None => Cursor::new(self.created, ledger.cut.clone(), HashMap::new()),
+        };
+        let (finished, live) = ledger.gather();
+        ledger.keep_everywhere(&finished);
+        let stretch = intervals.cut(finished, live, &ledger.cpu);
+        ledger.intervals = Some(intervals);
+        ledger.reroute();
+        stretch
+    }
+
+    /// Opens a window now; returns its number.
+    fn open_window(&self) -> u64 {
+        flush_cpu_source();
+        let mut ledger = lock(&self.ledger);
+        let (finished, live) = ledger.gather();
+        ledger.keep_everywhere(&finished);
+        let now = (SystemTime::now(), Instant::now());
+        let mut window = Cursor::new(now, Aggregate::new(), ledger.cpu.clone());
+        window.start_with(live);
+        let number = ledger.next_window;
+        ledger.next_window += 1;
+        ledger.windows.push((number, window));
+        ledger.reroute();
+        number
+    }
+
+    /// Closes window `number`: what it saw, `None` if it is not open.
+    fn close_window(&self, number: u64) -> Option<Stretch> {
+        flush_cpu_source();
+        let mut ledger = lock(&self.ledger);
+        let at = ledger.windows.iter().position(|(n, _)| *n == number)?;
+        let (_, mut window) = ledger.windows.swap_remove(at);
+        let (finished, live) = ledger.gather();
+        ledger.keep_everywhere(&finished);
+        let stretch = window.cut(finished, live, &ledger.cpu);
+        ledger.reroute();
+        Some(stretch)
+    }
+
+    /// Forgets window `number` unread.
+    fn drop_window(&self, number: u64) {
+        let mut ledger = lock(&self.ledger);
+        ledger.windows.retain(|(n, _)| *n != number);
+        ledger.reroute();
+    }
+}
+
+impl Ledger {
+    /// Starts a cut: keeps every record whole from here until
+    /// [`Ledger::reroute`] (the live tasks are seen now, the finished ones
+    /// taken after), and takes the live tasks and the finished ones from
+    /// every thread, adding the finished ones to the whole run.
+    fn gather(&mut self) -> (Finished, Vec<TaskRecord>) {
+        let routing = self.pending.routing.reported.clone();
+        self.set_routing(true, routing);
         let live = crate::record::live_records();
-        let mut finished = ledger.pending.take();
-        for thread in &ledger.threads {
+        let mut finished = self.pending.take();
+        for thread in &self.threads {
             finished.absorb(lock(&thread.finished).take());
         }
         let mut full = Aggregate::new();
         finished.add_to(&mut full);
-        ledger.cut.merge(&full);
-
-        let created = self.created;
-        let Ledger { cpu, intervals, .. } = &mut *ledger;
-        let intervals = intervals.get_or_insert_with(|| Intervals {
-            carry: Carry::default(),
-            cpu_at_cut: HashMap::new(),
-            started: created,
-        });
-        let aggregate = intervals.carry.cut(finished, live);
-        let reported = intervals.carry.reported();
-        let cpu_in_interval = intervals.cpu_since_cut(cpu);
-        let started =
-            std::mem::replace(&mut intervals.started, (SystemTime::now(), Instant::now()));
-        ledger.set_routing(false, reported);
-        (aggregate, cpu_in_interval, started)
+        self.cut.merge(&full);
+        (finished, live)
     }
-}
 
-impl Intervals {
-    /// The CPU time sampled on each stack since the last cut, which `cpu`
-    /// (the totals so far) becomes.
-    fn cpu_since_cut(&mut self, cpu: &HashMap<StackId, u64>) -> Vec<(StackId, u64)> {
-        let since: Vec<(StackId, u64)> = cpu
-            .iter()
-            .map(|(&stack, &ns)| {
-                let before = self.cpu_at_cut.get(&stack).copied().unwrap_or(0);
-                (stack, ns.saturating_sub(before))
-            })
-            .filter(|&(_, ns)| ns > 0)
-            .collect();
-        self.cpu_at_cut = cpu.clone();
-        since
+    /// Has every cursor keep its share of `finished`: all of them but
+    /// the one being cut, which its caller has taken out.
+    fn keep_everywhere(&mut self, finished: &Finished) {
+        if let Some(intervals) = &mut self.intervals {
+            intervals.keep(finished);
+        }
+        for (_, window) in &mut self.windows {
+            window.keep(finished);
+        }
+    }
+
+    /// Ends a cut: records are kept whole from now on only for the tasks
+    /// some cursor reported running at its last cut.
+    fn reroute(&mut self) {
+        let mut ids = Reported::default();
+        if let Some(intervals) = &self.intervals {
+            intervals.add_reported(&mut ids);
+        }
+        for (_, window) in &self.windows {
+            window.add_reported(&mut ids);
+        }
+        let reported = (!ids.is_empty()).then(|| Arc::new(ids));
+        self.set_routing(false, reported);
     }
 }
 
@@ -492,6 +534,38 @@ impl Tracer {
         profile_of(&aggregate, cpu, started)
     }
 
+    /// Opens a [`Window`] now: the profile of the time from now until it
+    /// is closed, as an interval's ([`Tracer::take_interval`]) but on its
+    /// own: any number of windows, overlapping each other and the
+    /// intervals, each get exactly their own time's costs, and none moves
+    /// the intervals' cuts.
+    ///
+    /// ```
+    /// use theseus_profiler::{record, AwaitCosts, Outcome, StackId, TaskId, TaskRecord, Tracer};
+    ///
+    /// let tracer = Tracer::new();
+    /// tracer.install();
+    /// let task = |wall_ns| TaskRecord {
+    ///     id: TaskId::next(), stack: StackId::ROOT, wall_ns, busy_ns: 0, sched_ns: 0,
+    ///     polls: 1, wakes: 0, outcome: Outcome::Completed, awaits: AwaitCosts::NONE,
+    /// };
+    /// record(&task(100));
+    /// let outer = tracer.open_window();
+    /// record(&task(40));
+    /// let inner = tracer.open_window();
+    /// record(&task(2));
+    /// assert_eq!(inner.close().totals()[0], 2);
+    /// assert_eq!(outer.close().totals()[0], 42);
+    /// tracer.uninstall();
+    /// ```
+    pub fn open_window(&self) -> Window {
+        Window {
+            number: self.collector.open_window(),
+            collector: self.collector.clone(),
+            open: true,
+        }
+    }
+
     /// Writes the profile ([`Tracer::profile`]) in callgrind format, with
     /// the sampled CPU time ([`Tracer::cpu_profile`]) as the `CpuNs` event
     /// when a [`crate::Sampler`] has run in this process.
@@ -514,6 +588,43 @@ fn profile_of(
         start,
         duration: began.elapsed(),
         ..Profile::empty()
+    }
+}
+
+/// A stretch of time being profiled, from [`Tracer::open_window`] until
+/// [`Window::close`]. Dropping it unread forgets it.
+pub struct Window {
+    collector: Arc<Collector>,
+    number: u64,
+    open: bool,
+}
+
+impl Window {
+    /// Ends the window now and returns its profile: the tasks that ended
+    /// in it and those still running (as [`crate::Outcome::Unfinished`]),
+    /// each with its costs within the window, and the CPU samples taken in it.
+    pub fn close(mut self) -> Profile {
+        self.open = false;
+        match self.collector.close_window(self.number) {
+            Some((aggregate, cpu, started)) => profile_of(&aggregate, cpu, started),
+            None => Profile::empty(),
+        }
+    }
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        if self.open {
+            self.collector.drop_window(self.number);
+        }
+    }
+}
+
+impl std::fmt::Debug for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Window")
+            .field("number", &self.number)
+            .finish_non_exhaustive()
     }
 }
 

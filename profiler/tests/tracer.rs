@@ -351,3 +351,58 @@ fn intervals_report_a_long_task_in_pieces_that_add_up() {
     assert_eq!(sum, whole.totals()[0]);
     drop(source);
 }
+
+#[test]
+fn overlapping_windows_and_intervals_each_get_their_own_time() {
+    let _g = serial();
+    let t = Tracer::new();
+    t.install();
+    let stack = stack_here("app::long_future");
+    let long = TaskRecord {
+        stack,
+        ..rec(0, Outcome::Unfinished, 1_000)
+    };
+    let source = Arc::new(Changing(std::sync::Mutex::new(vec![long])));
+    let weak: std::sync::Weak<dyn LiveTasks> = Arc::downgrade(&source) as _;
+    register_live_tasks(weak);
+    record(&rec(1, Outcome::Completed, 10));
+    let first = t.take_interval();
+    assert_eq!(first.totals()[0], 1_010);
+
+    let outer = t.open_window();
+    source.0.lock().unwrap()[0].wall_ns = 4_000;
+    std::thread::spawn(|| record(&rec(1, Outcome::Completed, 20)))
+        .join()
+        .unwrap();
+    let inner = t.open_window();
+    let second = t.take_interval();
+    assert_eq!(second.totals()[0], 3_000 + 20);
+
+    // The long task ends inside both windows; one more task ends.
+    source.0.lock().unwrap().clear();
+    record(&TaskRecord {
+        outcome: Outcome::Cancelled,
+        wall_ns: 4_500,
+        ..long
+    });
+    record(&rec(1, Outcome::Completed, 5));
+    let never_read = t.open_window();
+    let inner = inner.close();
+    assert_eq!(inner.totals()[0], 500 + 5);
+    let outer = outer.close();
+    assert_eq!(outer.totals()[0], 3_500 + 20 + 5);
+    assert_eq!(outer.totals()[6], 3, "each task once: {:?}", outer.totals());
+    assert!(outer
+        .stacks()
+        .iter()
+        .all(|s| s.outcome != Outcome::Unfinished));
+    drop(never_read);
+    let third = t.take_interval();
+    assert_eq!(third.totals()[0], 500 + 5);
+    t.uninstall();
+
+    let whole = t.to_profile();
+    let sum: u64 = [first, second, third].iter().map(|p| p.totals()[0]).sum();
+    assert_eq!(sum, whole.totals()[0]);
+    drop(source);
+}
