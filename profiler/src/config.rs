@@ -1,6 +1,6 @@
 //! Settings from the environment: `THESEUS`, `THESEUS_OUT`, `THESEUS_FORMAT`,
 //! `THESEUS_EVENT`, `THESEUS_INTERVAL`, `THESEUS_REPORT`, `THESEUS_STACKS`,
-//! `THESEUS_AWAITS`, `THESEUS_SAMPLE_HZ`.
+//! `THESEUS_AWAITS`, `THESEUS_SAMPLE_HZ`, `THESEUS_HTTP`.
 //!
 //! An empty variable counts as unset. A bad value is an error that names the
 //! variable, the value, and what is accepted, so a typo is caught at start
@@ -44,6 +44,9 @@ pub struct Config {
     /// at this many samples per second of each thread's CPU time; `None`
     /// (unset, empty or `0`) leaves it off.
     pub sample_hz: Option<u32>,
+    /// `THESEUS_HTTP`: serve profiles over HTTP on this address
+    /// ([`crate::http`]); `None` (unset) serves nothing.
+    pub http: Option<std::net::SocketAddr>,
     /// Whether to write the profile on SIGINT and SIGTERM (see
     /// [`crate::exit_signal`]). On by default; not an environment variable.
     pub signals: bool,
@@ -61,6 +64,7 @@ impl Default for Config {
             stacks: CaptureMode::Cached,
             awaits: AwaitMode::Cached,
             sample_hz: None,
+            http: None,
             signals: true,
         }
     }
@@ -90,6 +94,12 @@ impl Config {
         let mut config = Config::default();
         config.read_output(&get)?;
         config.read_measurement(&get)?;
+        config.http = setting(
+            &get,
+            "THESEUS_HTTP",
+            crate::http::ACCEPTS,
+            crate::http::parse_address,
+        )?;
         if config.event == Event::CpuNs && config.sample_hz.is_none() {
             return Err(ConfigError::unusable(
                 "THESEUS_EVENT",

@@ -17,6 +17,25 @@ use std::io::{self, Write};
 
 /// Writes `profile` as a flame graph of `event`.
 pub fn write<W: Write + ?Sized>(out: &mut W, profile: &Profile, event: Event) -> io::Result<()> {
+    draw(out, profile, event, true)
+}
+
+/// [`write`] without inferno's script: a picture to put in a page, which
+/// stays still (no search, no zoom) and runs nothing there.
+pub(crate) fn write_without_script<W: Write + ?Sized>(
+    out: &mut W,
+    profile: &Profile,
+    event: Event,
+) -> io::Result<()> {
+    draw(out, profile, event, false)
+}
+
+fn draw<W: Write + ?Sized>(
+    out: &mut W,
+    profile: &Profile,
+    event: Event,
+    script: bool,
+) -> io::Result<()> {
     let lines: Vec<String> = crate::folded::lines(profile, event)
         .into_iter()
         .map(|(stack, n)| format!("{stack} {n}"))
@@ -34,6 +53,7 @@ pub fn write<W: Write + ?Sized>(out: &mut W, profile: &Profile, event: Event) ->
         _ => event.name().to_ascii_lowercase(),
     };
     options.hash = true;
+    options.no_javascript = !script;
     flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), &mut out)?;
     out.flush()
 }

@@ -63,6 +63,7 @@
 //! | the profile every writer reads | [`profile`] |
 //! | writers | [`callgrind`], [`pprof`], [`folded`], [`flamegraph`], [`report`]; chosen by [`format`](mod@format) |
 //! | a program's session: settings, files, exit | [`config`], [`output`], [`snapshots`], [`exit_signal`] |
+//! | profiles pulled over HTTP (`THESEUS_HTTP`) | [`http`] (`http::route`, `http::query`, `http::page`) |
 //! | theseus's CPU sampler | [`sampler`] |
 //!
 //! No module imports one that imports it, directly or through others
@@ -80,6 +81,7 @@ pub mod exit_signal;
 pub mod flamegraph;
 pub mod folded;
 pub mod format;
+pub mod http;
 pub mod interval;
 pub mod output;
 pub mod pprof;

@@ -61,6 +61,8 @@ pub struct Session {
     signals: Option<crate::exit_signal::SignalGuard>,
     /// The interval snapshot thread, with `THESEUS_INTERVAL`.
     ticker: Option<Ticker>,
+    /// The profiles served over HTTP, with `THESEUS_HTTP`.
+    http: Option<crate::http::Server>,
     finished: bool,
 }
 
@@ -194,6 +196,10 @@ impl Session {
             None => None,
             Some(interval) => Some(start_ticker(&inner, interval)?),
         };
+        let http = match config.http {
+            None => None,
+            Some(address) => Some(start_http(&inner, address, config.event)?),
+        };
         let signals = if config.signals {
             write_on_signals(&inner)
         } else {
@@ -205,6 +211,7 @@ impl Session {
             sampler,
             signals,
             ticker,
+            http,
             finished: false,
         }))
     }
@@ -261,6 +268,9 @@ impl Session {
         }
         if let Some(sampler) = self.sampler.take() {
             sampler.stop();
+        }
+        if let Some(mut http) = self.http.take() {
+            http.stop();
         }
         let written = self.inner.write_profile();
         self.inner.announce(&written);
@@ -671,6 +681,43 @@ fn open_fifo(path: &Path) -> io::Result<fs::File> {
 #[cfg(not(unix))]
 fn open_fifo(path: &Path) -> io::Result<fs::File> {
     OpenOptions::new().write(true).open(path)
+}
+
+/// The session as the HTTP server reads it, while it runs.
+struct Served(Weak<Inner>);
+
+impl crate::http::Source for Served {
+    fn so_far(&self) -> Option<Profile> {
+        self.0.upgrade().map(|inner| inner.tracer.to_profile())
+    }
+
+    fn open_window(&self) -> Option<crate::Window> {
+        self.0.upgrade().map(|inner| inner.tracer.open_window())
+    }
+}
+
+/// Starts serving profiles on `address`; a taken port, or any other
+/// reason it cannot listen there, is an error naming `THESEUS_HTTP`.
+fn start_http(
+    inner: &Arc<Inner>,
+    address: std::net::SocketAddr,
+    event: Event,
+) -> Result<crate::http::Server, ConfigError> {
+    let source = Arc::new(Served(Arc::downgrade(inner)));
+    let server = crate::http::Server::start(address, source, event).map_err(|e| {
+        ConfigError::unusable(
+            "THESEUS_HTTP",
+            address.to_string(),
+            format!("cannot serve profiles there: {e}; pick a free port, or port 0 for any"),
+        )
+    })?;
+    eprintln!(
+        "theseus: serving profiles at http://{0}{1} and http://{0}{2}",
+        server.address(),
+        crate::http::PAGE_PATH,
+        crate::http::PROFILE_PATH
+    );
+    Ok(server)
 }
 
 /// Starts the thread that writes a snapshot of each interval.

@@ -179,7 +179,11 @@ fn go_pprof(args: &[&str], path: &Path) -> String {
 /// Runs `go tool pprof -raw` on `path`, which must succeed with nothing on
 /// stderr, and reads what it prints.
 pub fn pprof_raw(path: &Path) -> PprofRaw {
-    let text = go_pprof(&["-raw"], path);
+    read_pprof_raw(&go_pprof(&["-raw"], path))
+}
+
+/// Reads what `go tool pprof -raw` printed.
+pub fn read_pprof_raw(text: &str) -> PprofRaw {
     let mut raw = PprofRaw::default();
     let mut lines = text.lines().skip_while(|l| *l != "Samples:").skip(1);
     let types = lines.next().expect("no sample types line");
