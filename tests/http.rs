@@ -213,6 +213,11 @@ fn go_tool_pprof_reads_a_window_and_finds_its_tasks() {
     assert!(has("in_window"), "no in_window task in {names:?}");
     assert!(has("long_lived"), "the task running at the end is missing");
     assert!(!has("before_window"), "a task that ended before the window");
+    // The server's own work is no task of the program's.
+    assert!(
+        !has("theseus_profiler::http") && !has("hyper"),
+        "the server shows in the profile: {names:?}"
+    );
     // The window is two seconds: the one task running all along has two
     // seconds of wall time in it, not the whole run's.
     let wall = raw.index("WallNs");

@@ -14,6 +14,7 @@
 //! cargo run --release -p theseus-bench -- --churn [--tasks N] [--workers N]
 //! cargo run --release -p theseus-bench -- --intervals [--count-intervals N] [--tasks N] [--workers N]
 //! cargo run --release -p theseus-bench -- --deep N [--workers N]
+//! cargo run --release -p theseus-bench -- --pulls [--rounds N] [--workers N]
 //! cargo run --release -p theseus-bench -- --count N --runtime R --workload spawn|poll
 //! ```
 //!
@@ -28,6 +29,9 @@
 //! `THESEUS_INTERVAL` does, and reports the resident size after each.
 //! `--deep` runs a chain of N tasks, each spawning and awaiting the next,
 //! and reports how long the profile takes to write and the peak memory.
+//! `--pulls` measures profiles pulled over HTTP (`THESEUS_HTTP`): http_fast
+//! with a pull every second and without, and the memory over 1,000 pulls
+//! (see `pulls.rs`).
 //! `--count` does exactly N spawns (or N polls) and nothing else, for counting instructions under valgrind; see
 //! `bench/instructions.sh`.
 
@@ -36,6 +40,7 @@ mod churn;
 mod count;
 mod deep;
 mod intervals;
+mod pulls;
 mod runtimes;
 mod stall;
 mod workloads;
@@ -141,6 +146,9 @@ enum Mode {
     Stall {
         rounds: usize,
     },
+    Pulls {
+        rounds: usize,
+    },
 }
 
 const USAGE: &str = "usage:
@@ -152,6 +160,7 @@ const USAGE: &str = "usage:
   theseus-bench --deep-one RUNTIME --depth N [--workers N]
   theseus-bench --count N --runtime RUNTIME --workload spawn|poll [--workers N]
   theseus-bench --stall [--rounds N]
+  theseus-bench --pulls [--rounds N] [--workers N]
 RUNTIME is one of tokio, async-executor, theseus-off, theseus-on, theseus-full,
 theseus-awaits-off, theseus-awaits-full";
 
@@ -170,6 +179,7 @@ fn parse_options() -> Result<(Mode, usize), String> {
     let mut runtime = None;
     let mut workload = None;
     let mut stall = false;
+    let mut pulls = false;
     let mut args = std::env::args().skip(1);
     fn number(flag: &str, value: String) -> Result<usize, String> {
         value.parse().map_err(|e| format!("{flag}: {e}"))
@@ -194,6 +204,7 @@ fn parse_options() -> Result<(Mode, usize), String> {
             "--runtime" => runtime = Some(Kind::parse(&value("a runtime")?)?),
             "--workload" => workload = Some(count::Workload::parse(&value("spawn or poll")?)?),
             "--stall" => stall = true,
+            "--pulls" => pulls = true,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0)
@@ -201,7 +212,9 @@ fn parse_options() -> Result<(Mode, usize), String> {
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
     }
-    let mode = if stall {
+    let mode = if pulls {
+        Mode::Pulls { rounds }
+    } else if stall {
         Mode::Stall { rounds }
     } else if let Some(n) = count {
         Mode::Count {
@@ -277,6 +290,7 @@ fn main() {
             stall::run(rounds);
             Ok(())
         }
+        Mode::Pulls { rounds } => pulls::run(rounds, workers),
     };
     if let Err(error) = result {
         eprintln!("theseus-bench: {error}");

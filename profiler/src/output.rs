@@ -226,6 +226,21 @@ impl Session {
         &self.inner.tracer
     }
 
+    /// Where the profiles are served over HTTP (`THESEUS_HTTP`, with the
+    /// port it got for port 0), if they are.
+    ///
+    /// ```no_run
+    /// use theseus_profiler::{Config, Session};
+    ///
+    /// let config = Config { http: Some("127.0.0.1:0".parse().unwrap()), ..Config::default() };
+    /// let session = Session::start(&config).unwrap().unwrap();
+    /// let address = session.http_address().unwrap();
+    /// println!("curl -o now.pb.gz 'http://{address}/debug/pprof/theseus?seconds=10'");
+    /// ```
+    pub fn http_address(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().map(crate::http::Server::address)
+    }
+
     /// The format the profile is written in.
     pub fn format(&self) -> Format {
         self.inner.format
