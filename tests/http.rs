@@ -395,6 +395,22 @@ fn overlapping_windows_each_get_their_own_and_their_number_is_bounded() {
         assert_eq!(answer.join().unwrap().status, 200);
     }
     assert_eq!(service.get("/debug/pprof/theseus?seconds=1").status, 200);
+
+    // Clients that ask for an hour and leave give their windows back.
+    let leavers: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&service.address).unwrap();
+            let request = "GET /debug/pprof/theseus?seconds=3600 HTTP/1.1\r\nHost: x\r\n\r\n";
+            stream.write_all(request.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(service.get("/debug/pprof/theseus?seconds=1").status, 503);
+    drop(leavers);
+    std::thread::sleep(Duration::from_secs(1));
+    let answer = service.get("/debug/pprof/theseus?seconds=1");
+    assert_eq!(answer.status, 200, "{}", answer.text());
 }
 
 #[test]
