@@ -104,6 +104,10 @@ impl Server {
             .max_blocking_threads(RENDERERS)
             .thread_name("theseus-http")
             .build()?;
+        let listener = {
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
         let (stop, stopped) = oneshot::channel();
         let routes = Arc::new(route::Routes::new(source, event));
         let thread = std::thread::Builder::new()
@@ -145,17 +149,10 @@ impl Drop for Server {
 
 /// Accepts connections until `stopped`, each served on a task of its own.
 async fn serve(
-    listener: TcpListener,
+    listener: tokio::net::TcpListener,
     routes: Arc<route::Routes>,
     mut stopped: oneshot::Receiver<()>,
 ) {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("theseus: THESEUS_HTTP: cannot serve: {e}");
-            return;
-        }
-    };
     loop {
         let accepted = tokio::select! {
             _ = &mut stopped => return,

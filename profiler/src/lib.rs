@@ -35,7 +35,8 @@
 //! and outcome into the calling thread's [`Aggregate`], inside the
 //! installed [`Tracer`]. When a profile is due, the tracer resolves each
 //! distinct stack once, into a [`ProfileTree`] inside a [`Profile`] (the
-//! whole run, or one interval of it, [`Tracer::take_interval`]); and one
+//! whole run, one interval of it, [`Tracer::take_interval`], or a window
+//! of it, [`Tracer::open_window`]); and one
 //! small writer per format prints that profile. The writers share
 //! [`Profile::samples`], so every format shows the same stacks, names and
 //! numbers. [`Format`] picks the writer; a [`Session`] does all of it for a
