@@ -329,6 +329,12 @@ fn bad_requests_get_a_status_and_a_one_line_reason() {
         assert!(text.contains(says), "{method} {path}: {text}");
         assert_eq!(text.lines().count(), 1, "{method} {path}: {text}");
     }
+    // Not HTTP at all: hyper's parser refuses it before any route.
+    let mut stream = TcpStream::connect(&service.address).unwrap();
+    stream.write_all(b"HELLO THERE\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     // Still serving after all of them.
     assert_eq!(service.get("/debug/pprof/theseus").status, 200);
 }
