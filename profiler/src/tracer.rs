@@ -1,6 +1,7 @@
 //! The [`Tracer`]: collects task records while installed and hands them out
-//! as a [`Profile`], for the whole run or ([`Tracer::take_interval`]) for
-//! the time since the last interval.
+//! as a [`Profile`], for the whole run, ([`Tracer::take_interval`]) for
+//! the time since the last interval, or ([`Window`]) for the time a window
+//! was open.
 //!
 //! Installed tracers form a stack: the last one installed and not yet
 //! uninstalled is the active one, and uninstalling it makes the one installed
@@ -16,7 +17,10 @@
 //! Intervals: each thread's ledger holds the finished tasks since the last
 //! cut. A cut ([`Tracer::take_interval`]) takes them from every ledger, adds
 //! them to the whole run's aggregate, and works out each task's cost within
-//! the interval ([`crate::interval`]).
+//! the interval ([`crate::interval`]). Windows are cut the same way, when
+//! they open and when they close; each reader (the intervals, every open
+//! window) has a cursor of its own, and a cut made for one leaves the
+//! others their share of what it took, so that none moves another's cuts.
 //!
 //! CPU samples: the active tracer is where a sampler puts them
 //! (`record_cpu`). A sampler that buffers samples says how to flush its
