@@ -19,6 +19,7 @@
 
 use super::{add_into, Graph, WIDTH};
 use crate::profile::{cpu_values, task_values, Frame};
+use crate::source_file;
 use crate::{NodeId, Outcome, ProfileTree};
 use std::collections::{BTreeMap, HashMap};
 
@@ -42,7 +43,11 @@ impl Graph {
             .enumerate()
             .map(|(i, (n, _))| (n.as_str(), i as u32))
             .collect();
-        let mut folder = Folder::new(&frames, &index);
+        let mut leaves = vec![false; names.len()];
+        for frame in frames.task_leaves() {
+            leaves[index[frame.name.as_str()] as usize] = true;
+        }
+        let mut folder = Folder::new(&frames, &index, leaves);
         let (ends, waits) = folder.entries();
         let folded = folder.trie;
         let costs = FoldedCosts::sum(&folded, &ends, &waits);
@@ -128,6 +133,23 @@ impl<'t> WrittenFrames<'t> {
         frame
     }
 
+    /// Every frame that names a task as written: the leaves of its own
+    /// costs, plain or suffixed with its outcome.
+    fn task_leaves(&self) -> impl Iterator<Item = &Frame> {
+        let tree = self.tree;
+        let entries = tree.tasks().iter().zip(tree.task_leaves());
+        let plain = entries
+            .zip(&self.task_ends)
+            .filter_map(move |((entry, leaf), end)| {
+                if entry.0 == *leaf {
+                    Some(end)
+                } else {
+                    (*leaf != NodeId::ROOT).then(|| self.frame(*leaf))
+                }
+            });
+        plain.chain(self.suffixed_leaves.iter().flatten())
+    }
+
     /// Every frame written, in some order.
     fn all(&self) -> impl Iterator<Item = &Frame> {
         self.tree
@@ -164,12 +186,13 @@ fn inner_nodes(tree: &ProfileTree) -> Vec<bool> {
 }
 
 /// Every function name of `frames`, sorted, with the one file it is
-/// written with: the program's own (relative) files first, then absolute
-/// ones, `???` only as a last resort; the first in sort order among equals.
+/// written with: the program's own files first, then libraries' and
+/// absolute ones, `???` only as a last resort; the first in sort order
+/// among equals.
 fn function_files<'a>(frames: impl Iterator<Item = &'a Frame>) -> Vec<(String, String)> {
     let rank = |file: &str| match file {
         "???" => 2,
-        _ if file.starts_with('/') || file.contains(":\\") => 1,
+        _ if file.starts_with('/') || file.contains(":\\") || source_file::is_library(file) => 1,
         _ => 0,
     };
     let mut files: BTreeMap<&str, &str> = BTreeMap::new();
@@ -204,13 +227,16 @@ struct Folded {
 struct FoldedTrie {
     nodes: Vec<Folded>,
     index: HashMap<(u32, u32, u32), u32>,
+    /// By function: whether it names a task (a leaf of a task's own costs).
+    leaves: Vec<bool>,
 }
 
 impl FoldedTrie {
     const ROOT: u32 = 0;
 
-    fn new() -> FoldedTrie {
+    fn new(leaves: Vec<bool>) -> FoldedTrie {
         FoldedTrie {
+            leaves,
             nodes: vec![Folded {
                 parent: FoldedTrie::ROOT,
                 function: u32::MAX,
@@ -223,19 +249,26 @@ impl FoldedTrie {
 
     /// The folded stack `parent` followed by `function` at `line`: if the
     /// function is on the path already, the frames from its earlier
-    /// appearance on are dropped, and it appears at the end instead.
+    /// appearance on are dropped, and it appears at the end instead; unless
+    /// a task's leaf lies between, which is never dropped for a frame that
+    /// names no task: then the frame is left out, and `parent` returned.
     fn push(&mut self, parent: u32, function: u32, line: u32) -> u32 {
         let bit = 1u64 << (function % 64);
         let mut base = parent;
         if self.nodes[parent as usize].on_path & bit != 0 {
             // Walks at most one node per distinct function on the path.
             let mut cur = parent;
+            let mut past_a_leaf = false;
             while cur != FoldedTrie::ROOT {
                 let node = self.nodes[cur as usize];
                 if node.function == function {
+                    if past_a_leaf && !self.leaves[function as usize] {
+                        return parent;
+                    }
                     base = node.parent;
                     break;
                 }
+                past_a_leaf |= self.leaves[node.function as usize];
                 cur = node.parent;
             }
         }
@@ -284,12 +317,17 @@ struct Folder<'f, 't> {
 }
 
 impl<'f, 't> Folder<'f, 't> {
-    fn new(frames: &'f WrittenFrames<'t>, index: &'f HashMap<&'f str, u32>) -> Folder<'f, 't> {
+    /// `leaves`: by function, whether it names a task.
+    fn new(
+        frames: &'f WrittenFrames<'t>,
+        index: &'f HashMap<&'f str, u32>,
+        leaves: Vec<bool>,
+    ) -> Folder<'f, 't> {
         let tree = frames.tree;
         let mut folder = Folder {
             frames,
             index,
-            trie: FoldedTrie::new(),
+            trie: FoldedTrie::new(leaves),
             folded_of: vec![FoldedTrie::ROOT; tree.len()],
         };
         for node in tree.nodes().skip(1) {
