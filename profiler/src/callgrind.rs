@@ -66,8 +66,8 @@
 //! **Function identity** is the name: readers disagree on whether the file
 //! is part of a function's identity (gprof2dot ignores it), so each name is
 //! written with one file: the first in sort order of its known files that
-//! are relative (the program's own sources, under the directory it ran in),
-//! else of its absolute ones (a macro from a dependency, such as tokio's
+//! are the program's own (relative to its crate root), else of its
+//! libraries' or absolute ones (a macro from a dependency, such as tokio's
 //! `select!`, puts lines of the function that uses it in the macro's file),
 //! and `"???"` only when no frame of that name has a file, or none of its
 //! frames has a line number. A function that only calls others gets a
