@@ -13,6 +13,8 @@ pub struct Profile {
     /// Function name -> self cost per event.
     pub self_cost: BTreeMap<String, Vec<u64>>,
     pub calls: BTreeMap<CallSite, CallCost>,
+    /// Function name -> the file its `fn=` is written with.
+    pub file_of: BTreeMap<String, String>,
 }
 
 /// (caller, callee, call line).
@@ -181,6 +183,8 @@ pub fn parse(text: &str) -> Profile {
         } else if let Some(value) = line.strip_prefix("fn=") {
             assert!(fl.is_some(), "fn= without fl= before it: {line}");
             function = Some(name(value, &mut functions));
+            let defined = (function.clone().unwrap(), fl.clone().unwrap());
+            profile.file_of.insert(defined.0, defined.1);
             profile
                 .self_cost
                 .entry(function.clone().unwrap())
