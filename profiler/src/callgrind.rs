@@ -30,11 +30,17 @@
 //! **Recursion** is collapsed: within one stack each function appears once.
 //! When a function appears again deeper in the stack, the frames between its
 //! two appearances are dropped and the deeper appearance (with its line) is
-//! kept, so `main, a, b, a, c` is attributed as `main, a, c`. Without this a
-//! recursive function would get the same task's cost twice and its
-//! inclusive cost could exceed the total; with it, no function's inclusive
-//! cost (summed over outgoing calls, as callgrind_annotate does, or over
-//! incoming calls, as gprof2dot does) can exceed the program total.
+//! kept, so `main, a, b, a, c` is attributed as `main, a, c`; unless a
+//! task's leaf lies between the two, which is never dropped for a frame
+//! that names no task: then the deeper appearance is left out instead. A
+//! task spawned as an async block in `serve` runs frames named `serve`, so
+//! `serve, [task] async block in serve, serve, work` is attributed as
+//! `serve, [task] async block in serve, work`: the task's waits stay below
+//! its leaf. Without this a recursive function would get the same task's
+//! cost twice and its inclusive cost could exceed the total; with it, no
+//! function's inclusive cost (summed over outgoing calls, as
+//! callgrind_annotate does, or over incoming calls, as gprof2dot does) can
+//! exceed the program total.
 //!
 //! **Outcomes** other than completion are shown as separate leaves, so the
 //! interesting tasks stand out: the leaf's name gets a suffix,
