@@ -115,14 +115,20 @@ fn chain_costs_are_self_at_the_leaf_and_inclusive_along_the_stack() {
         "no self cost above a leaf"
     );
     // Every edge along the first stack counts its 100 tasks; the unfinished
-    // accept loop adds its one task to the edge they share.
-    assert_eq!(
-        p.calls[&("app::main".to_string(), "app::accept_loop".to_string())],
-        101
-    );
+    // accept loop adds its one task to the edges they share: its handlers
+    // hang below its leaf as its costs show it, `(unfinished)`.
     for (caller, callee) in [
-        ("app::accept_loop", "[task] app::accept_loop"),
-        ("[task] app::accept_loop", "app::handle_conn"),
+        ("app::main", "app::accept_loop"),
+        ("app::accept_loop", "[task] app::accept_loop (unfinished)"),
+    ] {
+        assert_eq!(
+            p.calls[&(caller.to_string(), callee.to_string())],
+            101,
+            "{caller} -> {callee}"
+        );
+    }
+    for (caller, callee) in [
+        ("[task] app::accept_loop (unfinished)", "app::handle_conn"),
         ("app::handle_conn", "[task] app::handle_conn"),
     ] {
         assert_eq!(
@@ -254,6 +260,38 @@ fn outcomes_are_separate_suffixed_leaves() {
     assert_eq!(p.own["[task] app::job (unfinished)"][6], 8);
     assert_eq!(p.totals[6], 15);
     assert_eq!(p.inclusive("app::main")[6], 15);
+}
+
+/// A server still running when the profile is written: what it spawned
+/// hangs below its `(unfinished)` leaf, which holds its costs, not below a
+/// leaf of the same name with none.
+#[test]
+fn tasks_spawned_by_an_unfinished_task_hang_below_its_leaf() {
+    let server = [
+        ("app::main", "src/main.rs", 1),
+        ("[task] app::serve", "src/main.rs", 4),
+    ];
+    let conn = [
+        ("app::main", "src/main.rs", 1),
+        ("[task] app::serve", "src/main.rs", 4),
+        ("app::serve", "src/main.rs", 9),
+        ("[task] app::conn", "src/main.rs", 20),
+    ];
+    let stacks = vec![
+        stack(&server, Outcome::Unfinished, costs(1000, 1)),
+        stack(&conn, Outcome::Completed, costs(300, 3)),
+    ];
+    let p = check_file("unfinished-parent", &stacks);
+    assert!(
+        !p.own.contains_key("[task] app::serve"),
+        "{:?}",
+        p.own.keys()
+    );
+    assert_eq!(
+        p.calls[&("[task] app::serve (unfinished)".into(), "app::serve".into())],
+        3
+    );
+    assert_eq!(p.inclusive("[task] app::serve (unfinished)")[0], 1300);
 }
 
 #[test]

@@ -78,6 +78,10 @@ struct WrittenFrames<'t> {
     suffixed_leaves: Vec<Option<Frame>>,
     /// The last frame of each CPU sample.
     cpu_leaves: Vec<Frame>,
+    /// Inner nodes that are the leaves of tasks which all ended one way
+    /// other than completion, as their own costs show them: suffixed, so
+    /// what those tasks spawned hangs below the leaf that holds their costs.
+    unsettled: HashMap<NodeId, Frame>,
 }
 
 impl<'t> WrittenFrames<'t> {
@@ -90,7 +94,14 @@ impl<'t> WrittenFrames<'t> {
             task_ends: Vec::new(),
             suffixed_leaves: Vec::new(),
             cpu_leaves: Vec::new(),
+            unsettled: HashMap::new(),
         };
+        for (node, outcome) in tree.nodes().zip(tree.unsettled_leaves()) {
+            if let (Some(outcome), true) = (outcome, frames.inner[node.index()]) {
+                let leaf = frames.leaf(node, outcome);
+                frames.unsettled.insert(node, leaf);
+            }
+        }
         let entries = tree.tasks().iter().zip(tree.task_leaves());
         let (task_ends, suffixed_leaves) = entries
             .map(|(&(node, outcome, _), &task_leaf)| {
@@ -115,8 +126,16 @@ impl<'t> WrittenFrames<'t> {
         frames
     }
 
-    /// The cleaned frame of `node`, which is not the root.
+    /// The frame of `node`, which is not the root, as stacks through it
+    /// show it: cleaned, and suffixed for an unsettled leaf.
     fn frame(&self, node: NodeId) -> &Frame {
+        self.unsettled
+            .get(&node)
+            .unwrap_or_else(|| self.cleaned_frame(node))
+    }
+
+    /// The cleaned frame of `node`, which is not the root.
+    fn cleaned_frame(&self, node: NodeId) -> &Frame {
         &self.cleaned[self.tree.frame_index(node).expect("not the root")]
     }
 
@@ -127,7 +146,7 @@ impl<'t> WrittenFrames<'t> {
         let mut frame = if node == NodeId::ROOT {
             Frame::unknown_task()
         } else {
-            self.frame(node).clone()
+            self.cleaned_frame(node).clone()
         };
         frame.add_outcome(outcome);
         frame
