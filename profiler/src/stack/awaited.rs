@@ -34,7 +34,8 @@
 
 use super::awaits::Awaited;
 use super::filters::{crate_file, crate_of_file, impl_parts, is_internal, is_plumbing, is_startup};
-use super::names::function_name;
+use super::names::{function_name, is_bare, mark_names_degraded};
+use super::spawned::qualified_name;
 use super::symbolize::{symbolize, Symbol};
 use super::ResolvedFrame;
 
@@ -46,10 +47,14 @@ pub(crate) const AWAIT_PREFIX: &str = "[await] ";
 pub(super) fn append(ips: &[usize], awaited: Awaited, out: &mut Vec<ResolvedFrame>) {
     let symbols: Vec<_> = ips.iter().map(|&ip| symbolize(ip)).collect();
     let frames: Vec<&Symbol> = symbols.iter().flat_map(|s| s.iter()).collect();
+    append_frames(&frames, awaited, out);
+}
+
+/// [`append`], for the poll's frames symbolized.
+fn append_frames(frames: &[&Symbol], awaited: Awaited, out: &mut Vec<ResolvedFrame>) {
     // The program's own code ends the chain, and what it called is what
     // it awaited; without debug info to tell, the chain's innermost frame.
-    let innermost_kept =
-        innermost_own(&frames).or_else(|| frames.iter().rposition(|f| in_chain(f)));
+    let innermost_kept = innermost_own(frames).or_else(|| frames.iter().rposition(|f| in_chain(f)));
     let inside = innermost_kept.map_or(0, |i| i + 1);
     let entry = frames[inside..].iter().find(|f| is_entry_point(f));
     let name = match awaited {
@@ -62,12 +67,21 @@ pub(super) fn append(ips: &[usize], awaited: Awaited, out: &mut Vec<ResolvedFram
     };
 
     let mut chain: Vec<ResolvedFrame> = Vec::new();
-    for f in &frames[..innermost_kept.map_or(0, |i| i + 1)] {
+    for (i, f) in frames[..inside].iter().enumerate() {
         if !in_chain(f) {
             continue;
         }
+        let name = f.name.as_deref().unwrap_or("");
+        // As a spawn stack names them: `{async_fn#0}` (debug info without
+        // paths) qualified, so that chains read as the leaves do.
+        let raw = if is_bare(name) {
+            mark_names_degraded();
+            qualified_name(frames, i, None)
+        } else {
+            name.to_string()
+        };
         let frame = ResolvedFrame {
-            function: function_name(f.name.as_deref().unwrap_or("")),
+            function: function_name(&raw),
             file: f.file.clone().unwrap_or_else(|| "???".to_string()),
             line: f.line,
         };
@@ -319,6 +333,37 @@ mod tests {
         ] {
             assert_eq!(awaited_name(frame), name, "{frame}");
         }
+    }
+
+    fn sym(name: &str, file: &str, line: u32) -> Symbol {
+        Symbol {
+            name: Some(name.to_string()),
+            file: Some(file.to_string()),
+            line,
+        }
+    }
+
+    /// With `debug = "line-tables-only"` debug info names functions without
+    /// their paths: the chain's frames are qualified as a spawn stack's are.
+    #[test]
+    fn bare_names_in_a_chain_are_qualified() {
+        let join = format!("{}join.rs", crate::stack::filters::own_dirs()[1]);
+        let app = "/home/u/app/src/server.rs";
+        let sleep = "/home/u/.cargo/registry/src/i/tokio-1.54.1/src/time/sleep.rs";
+        let poll = [
+            sym(
+                "poll_below_boundary<app::serve::{async_fn_env#0}>",
+                &join,
+                111,
+            ),
+            sym("{async_fn#0}", app, 62),
+            sym("poll", sleep, 450),
+        ];
+        let mut out = Vec::new();
+        append_frames(&poll.iter().collect::<Vec<_>>(), Awaited::Frames, &mut out);
+        let names: Vec<&str> = out.iter().map(|f| f.function.as_str()).collect();
+        assert_eq!(names[0], "app::serve", "{names:?}");
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 
     #[test]
