@@ -503,13 +503,13 @@ fn an_await_is_named_after_the_api_the_program_called() {
         "{:#?}",
         profile.calls.keys()
     );
+    // Timers end late on a loaded machine, never early: the wait is bounded
+    // from below, and is all of the tasks' waiting.
     let waited = profile.call_cost("await_points::first_of_three", awaits[0], "IdleNs");
-    assert_within(
-        "IdleNs of 5 firsts of 100 ms timers",
-        waited,
-        500 * MS,
-        0.10,
-    );
+    let leaf = "[task] await_points::first_of_three";
+    let idle = profile.inclusive_of(leaf, "IdleNs");
+    assert!(waited >= 5 * 99 * MS, "{waited} ns at the await point");
+    assert_within("IdleNs at the await point of all", waited, idle, 0.05);
     let declared = &profile.file_of[awaits[0]];
     assert!(
         declared.contains("futures-util-0.3.") && declared.ends_with("/src/stream/stream/next.rs"),

@@ -245,25 +245,35 @@ fn a_task_spawned_as_an_async_block_holds_its_waits() {
     let annotated = annotate_inclusive(&path);
     let dot = gprof2dot_total_percent(&path);
     let total = profile.totals[profile.event("WallNs")] as f64;
+    // A 50 ms sleep never ends early; how late it ends depends on the
+    // machine's load, so the bounds are from below, and the readers must
+    // agree with each other.
     for leaf in &leaves {
         assert_eq!(profile.self_of(leaf, "Tasks"), 1);
         let wall = profile.inclusive_of(leaf, "WallNs");
-        assert_within(&format!("WallNs of {leaf}"), wall, 50 * MS, 0.2);
-        let idle = profile.inclusive_of(leaf, "IdleNs");
-        assert_within(&format!("IdleNs of {leaf}"), idle, 50 * MS, 0.2);
-        assert!(
-            profile.self_of(leaf, "IdleNs") < 5 * MS,
-            "{leaf} kept its wait"
+        let waited = profile.inclusive_of(leaf, "IdleNs") - profile.self_of(leaf, "IdleNs");
+        println!(
+            "{leaf}: {:.3} ms inclusive, {:.3} ms of it waiting below the leaf",
+            wall as f64 / 1e6,
+            waited as f64 / 1e6
         );
-        let read = annotated.get(leaf).copied().unwrap_or_default();
-        assert_within(&format!("callgrind_annotate of {leaf}"), read, 50 * MS, 0.2);
+        assert!(wall >= 49 * MS, "{leaf}: {wall} ns inclusive");
+        assert!(
+            waited >= 49 * MS,
+            "{leaf}: {waited} ns waited below its leaf"
+        );
+        assert_eq!(
+            annotated.get(leaf),
+            Some(&wall),
+            "callgrind_annotate of {leaf}"
+        );
         let read = (dot.get(leaf).copied().unwrap_or_default() * total / 100.0) as u64;
-        assert_within(&format!("gprof2dot of {leaf}"), read, 50 * MS, 0.2);
+        assert_within(&format!("gprof2dot of {leaf}"), read, wall, 0.01);
     }
     // Both sleeps are below `work`, which only the tasks' leaves call.
     let sleep = "[await] tokio::time::Sleep";
     let waited = profile.call_cost("ground_truth::work", sleep, "IdleNs");
-    assert_within("IdleNs at the two sleeps", waited, 100 * MS, 0.2);
+    assert!(waited >= 98 * MS, "{waited} ns at the two sleeps");
     let callers: Vec<&String> = profile
         .calls
         .keys()
