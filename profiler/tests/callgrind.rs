@@ -146,6 +146,63 @@ fn chain_costs_are_self_at_the_leaf_and_inclusive_along_the_stack() {
     assert_eq!(p.inclusive("app::handle_conn"), total);
 }
 
+/// Tasks that spawn each other's kind, `x` spawning `y` spawning `x`, from
+/// one function `f` that every task runs: each task's own cost stays on its
+/// leaf, each wait below its task's leaf, and nothing counts twice.
+#[test]
+fn recursion_through_tasks_keeps_each_task_with_its_waits() {
+    let f = |line| ("app::f", "src/f.rs", line);
+    let x = ("[task] app::x", "src/f.rs", 3);
+    let y = ("[task] app::y", "src/f.rs", 4);
+    let sleep = (
+        "[await] tokio::time::Sleep",
+        "tokio-1.54.1/src/time/sleep.rs",
+        1,
+    );
+    let waits = |frames: &[(&str, &str, u32)], leaf| ProfileStack {
+        task_leaf: leaf,
+        ..stack(
+            frames,
+            Outcome::Completed,
+            Costs {
+                wall_ns: 50,
+                idle_ns: 50,
+                wakes: 1,
+                ..Costs::default()
+            },
+        )
+    };
+    let stacks = vec![
+        stack(&[f(1), x], Outcome::Completed, costs(100, 1)),
+        waits(&[f(1), x, f(5), sleep], 1),
+        stack(&[f(1), x, f(3), y], Outcome::Completed, costs(70, 1)),
+        waits(&[f(1), x, f(3), y, f(5), sleep], 3),
+        stack(
+            &[f(1), x, f(3), y, f(4), x],
+            Outcome::Completed,
+            costs(100, 1),
+        ),
+        waits(&[f(1), x, f(3), y, f(4), x, f(5), sleep], 5),
+    ];
+    let p = check_file("task-recursion", &stacks);
+    assert_eq!(p.own.get("app::f").copied().unwrap_or_default()[6], 0);
+    assert_eq!(p.own["[task] app::x"][6], 2);
+    assert_eq!(p.own["[task] app::y"][6], 1);
+    // Every wait is below a task's leaf: the sleep's callers are leaves.
+    for ((caller, callee), _) in &p.calls {
+        if callee.starts_with("[await]") {
+            assert!(caller.starts_with("[task]"), "{caller} -> {callee}");
+        }
+    }
+    for name in p.own.keys() {
+        assert!(p.inclusive(name)[0] <= p.totals[0], "{name}");
+        assert!(
+            p.incoming.get(name).map_or(0, |c| c[0]) <= p.totals[0],
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn recursion_never_makes_inclusive_exceed_the_total() {
     let c = costs(1_000, 1);
