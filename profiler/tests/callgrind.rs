@@ -189,7 +189,7 @@ fn recursion_through_tasks_keeps_each_task_with_its_waits() {
     assert_eq!(p.own["[task] app::x"][6], 2);
     assert_eq!(p.own["[task] app::y"][6], 1);
     // Every wait is below a task's leaf: the sleep's callers are leaves.
-    for ((caller, callee), _) in &p.calls {
+    for (caller, callee) in p.calls.keys() {
         if callee.starts_with("[await]") {
             assert!(caller.starts_with("[task]"), "{caller} -> {callee}");
         }
