@@ -61,8 +61,10 @@ pub fn is_library(file: &str) -> bool {
     let Some((first, _)) = file.split_once('/') else {
         return false;
     };
+    // `tokio-1.54.1`, or a checkout's `bore-<16 hex digits of its URL's hash>`.
     first.rsplit_once('-').is_some_and(|(name, version)| {
-        !name.is_empty() && version.starts_with(|c: char| c.is_ascii_digit())
+        let hash = version.len() == 16 && version.chars().all(|c| c.is_ascii_hexdigit());
+        !name.is_empty() && (version.starts_with(|c: char| c.is_ascii_digit()) || hash)
     })
 }
 
@@ -111,6 +113,8 @@ mod tests {
         assert_eq!(shown(git, None), "bore-5c1a0f0e2b3d4a11/3e2f1a9/src/lib.rs");
         assert!(is_library(&shown(&file, None)));
         assert!(is_library(&shown(git, None)));
+        assert!(is_library("bore-a1b2c3d4e5f60718/3e2f1a9/src/lib.rs"));
+        assert!(!is_library("my-app/src/main.rs"));
         assert!(!is_library("src/server.rs"));
         assert!(!is_library("tests/ground_truth.rs"));
         assert!(!is_library("???"));
