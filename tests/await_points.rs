@@ -2,15 +2,13 @@
 //! known times, profiled, and each wait checked under the await point it
 //! belongs to. Tolerance 10% for times set by timers; counts exact.
 //!
-//! Every task here is a named async fn, never an async block written in the
-//! test: a block is named after the function around it, and a test function
-//! that spawns one would appear twice in a stack (which the callgrind
-//! writer collapses as recursion).
+//! Every task here is a named async fn, so that each test names its leaves
+//! and chains plainly.
 
 mod common;
 
 use common::callgrind::Profile;
-use common::ground::{assert_within, profile, profile_with_awaits};
+use common::ground::{assert_within, profile, profile_file, profile_with_awaits};
 use std::sync::Arc;
 use std::time::Duration;
 use theseus::profiler::AwaitMode;
@@ -464,4 +462,57 @@ fn waits_past_the_seventh_await_point_stay_on_the_leaf() {
         0.10,
     );
     assert_leaf_keeps_the_rest(&profile, leaf, 1);
+}
+
+/// Waits for the first of three timers through `FuturesUnordered`, whose
+/// waker is registered by another crate (futures-core's `AtomicWaker`).
+async fn first_of_three() {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    let timers: FuturesUnordered<_> = (0..3)
+        .map(|_| tokio::time::sleep(Duration::from_millis(100)))
+        .collect();
+    let mut timers = timers;
+    timers.next().await;
+}
+
+async fn first_of_three_in_tasks() {
+    let handles: Vec<_> = (0..TASKS)
+        .map(|_| theseus::spawn(first_of_three()))
+        .collect();
+    for handle in handles {
+        handle.await.unwrap();
+    }
+}
+
+/// An await point is named after the API the program called, in that
+/// API's file, not after where a library registered the waker.
+#[test]
+fn an_await_is_named_after_the_api_the_program_called() {
+    let (profile, _dir) = profile_file("awaits-api", 2, first_of_three_in_tasks());
+    let awaits: Vec<&String> = profile
+        .calls
+        .keys()
+        .filter(|(caller, callee, _)| {
+            caller == "await_points::first_of_three" && callee.starts_with("[await]")
+        })
+        .map(|(_, callee, _)| callee)
+        .collect();
+    assert_eq!(
+        awaits,
+        ["[await] futures_util::stream::stream::Next"],
+        "{:#?}",
+        profile.calls.keys()
+    );
+    // Timers end late on a loaded machine, never early: the wait is bounded
+    // from below, and is all of the tasks' waiting.
+    let waited = profile.call_cost("await_points::first_of_three", awaits[0], "IdleNs");
+    let leaf = "[task] await_points::first_of_three";
+    let idle = profile.inclusive_of(leaf, "IdleNs");
+    assert!(waited >= 5 * 99 * MS, "{waited} ns at the await point");
+    assert_within("IdleNs at the await point of all", waited, idle, 0.05);
+    let declared = &profile.file_of[awaits[0]];
+    assert!(
+        declared.contains("futures-util-0.3.") && declared.ends_with("/src/stream/stream/next.rs"),
+        "{declared}"
+    );
 }

@@ -5,7 +5,8 @@
 mod common;
 
 use common::callgrind::parse;
-use common::ground::{assert_within, profile, SERIAL};
+use common::ground::{assert_within, profile, profile_file, SERIAL};
+use common::readers::{annotate_inclusive, gprof2dot_total_percent};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -214,6 +215,73 @@ fn a_spawn_chain_shows_as_one_logical_stack() {
             "{a} -> {b} exceeds the total"
         );
     }
+}
+
+async fn work() {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+async fn serve() {
+    let a = theseus::spawn(async { work().await });
+    let b = theseus::spawn(work());
+    a.await.unwrap();
+    b.await.unwrap();
+}
+
+/// A task spawned as an async block runs frames named after the function
+/// that spawned it (`serve`), which is on its parent's stack too: its waits
+/// still sit below its own leaf, never folded into the parent's frames.
+#[test]
+fn a_task_spawned_as_an_async_block_holds_its_waits() {
+    let (profile, dir) = profile_file("async-block", 2, serve());
+    let block =
+        profile.functions("[task] async block in ground_truth::serve (tests/ground_truth.rs:");
+    assert_eq!(block.len(), 1, "{:#?}", profile.self_cost.keys());
+    let leaves = [
+        block[0].to_string(),
+        "[task] ground_truth::work".to_string(),
+    ];
+    let path = dir.join("profile.callgrind");
+    let annotated = annotate_inclusive(&path);
+    let dot = gprof2dot_total_percent(&path);
+    let total = profile.totals[profile.event("WallNs")] as f64;
+    // A 50 ms sleep never ends early; how late it ends depends on the
+    // machine's load, so the bounds are from below, and the readers must
+    // agree with each other.
+    for leaf in &leaves {
+        assert_eq!(profile.self_of(leaf, "Tasks"), 1);
+        let wall = profile.inclusive_of(leaf, "WallNs");
+        let waited = profile.inclusive_of(leaf, "IdleNs") - profile.self_of(leaf, "IdleNs");
+        println!(
+            "{leaf}: {:.3} ms inclusive, {:.3} ms of it waiting below the leaf",
+            wall as f64 / 1e6,
+            waited as f64 / 1e6
+        );
+        assert!(wall >= 49 * MS, "{leaf}: {wall} ns inclusive");
+        assert!(
+            waited >= 49 * MS,
+            "{leaf}: {waited} ns waited below its leaf"
+        );
+        assert_eq!(
+            annotated.get(leaf),
+            Some(&wall),
+            "callgrind_annotate of {leaf}"
+        );
+        let read = (dot.get(leaf).copied().unwrap_or_default() * total / 100.0) as u64;
+        assert_within(&format!("gprof2dot of {leaf}"), read, wall, 0.01);
+    }
+    // Both sleeps are below `work`, which only the tasks' leaves call.
+    let sleep = "[await] tokio::time::Sleep";
+    let waited = profile.call_cost("ground_truth::work", sleep, "IdleNs");
+    assert!(waited >= 98 * MS, "{waited} ns at the two sleeps");
+    let callers: Vec<&String> = profile
+        .calls
+        .keys()
+        .filter(|(_, callee, _)| callee == "ground_truth::work")
+        .map(|(caller, _, _)| caller)
+        .collect();
+    assert_eq!(callers.len(), 2, "{callers:?}");
+    assert!(callers.iter().all(|c| leaves.contains(c)), "{callers:?}");
 }
 
 async fn twin() {}

@@ -7,6 +7,7 @@ mod common;
 use common::callgrind::parse;
 use common::child;
 use common::readers::{check_with_real_readers, check_with_real_readers_in};
+use std::collections::BTreeSet;
 use std::io::{BufRead, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
@@ -20,6 +21,7 @@ fn child() {
         Some("panics") => programs::panics::main(),
         Some("serve") => programs::serve::main(),
         Some("exits") => programs::exits::main(),
+        Some("blocks") => programs::blocks::main(),
         Some(other) => panic!("unknown program {other}"),
     }
 }
@@ -71,6 +73,16 @@ mod programs {
             running.await.unwrap();
             println!("exiting");
             std::process::exit(3);
+        }
+    }
+
+    pub mod blocks {
+        /// A task spawned as an async block: its name embeds the block's
+        /// file and line.
+        #[theseus::main(worker_threads = 2)]
+        pub async fn main() {
+            let block = theseus::spawn(async { super::nap().await });
+            block.await.unwrap();
         }
     }
 
@@ -143,6 +155,58 @@ fn the_default_output_is_callgrind_theseus_in_the_working_directory() {
         profile.self_of("[task] profile_output::programs::nap", "Tasks"),
         3
     );
+}
+
+/// The files a callgrind profile names (`fl=`, `cfi=`), and its functions.
+fn files_and_functions(text: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let named = |prefixes: &[&str]| -> BTreeSet<String> {
+        text.lines()
+            .filter_map(|l| prefixes.iter().find_map(|p| l.strip_prefix(p)))
+            .filter_map(|v| v.split_once(") ").map(|(_, name)| name.to_string()))
+            .collect()
+    };
+    (named(&["fl=", "cfi="]), named(&["fn=", "cfn="]))
+}
+
+#[test]
+fn the_profile_names_the_same_files_in_any_working_directory() {
+    let crate_root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let elsewhere = child::scratch_dir("elsewhere");
+    let mut seen = Vec::new();
+    for cwd in [crate_root.as_path(), elsewhere.as_ref()] {
+        let dir = child::scratch_dir("any-cwd");
+        let out = dir.join("app.callgrind");
+        let output = child::command("blocks", &[("THESEUS_OUT", out.to_str().unwrap())])
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(check_with_real_readers_in(&out, cwd), parse(&text).totals);
+        let (files, functions) = files_and_functions(&text);
+        for file in &files {
+            assert!(
+                !file.starts_with('/') && !file.contains("registry"),
+                "{file} depends on the machine or the working directory"
+            );
+        }
+        assert!(
+            files
+                .iter()
+                .any(|f| f.starts_with("tokio-") && f.ends_with("/src/time/sleep.rs")),
+            "{files:?}"
+        );
+        assert!(files.contains("tests/profile_output.rs"), "{files:?}");
+        assert!(
+            functions
+                .iter()
+                .any(|f| f.starts_with("[task] async block in ")
+                    && f.contains(" (tests/profile_output.rs:")),
+            "{functions:?}"
+        );
+        seen.push((files, functions));
+    }
+    assert_eq!(seen[0], seen[1]);
 }
 
 #[test]

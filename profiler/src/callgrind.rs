@@ -30,11 +30,17 @@
 //! **Recursion** is collapsed: within one stack each function appears once.
 //! When a function appears again deeper in the stack, the frames between its
 //! two appearances are dropped and the deeper appearance (with its line) is
-//! kept, so `main, a, b, a, c` is attributed as `main, a, c`. Without this a
-//! recursive function would get the same task's cost twice and its
-//! inclusive cost could exceed the total; with it, no function's inclusive
-//! cost (summed over outgoing calls, as callgrind_annotate does, or over
-//! incoming calls, as gprof2dot does) can exceed the program total.
+//! kept, so `main, a, b, a, c` is attributed as `main, a, c`; unless a
+//! task's leaf lies between the two, which is never dropped for a frame
+//! that names no task: then the deeper appearance is left out instead. A
+//! task spawned as an async block in `serve` runs frames named `serve`, so
+//! `serve, [task] async block in serve, serve, work` is attributed as
+//! `serve, [task] async block in serve, work`: the task's waits stay below
+//! its leaf. Without this a recursive function would get the same task's
+//! cost twice and its inclusive cost could exceed the total; with it, no
+//! function's inclusive cost (summed over outgoing calls, as
+//! callgrind_annotate does, or over incoming calls, as gprof2dot does) can
+//! exceed the program total.
 //!
 //! **Outcomes** other than completion are shown as separate leaves, so the
 //! interesting tasks stand out: the leaf's name gets a suffix,
@@ -66,8 +72,8 @@
 //! **Function identity** is the name: readers disagree on whether the file
 //! is part of a function's identity (gprof2dot ignores it), so each name is
 //! written with one file: the first in sort order of its known files that
-//! are relative (the program's own sources, under the directory it ran in),
-//! else of its absolute ones (a macro from a dependency, such as tokio's
+//! are the program's own (relative to its crate root), else of its
+//! libraries' or absolute ones (a macro from a dependency, such as tokio's
 //! `select!`, puts lines of the function that uses it in the macro's file),
 //! and `"???"` only when no frame of that name has a file, or none of its
 //! frames has a line number. A function that only calls others gets a

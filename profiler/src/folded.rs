@@ -86,4 +86,30 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn tasks_spawned_by_an_unfinished_task_show_below_its_leaf() {
+        let profile = Profile::from_stacks(
+            &[
+                stack(&["main", "[task] serve"], Outcome::Unfinished, 10),
+                stack(
+                    &["main", "[task] serve", "serve", "[task] conn"],
+                    Outcome::Completed,
+                    3,
+                ),
+            ],
+            &[],
+            false,
+        );
+        assert_eq!(
+            lines(&profile, Event::WallNs),
+            [
+                ("main;[task] serve (unfinished)".to_string(), 10),
+                (
+                    "main;[task] serve (unfinished);serve;[task] conn".to_string(),
+                    3
+                ),
+            ]
+        );
+    }
 }

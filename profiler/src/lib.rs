@@ -91,6 +91,7 @@ mod record;
 pub mod report;
 pub mod sampler;
 pub mod snapshots;
+pub mod source_file;
 mod stack;
 mod tracer;
 mod tree;

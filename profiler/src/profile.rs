@@ -26,7 +26,7 @@
 //! report all show the same logical stacks under the same names, and their
 //! numbers agree.
 
-use crate::{Costs, Outcome, ProfileTree, ResolvedFrame};
+use crate::{Costs, NodeId, Outcome, ProfileTree, ResolvedFrame};
 use std::fmt;
 
 pub use crate::tree::{CpuStack, ProfileStack};
@@ -402,10 +402,12 @@ impl Profile {
     /// format needs.
     pub fn samples(&self) -> Vec<Sample> {
         let tree = &self.tree;
+        let unsettled = tree.unsettled_leaves();
         let mut samples = Vec::with_capacity(tree.tasks().len() + tree.cpu().len());
         for (&(node, outcome, costs), &leaf) in tree.tasks().iter().zip(tree.task_leaves()) {
             let mut frames = clean_frames(&tree.frames(node));
             let task_leaf = tree.depth(leaf).saturating_sub(1).min(frames.len() - 1);
+            suffix_parents(tree, leaf, &unsettled, &mut frames[..task_leaf]);
             frames[task_leaf].add_outcome(outcome);
             samples.push(Sample {
                 frames,
@@ -415,8 +417,11 @@ impl Profile {
             });
         }
         for &(node, cpu_ns) in tree.cpu() {
+            let mut frames = clean_frames(&tree.frames(node));
+            let above = tree.depth(node).saturating_sub(1).min(frames.len());
+            suffix_parents(tree, node, &unsettled, &mut frames[..above]);
             samples.push(Sample {
-                frames: clean_frames(&tree.frames(node)),
+                frames,
                 outcome: None,
                 task_leaf: None,
                 values: cpu_values(cpu_ns),
@@ -438,6 +443,26 @@ impl Profile {
             *cpu = cpu.saturating_add(cpu_ns);
         }
         totals
+    }
+}
+
+/// Suffixes the leaves among `frames`, the frames above `node` (outermost
+/// first), of tasks that all ended one way other than completion (see
+/// [`ProfileTree::unsettled_leaves`]), so what they spawned hangs below
+/// their leaf as it is shown.
+fn suffix_parents(
+    tree: &ProfileTree,
+    node: NodeId,
+    unsettled: &[Option<Outcome>],
+    frames: &mut [Frame],
+) {
+    let mut cur = tree.parent(node);
+    for frame in frames.iter_mut().rev() {
+        let Some(at) = cur else { break };
+        if let Some(outcome) = unsettled[at.index()] {
+            frame.add_outcome(outcome);
+        }
+        cur = tree.parent(at);
     }
 }
 

@@ -179,8 +179,9 @@ fn percent(part: u64, whole: u64) -> String {
     format!("{:.1}%", part as f64 * 100.0 / whole as f64)
 }
 
-/// `text` in at most `width` characters: cut on the left at a frame
-/// boundary where possible, so the leaf stays.
+/// `text` in at most `width` characters, cut on the left at a frame
+/// boundary, so the leaf stays; never inside a frame's name: a leaf longer
+/// than `width` is shown whole, after `... > `.
 fn cut_left(text: &str, width: usize) -> String {
     let chars = text.chars().count();
     if chars <= width {
@@ -189,7 +190,7 @@ fn cut_left(text: &str, width: usize) -> String {
     let keep: String = text.chars().skip(chars - (width - 4)).collect();
     let keep = match keep.find(" > ") {
         Some(at) => &keep[at + 3..],
-        None => &keep[..],
+        None => text.rsplit(" > ").next().unwrap_or(text),
     };
     format!("... > {keep}")
 }
@@ -290,5 +291,12 @@ mod tests {
             cut.starts_with("... > frame") && cut.ends_with("[task] leaf"),
             "{cut}"
         );
+    }
+
+    #[test]
+    fn a_leaf_longer_than_the_column_is_never_cut_inside_its_name() {
+        let leaf = "[task] async block in bore_cli::server::Server::listen::handle_connection_with_a_long_name (src/server.rs:141)";
+        let stack = format!("bore_cli::main > bore_cli::server::Server::listen > {leaf}");
+        assert_eq!(cut_left(&stack, 60), format!("... > {leaf}"));
     }
 }

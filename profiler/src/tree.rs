@@ -294,6 +294,28 @@ impl ProfileTree {
         &self.task_leaves
     }
 
+    /// By node: the outcome every task whose own costs end there had, when
+    /// they all had the same one and it is not completion; `None` elsewhere.
+    /// Tasks spawned by such a task hang below its leaf as it is shown,
+    /// suffixed: below `[task] serve (unfinished)`, where its costs are.
+    pub fn unsettled_leaves(&self) -> Vec<Option<Outcome>> {
+        let mut seen: Vec<Option<Option<Outcome>>> = vec![None; self.nodes.len()];
+        for (&(node, outcome, _), &leaf) in self.tasks.iter().zip(&self.task_leaves) {
+            if node != leaf || node == NodeId::ROOT {
+                continue;
+            }
+            let slot = &mut seen[node.index()];
+            *slot = match *slot {
+                None => Some(Some(outcome)),
+                Some(Some(earlier)) if earlier == outcome => Some(Some(outcome)),
+                Some(_) => Some(None),
+            };
+        }
+        seen.into_iter()
+            .map(|s| s.flatten().filter(|&o| o != Outcome::Completed))
+            .collect()
+    }
+
     /// How many frames the stack of `node` has.
     pub fn depth(&self, node: NodeId) -> usize {
         let mut depth = 0;

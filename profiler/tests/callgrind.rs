@@ -115,14 +115,20 @@ fn chain_costs_are_self_at_the_leaf_and_inclusive_along_the_stack() {
         "no self cost above a leaf"
     );
     // Every edge along the first stack counts its 100 tasks; the unfinished
-    // accept loop adds its one task to the edge they share.
-    assert_eq!(
-        p.calls[&("app::main".to_string(), "app::accept_loop".to_string())],
-        101
-    );
+    // accept loop adds its one task to the edges they share: its handlers
+    // hang below its leaf as its costs show it, `(unfinished)`.
     for (caller, callee) in [
-        ("app::accept_loop", "[task] app::accept_loop"),
-        ("[task] app::accept_loop", "app::handle_conn"),
+        ("app::main", "app::accept_loop"),
+        ("app::accept_loop", "[task] app::accept_loop (unfinished)"),
+    ] {
+        assert_eq!(
+            p.calls[&(caller.to_string(), callee.to_string())],
+            101,
+            "{caller} -> {callee}"
+        );
+    }
+    for (caller, callee) in [
+        ("[task] app::accept_loop (unfinished)", "app::handle_conn"),
         ("app::handle_conn", "[task] app::handle_conn"),
     ] {
         assert_eq!(
@@ -138,6 +144,63 @@ fn chain_costs_are_self_at_the_leaf_and_inclusive_along_the_stack() {
     // main's inclusive cost is everything under it: the total.
     assert_eq!(p.inclusive("app::main"), p.totals);
     assert_eq!(p.inclusive("app::handle_conn"), total);
+}
+
+/// Tasks that spawn each other's kind, `x` spawning `y` spawning `x`, from
+/// one function `f` that every task runs: each task's own cost stays on its
+/// leaf, each wait below its task's leaf, and nothing counts twice.
+#[test]
+fn recursion_through_tasks_keeps_each_task_with_its_waits() {
+    let f = |line| ("app::f", "src/f.rs", line);
+    let x = ("[task] app::x", "src/f.rs", 3);
+    let y = ("[task] app::y", "src/f.rs", 4);
+    let sleep = (
+        "[await] tokio::time::Sleep",
+        "tokio-1.54.1/src/time/sleep.rs",
+        1,
+    );
+    let waits = |frames: &[(&str, &str, u32)], leaf| ProfileStack {
+        task_leaf: leaf,
+        ..stack(
+            frames,
+            Outcome::Completed,
+            Costs {
+                wall_ns: 50,
+                idle_ns: 50,
+                wakes: 1,
+                ..Costs::default()
+            },
+        )
+    };
+    let stacks = vec![
+        stack(&[f(1), x], Outcome::Completed, costs(100, 1)),
+        waits(&[f(1), x, f(5), sleep], 1),
+        stack(&[f(1), x, f(3), y], Outcome::Completed, costs(70, 1)),
+        waits(&[f(1), x, f(3), y, f(5), sleep], 3),
+        stack(
+            &[f(1), x, f(3), y, f(4), x],
+            Outcome::Completed,
+            costs(100, 1),
+        ),
+        waits(&[f(1), x, f(3), y, f(4), x, f(5), sleep], 5),
+    ];
+    let p = check_file("task-recursion", &stacks);
+    assert_eq!(p.own.get("app::f").copied().unwrap_or_default()[6], 0);
+    assert_eq!(p.own["[task] app::x"][6], 2);
+    assert_eq!(p.own["[task] app::y"][6], 1);
+    // Every wait is below a task's leaf: the sleep's callers are leaves.
+    for (caller, callee) in p.calls.keys() {
+        if callee.starts_with("[await]") {
+            assert!(caller.starts_with("[task]"), "{caller} -> {callee}");
+        }
+    }
+    for name in p.own.keys() {
+        assert!(p.inclusive(name)[0] <= p.totals[0], "{name}");
+        assert!(
+            p.incoming.get(name).map_or(0, |c| c[0]) <= p.totals[0],
+            "{name}"
+        );
+    }
 }
 
 #[test]
@@ -254,6 +317,38 @@ fn outcomes_are_separate_suffixed_leaves() {
     assert_eq!(p.own["[task] app::job (unfinished)"][6], 8);
     assert_eq!(p.totals[6], 15);
     assert_eq!(p.inclusive("app::main")[6], 15);
+}
+
+/// A server still running when the profile is written: what it spawned
+/// hangs below its `(unfinished)` leaf, which holds its costs, not below a
+/// leaf of the same name with none.
+#[test]
+fn tasks_spawned_by_an_unfinished_task_hang_below_its_leaf() {
+    let server = [
+        ("app::main", "src/main.rs", 1),
+        ("[task] app::serve", "src/main.rs", 4),
+    ];
+    let conn = [
+        ("app::main", "src/main.rs", 1),
+        ("[task] app::serve", "src/main.rs", 4),
+        ("app::serve", "src/main.rs", 9),
+        ("[task] app::conn", "src/main.rs", 20),
+    ];
+    let stacks = vec![
+        stack(&server, Outcome::Unfinished, costs(1000, 1)),
+        stack(&conn, Outcome::Completed, costs(300, 3)),
+    ];
+    let p = check_file("unfinished-parent", &stacks);
+    assert!(
+        !p.own.contains_key("[task] app::serve"),
+        "{:?}",
+        p.own.keys()
+    );
+    assert_eq!(
+        p.calls[&("[task] app::serve (unfinished)".into(), "app::serve".into())],
+        3
+    );
+    assert_eq!(p.inclusive("[task] app::serve (unfinished)")[0], 1300);
 }
 
 #[test]

@@ -143,10 +143,11 @@ fn check_chain(mode: CaptureMode) {
     assert_eq!(c[..p.len()], p[..], "child extends parent: {c:#?}");
     assert_eq!(g[..c.len()], c[..], "grandchild extends child: {g:#?}");
     // An async block written in a plain function is named after where it
-    // was written; without frames (location mode) the function cannot be
-    // told from an async fn of that name.
+    // was written, relative to the workspace's root wherever the tests run;
+    // without frames (location mode) the function cannot be told from an
+    // async fn of that name.
     let block = format!(
-        "[task] async block in stacks::spawn_grandchild (tests/stacks.rs:{})",
+        "[task] async block in stacks::spawn_grandchild (profiler/tests/stacks.rs:{})",
         g.last().unwrap().line
     );
     let tail: Vec<&str> = names(&g);

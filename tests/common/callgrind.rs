@@ -13,6 +13,8 @@ pub struct Profile {
     /// Function name -> self cost per event.
     pub self_cost: BTreeMap<String, Vec<u64>>,
     pub calls: BTreeMap<CallSite, CallCost>,
+    /// Function name -> the file its `fn=` is written with.
+    pub file_of: BTreeMap<String, String>,
 }
 
 /// (caller, callee, call line).
@@ -181,6 +183,8 @@ pub fn parse(text: &str) -> Profile {
         } else if let Some(value) = line.strip_prefix("fn=") {
             assert!(fl.is_some(), "fn= without fl= before it: {line}");
             function = Some(name(value, &mut functions));
+            let defined = (function.clone().unwrap(), fl.clone().unwrap());
+            profile.file_of.insert(defined.0, defined.1);
             profile
                 .self_cost
                 .entry(function.clone().unwrap())
@@ -245,5 +249,76 @@ pub fn parse(text: &str) -> Profile {
         "totals must equal the sum of self costs"
     );
     assert_eq!(profile.summary, profile.totals, "summary must equal totals");
+    assert_waits_below_task_leaves(&profile);
+    assert_no_inclusive_exceeds_the_totals(&profile);
     profile
+}
+
+/// Whether `function` names a task: its leaf, where its own costs are.
+pub fn is_task_leaf(function: &str) -> bool {
+    function.starts_with("[task] ") || function.starts_with("[blocking] ")
+}
+
+/// Every wait at an await point sits below the leaf of a task: no path of
+/// calls from a function nobody calls reaches an `[await]` leaf without
+/// going through a task's leaf.
+fn assert_waits_below_task_leaves(profile: &Profile) {
+    let mut callees: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut called = std::collections::BTreeSet::new();
+    for (caller, callee, _) in profile.calls.keys() {
+        callees.entry(caller).or_default().push(callee);
+        called.insert(callee.as_str());
+    }
+    let roots = profile
+        .self_cost
+        .keys()
+        .map(String::as_str)
+        .filter(|f| !called.contains(f) && !is_task_leaf(f));
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo: Vec<(&str, Vec<&str>)> = roots.map(|r| (r, vec![r])).collect();
+    while let Some((function, path)) = todo.pop() {
+        assert!(
+            !function.starts_with("[await] "),
+            "a wait outside every task's leaf: {}",
+            path.join(" -> ")
+        );
+        if !seen.insert(function) {
+            continue;
+        }
+        for &callee in callees.get(function).into_iter().flatten() {
+            if !is_task_leaf(callee) {
+                let mut longer = path.clone();
+                longer.push(callee);
+                todo.push((callee, longer));
+            }
+        }
+    }
+}
+
+/// Recursion never counts a cost twice: no function's inclusive cost, as
+/// callgrind_annotate sums it (its own and its calls') or as gprof2dot does
+/// (its callers' calls to it), exceeds the program's total.
+fn assert_no_inclusive_exceeds_the_totals(profile: &Profile) {
+    let mut incoming: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    let mut outgoing: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for ((caller, callee, _), (_, cost)) in &profile.calls {
+        for (map, name) in [(&mut incoming, callee), (&mut outgoing, caller)] {
+            let sum = map.entry(name).or_insert_with(|| vec![0; cost.len()]);
+            sum.iter_mut().zip(cost).for_each(|(a, b)| *a += b);
+        }
+    }
+    for (function, own) in &profile.self_cost {
+        let zero = vec![0; own.len()];
+        let calls = outgoing.get(function.as_str()).unwrap_or(&zero);
+        let callers = incoming.get(function.as_str()).unwrap_or(&zero);
+        for (i, total) in profile.totals.iter().enumerate() {
+            let event = &profile.events[i];
+            assert!(
+                own[i] + calls[i] <= *total && callers[i] <= *total,
+                "{function}: inclusive {event} {} (own and calls) or {} (callers) over the total {total}",
+                own[i] + calls[i],
+                callers[i]
+            );
+        }
+    }
 }

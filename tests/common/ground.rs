@@ -33,6 +33,25 @@ pub fn profile_with_awaits(
 }
 
 fn profile_serially(name: &str, workers: usize, main: impl Future<Output = ()>) -> Profile {
+    profile_file_serially(name, workers, main).0
+}
+
+/// [`profile`], also returning the directory that holds the file it read,
+/// `profile.callgrind`, for the real readers to read again.
+pub fn profile_file(
+    name: &str,
+    workers: usize,
+    main: impl Future<Output = ()>,
+) -> (Profile, super::Scratch) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    profile_file_serially(name, workers, main)
+}
+
+fn profile_file_serially(
+    name: &str,
+    workers: usize,
+    main: impl Future<Output = ()>,
+) -> (Profile, super::Scratch) {
     let tracer = theseus::Tracer::new();
     tracer.install();
     let runtime = theseus::runtime::Builder::new_multi_thread()
@@ -54,7 +73,7 @@ fn profile_serially(name: &str, workers: usize, main: impl Future<Output = ()>) 
         profile.totals,
         "callgrind_annotate disagrees on totals"
     );
-    profile
+    (profile, dir)
 }
 
 /// Checks `measured` against `expected` and prints both, so that

@@ -350,3 +350,64 @@ pub fn folded_lines(path: &Path) -> Vec<(String, u64)> {
         })
         .collect()
 }
+
+/// Each function's inclusive cost of the first event (`WallNs`), as
+/// `callgrind_annotate --inclusive=yes` prints it.
+pub fn annotate_inclusive(path: &Path) -> std::collections::BTreeMap<String, u64> {
+    let output = Command::new("callgrind_annotate")
+        .args(["--inclusive=yes", "--threshold=100", "--auto=no"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut rows = std::collections::BTreeMap::new();
+    for line in stdout
+        .lines()
+        .skip_while(|l| !l.ends_with("file:function"))
+        .skip(2)
+    {
+        if line.trim().is_empty() || line.starts_with("--") {
+            break;
+        }
+        // "52,077,412 (49.9%)  0 ...  file:function"
+        let first = line.split_whitespace().next().unwrap_or_default();
+        let Ok(wall) = first.replace(',', "").parse::<u64>() else {
+            continue;
+        };
+        let file_function = line.split("  ").last().unwrap_or_default().trim();
+        let function = file_function
+            .split_once(':')
+            .map_or(file_function, |(_, f)| f);
+        rows.insert(function.to_string(), wall);
+    }
+    rows
+}
+
+/// Each node's total (inclusive) share of the first event (`WallNs`), in
+/// percent, as gprof2dot computes it, with no node or edge left out.
+pub fn gprof2dot_total_percent(path: &Path) -> std::collections::BTreeMap<String, f64> {
+    let output = Command::new("gprof2dot")
+        .args(["-f", "callgrind", "-n", "0", "-e", "0"])
+        .args(["--node-label=total-time-percentage"])
+        .arg(path)
+        .output()
+        .expect("gprof2dot must be installed: pip install gprof2dot");
+    assert!(output.status.success(), "gprof2dot failed");
+    let dot = String::from_utf8_lossy(&output.stdout);
+    let mut nodes = std::collections::BTreeMap::new();
+    for line in dot.lines().filter(|line| !line.contains("->")) {
+        // `"name" [color=..., label="name\n49.94%\n1×"];`
+        let Some(start) = line.find("label=\"") else {
+            continue;
+        };
+        let label = &line[start + 7..];
+        let label = &label[..label.find("\"]").unwrap_or(label.len())];
+        let mut parts = label.split("\\n");
+        let name = parts.next().unwrap_or_default().replace("\\\"", "\"");
+        let percent = parts.find_map(|p| p.strip_suffix('%')?.parse::<f64>().ok());
+        if let Some(percent) = percent {
+            nodes.insert(name, percent);
+        }
+    }
+    nodes
+}

@@ -19,6 +19,7 @@
 
 use super::{add_into, Graph, WIDTH};
 use crate::profile::{cpu_values, task_values, Frame};
+use crate::source_file;
 use crate::{NodeId, Outcome, ProfileTree};
 use std::collections::{BTreeMap, HashMap};
 
@@ -42,7 +43,11 @@ impl Graph {
             .enumerate()
             .map(|(i, (n, _))| (n.as_str(), i as u32))
             .collect();
-        let mut folder = Folder::new(&frames, &index);
+        let mut leaves = vec![false; names.len()];
+        for frame in frames.task_leaves() {
+            leaves[index[frame.name.as_str()] as usize] = true;
+        }
+        let mut folder = Folder::new(&frames, &index, leaves);
         let (ends, waits) = folder.entries();
         let folded = folder.trie;
         let costs = FoldedCosts::sum(&folded, &ends, &waits);
@@ -73,6 +78,10 @@ struct WrittenFrames<'t> {
     suffixed_leaves: Vec<Option<Frame>>,
     /// The last frame of each CPU sample.
     cpu_leaves: Vec<Frame>,
+    /// Inner nodes that are the leaves of tasks which all ended one way
+    /// other than completion, as their own costs show them: suffixed, so
+    /// what those tasks spawned hangs below the leaf that holds their costs.
+    unsettled: HashMap<NodeId, Frame>,
 }
 
 impl<'t> WrittenFrames<'t> {
@@ -85,7 +94,14 @@ impl<'t> WrittenFrames<'t> {
             task_ends: Vec::new(),
             suffixed_leaves: Vec::new(),
             cpu_leaves: Vec::new(),
+            unsettled: HashMap::new(),
         };
+        for (node, outcome) in tree.nodes().zip(tree.unsettled_leaves()) {
+            if let (Some(outcome), true) = (outcome, frames.inner[node.index()]) {
+                let leaf = frames.leaf(node, outcome);
+                frames.unsettled.insert(node, leaf);
+            }
+        }
         let entries = tree.tasks().iter().zip(tree.task_leaves());
         let (task_ends, suffixed_leaves) = entries
             .map(|(&(node, outcome, _), &task_leaf)| {
@@ -110,8 +126,16 @@ impl<'t> WrittenFrames<'t> {
         frames
     }
 
-    /// The cleaned frame of `node`, which is not the root.
+    /// The frame of `node`, which is not the root, as stacks through it
+    /// show it: cleaned, and suffixed for an unsettled leaf.
     fn frame(&self, node: NodeId) -> &Frame {
+        self.unsettled
+            .get(&node)
+            .unwrap_or_else(|| self.cleaned_frame(node))
+    }
+
+    /// The cleaned frame of `node`, which is not the root.
+    fn cleaned_frame(&self, node: NodeId) -> &Frame {
         &self.cleaned[self.tree.frame_index(node).expect("not the root")]
     }
 
@@ -122,10 +146,27 @@ impl<'t> WrittenFrames<'t> {
         let mut frame = if node == NodeId::ROOT {
             Frame::unknown_task()
         } else {
-            self.frame(node).clone()
+            self.cleaned_frame(node).clone()
         };
         frame.add_outcome(outcome);
         frame
+    }
+
+    /// Every frame that names a task as written: the leaves of its own
+    /// costs, plain or suffixed with its outcome.
+    fn task_leaves(&self) -> impl Iterator<Item = &Frame> {
+        let tree = self.tree;
+        let entries = tree.tasks().iter().zip(tree.task_leaves());
+        let plain = entries
+            .zip(&self.task_ends)
+            .filter_map(move |((entry, leaf), end)| {
+                if entry.0 == *leaf {
+                    Some(end)
+                } else {
+                    (*leaf != NodeId::ROOT).then(|| self.frame(*leaf))
+                }
+            });
+        plain.chain(self.suffixed_leaves.iter().flatten())
     }
 
     /// Every frame written, in some order.
@@ -164,12 +205,13 @@ fn inner_nodes(tree: &ProfileTree) -> Vec<bool> {
 }
 
 /// Every function name of `frames`, sorted, with the one file it is
-/// written with: the program's own (relative) files first, then absolute
-/// ones, `???` only as a last resort; the first in sort order among equals.
+/// written with: the program's own files first, then libraries' and
+/// absolute ones, `???` only as a last resort; the first in sort order
+/// among equals.
 fn function_files<'a>(frames: impl Iterator<Item = &'a Frame>) -> Vec<(String, String)> {
     let rank = |file: &str| match file {
         "???" => 2,
-        _ if file.starts_with('/') || file.contains(":\\") => 1,
+        _ if file.starts_with('/') || file.contains(":\\") || source_file::is_library(file) => 1,
         _ => 0,
     };
     let mut files: BTreeMap<&str, &str> = BTreeMap::new();
@@ -204,13 +246,16 @@ struct Folded {
 struct FoldedTrie {
     nodes: Vec<Folded>,
     index: HashMap<(u32, u32, u32), u32>,
+    /// By function: whether it names a task (a leaf of a task's own costs).
+    leaves: Vec<bool>,
 }
 
 impl FoldedTrie {
     const ROOT: u32 = 0;
 
-    fn new() -> FoldedTrie {
+    fn new(leaves: Vec<bool>) -> FoldedTrie {
         FoldedTrie {
+            leaves,
             nodes: vec![Folded {
                 parent: FoldedTrie::ROOT,
                 function: u32::MAX,
@@ -223,19 +268,26 @@ impl FoldedTrie {
 
     /// The folded stack `parent` followed by `function` at `line`: if the
     /// function is on the path already, the frames from its earlier
-    /// appearance on are dropped, and it appears at the end instead.
+    /// appearance on are dropped, and it appears at the end instead; unless
+    /// a task's leaf lies between, which is never dropped for a frame that
+    /// names no task: then the frame is left out, and `parent` returned.
     fn push(&mut self, parent: u32, function: u32, line: u32) -> u32 {
         let bit = 1u64 << (function % 64);
         let mut base = parent;
         if self.nodes[parent as usize].on_path & bit != 0 {
             // Walks at most one node per distinct function on the path.
             let mut cur = parent;
+            let mut past_a_leaf = false;
             while cur != FoldedTrie::ROOT {
                 let node = self.nodes[cur as usize];
                 if node.function == function {
+                    if past_a_leaf && !self.leaves[function as usize] {
+                        return parent;
+                    }
                     base = node.parent;
                     break;
                 }
+                past_a_leaf |= self.leaves[node.function as usize];
                 cur = node.parent;
             }
         }
@@ -284,12 +336,17 @@ struct Folder<'f, 't> {
 }
 
 impl<'f, 't> Folder<'f, 't> {
-    fn new(frames: &'f WrittenFrames<'t>, index: &'f HashMap<&'f str, u32>) -> Folder<'f, 't> {
+    /// `leaves`: by function, whether it names a task.
+    fn new(
+        frames: &'f WrittenFrames<'t>,
+        index: &'f HashMap<&'f str, u32>,
+        leaves: Vec<bool>,
+    ) -> Folder<'f, 't> {
         let tree = frames.tree;
         let mut folder = Folder {
             frames,
             index,
-            trie: FoldedTrie::new(),
+            trie: FoldedTrie::new(leaves),
             folded_of: vec![FoldedTrie::ROOT; tree.len()],
         };
         for node in tree.nodes().skip(1) {

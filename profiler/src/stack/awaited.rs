@@ -8,12 +8,18 @@
 //!
 //! - **The chain** keeps what a spawn stack keeps (no theseus, no std
 //!   plumbing, no thread start-up) and also drops tokio, whose frames are
-//!   the awaited thing's insides, not the program's: what is left is the
-//!   program's own path to the await (and other libraries' code on it).
+//!   the awaited thing's insides, not the program's; it ends at the
+//!   program's own innermost frame (a frame in a file no library's), so
+//!   what is left is the program's own path to the await. Without debug
+//!   info to tell the program's files, it ends at the innermost frame
+//!   kept, another library's perhaps.
 //! - **The name** of the awaited thing is the awaited code's entry point:
 //!   the first frame inside the innermost frame of the chain that is not
-//!   std's or theseus's glue, `<tokio::time::sleep::Sleep as Future>::poll`
-//!   or `tokio::sync::mutex::Mutex<T>::lock::{{closure}}`. It is read from
+//!   std's or theseus's glue, the API the program called,
+//!   `<tokio::time::sleep::Sleep as Future>::poll`,
+//!   `tokio::sync::mutex::Mutex<T>::lock::{{closure}}` or
+//!   `<futures_util::stream::stream::next::Next<St> as Future>::poll` (not
+//!   where that library registered the waker, three crates further in). It is read from
 //!   the frames before they are filtered, and shortened: the type of a
 //!   `poll` method (`tokio::time::sleep::Sleep`), generic arguments and
 //!   closures dropped, and a module named after the item in it left out
@@ -27,8 +33,9 @@
 //! the call to it from the program's innermost frame.
 
 use super::awaits::Awaited;
-use super::filters::{crate_file, impl_parts, is_internal, is_plumbing, is_startup};
-use super::names::function_name;
+use super::filters::{crate_file, crate_of_file, impl_parts, is_internal, is_plumbing, is_startup};
+use super::names::{function_name, is_bare, mark_names_degraded};
+use super::spawned::qualified_name;
 use super::symbolize::{symbolize, Symbol};
 use super::ResolvedFrame;
 
@@ -40,7 +47,14 @@ pub(crate) const AWAIT_PREFIX: &str = "[await] ";
 pub(super) fn append(ips: &[usize], awaited: Awaited, out: &mut Vec<ResolvedFrame>) {
     let symbols: Vec<_> = ips.iter().map(|&ip| symbolize(ip)).collect();
     let frames: Vec<&Symbol> = symbols.iter().flat_map(|s| s.iter()).collect();
-    let innermost_kept = frames.iter().rposition(|f| in_chain(f));
+    append_frames(&frames, awaited, out);
+}
+
+/// [`append`], for the poll's frames symbolized.
+fn append_frames(frames: &[&Symbol], awaited: Awaited, out: &mut Vec<ResolvedFrame>) {
+    // The program's own code ends the chain, and what it called is what
+    // it awaited; without debug info to tell, the chain's innermost frame.
+    let innermost_kept = innermost_own(frames).or_else(|| frames.iter().rposition(|f| in_chain(f)));
     let inside = innermost_kept.map_or(0, |i| i + 1);
     let entry = frames[inside..].iter().find(|f| is_entry_point(f));
     let name = match awaited {
@@ -53,12 +67,21 @@ pub(super) fn append(ips: &[usize], awaited: Awaited, out: &mut Vec<ResolvedFram
     };
 
     let mut chain: Vec<ResolvedFrame> = Vec::new();
-    for f in &frames[..innermost_kept.map_or(0, |i| i + 1)] {
+    for (i, f) in frames[..inside].iter().enumerate() {
         if !in_chain(f) {
             continue;
         }
+        let name = f.name.as_deref().unwrap_or("");
+        // As a spawn stack names them: `{async_fn#0}` (debug info without
+        // paths) qualified, so that chains read as the leaves do.
+        let raw = if is_bare(name) {
+            mark_names_degraded();
+            qualified_name(frames, i, None)
+        } else {
+            name.to_string()
+        };
         let frame = ResolvedFrame {
-            function: function_name(f.name.as_deref().unwrap_or("")),
+            function: function_name(&raw),
             file: f.file.clone().unwrap_or_else(|| "???".to_string()),
             line: f.line,
         };
@@ -100,6 +123,39 @@ fn in_chain(f: &Symbol) -> bool {
         || is_plumbing(name, file)
         || is_startup(name, file)
         || is_tokio(name, file))
+}
+
+/// The innermost frame of the program's own code among `frames`: a frame
+/// of the chain in a file that is no library's (std's, theseus's, a
+/// registry crate's), or of a crate such a frame is of (the body of a
+/// `select!` is the program's closure, placed in tokio's macro file).
+fn innermost_own(frames: &[&Symbol]) -> Option<usize> {
+    let mut own_crates: Vec<&str> = Vec::new();
+    let mut innermost = None;
+    for (i, f) in frames.iter().enumerate() {
+        let Some(name) = f.name.as_deref().filter(|_| in_chain(f)) else {
+            continue;
+        };
+        let krate = crate_of_name(name);
+        let own_file = f
+            .file
+            .as_deref()
+            .is_some_and(|file| crate_of_file(file).is_none());
+        if own_file || own_crates.contains(&krate) {
+            own_crates.push(krate);
+            innermost = Some(i);
+        }
+    }
+    innermost
+}
+
+/// The crate a function's name starts with: `app` of
+/// `<app::Gate as core::future::Future>::poll`.
+fn crate_of_name(name: &str) -> &str {
+    let path = name
+        .trim_start_matches(['<', '&'])
+        .trim_start_matches("mut ");
+    path.split("::").next().unwrap_or(path)
 }
 
 /// Whether a frame can name the awaited thing: any code but theseus's and
@@ -192,19 +248,24 @@ fn strip_generics(s: &str) -> String {
     out
 }
 
-/// Leaves out a module named after the item in it: `time::sleep::Sleep`
-/// is `time::Sleep`, `task::yield_now::yield_now` is `task::yield_now`.
+/// Leaves out the innermost module named after the item in it, where
+/// crates re-export the item: `time::sleep::Sleep` is `time::Sleep`,
+/// `task::yield_now::yield_now` is `task::yield_now`. One module only: a
+/// path made shorter still would name no item at all.
 fn shorten(path: &str) -> String {
     let segments: Vec<&str> = path.split("::").collect();
-    let mut kept: Vec<&str> = Vec::with_capacity(segments.len());
-    for (i, seg) in segments.iter().enumerate() {
-        let next = segments.get(i + 1);
-        let named_after_next = next.is_some_and(|n| *n == *seg || snake_case(n) == *seg);
-        if !(named_after_next && i > 0) {
-            kept.push(seg);
+    let named_after_next = |i: usize| {
+        let (seg, next) = (segments[i], segments.get(i + 1));
+        i > 0 && next.is_some_and(|n| *n == seg || snake_case(n) == seg)
+    };
+    match (0..segments.len()).rfind(|&i| named_after_next(i)) {
+        Some(module) => {
+            let mut kept = segments.clone();
+            kept.remove(module);
+            kept.join("::")
         }
+        None => path.to_string(),
     }
-    kept.join("::")
 }
 
 /// `TcpStream` as `tcp_stream`.
@@ -265,9 +326,44 @@ mod tests {
                 "<tokio::io::util::read_exact::ReadExact<A> as core::future::future::Future>::poll",
                 "tokio::io::util::ReadExact",
             ),
+            (
+                "h2::proto::streams::streams::Streams<B,P>::poll_complete",
+                "h2::proto::streams::Streams",
+            ),
         ] {
             assert_eq!(awaited_name(frame), name, "{frame}");
         }
+    }
+
+    fn sym(name: &str, file: &str, line: u32) -> Symbol {
+        Symbol {
+            name: Some(name.to_string()),
+            file: Some(file.to_string()),
+            line,
+        }
+    }
+
+    /// With `debug = "line-tables-only"` debug info names functions without
+    /// their paths: the chain's frames are qualified as a spawn stack's are.
+    #[test]
+    fn bare_names_in_a_chain_are_qualified() {
+        let join = format!("{}join.rs", crate::stack::filters::own_dirs()[1]);
+        let app = "/home/u/app/src/server.rs";
+        let sleep = "/home/u/.cargo/registry/src/i/tokio-1.54.1/src/time/sleep.rs";
+        let poll = [
+            sym(
+                "poll_below_boundary<app::serve::{async_fn_env#0}>",
+                &join,
+                111,
+            ),
+            sym("{async_fn#0}", app, 62),
+            sym("poll", sleep, 450),
+        ];
+        let mut out = Vec::new();
+        append_frames(&poll.iter().collect::<Vec<_>>(), Awaited::Frames, &mut out);
+        let names: Vec<&str> = out.iter().map(|f| f.function.as_str()).collect();
+        assert_eq!(names[0], "app::serve", "{names:?}");
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 
     #[test]

@@ -4,13 +4,14 @@
 //! A stack is read segment by segment (see `intern::segment`): the return
 //! addresses of one poll, then either a spawn (its location and the spawned
 //! task's leaf, resolved by `spawned`) or an await point (resolved by
-//! `awaited`). Files are written relative to the working directory, as
-//! every reader of a profile agrees on them.
+//! `awaited`). Files are written as `crate::source_file` shows them: the
+//! same wherever the program ran.
 
 use super::awaited;
 use super::intern::{self, FrameKey};
 use super::spawned::{append_poll_frames, leaf_frame, SpawnSite};
 use super::{ResolvedFrame, StackId};
+use crate::source_file;
 use std::path::Path;
 
 /// See [`crate::resolve`].
@@ -36,8 +37,8 @@ pub(super) fn resolve(id: StackId) -> Vec<ResolvedFrame> {
 /// task's leaf; or, for an await point, the frames of the poll that
 /// registered the waker and the `[await]` leaf (see `awaited`). What a
 /// segment resolves to depends on its keys only, so a profile resolves each
-/// distinct segment once, however many stacks share it. Files under `cwd`
-/// are written relative to it.
+/// distinct segment once, however many stacks share it. Files under no
+/// crate root are written relative to `cwd` when inside it.
 pub(crate) fn resolve_segment(keys: &[FrameKey], cwd: Option<&Path>) -> Vec<ResolvedFrame> {
     let mut out = Vec::new();
     let mut ips = Vec::new();
@@ -65,56 +66,13 @@ pub(crate) fn resolve_segment(keys: &[FrameKey], cwd: Option<&Path>) -> Vec<Reso
     if !ips.is_empty() {
         append_poll_frames(&ips, None, cwd, &mut out);
     }
-    if let Some(cwd) = cwd {
-        for frame in &mut out {
-            relative_to(cwd, &mut frame.file);
-        }
+    for frame in &mut out {
+        frame.file = source_file::shown(&frame.file, cwd);
     }
     out
 }
 
-/// Writes `file` relative to `dir` when it lies inside it.
-///
-/// Debug info spells a file absolute, `#[track_caller]` relative to the
-/// build directory, and `callgrind_annotate` strips its working directory
-/// from a function's file but not from a call's target file: an absolute
-/// path under the directory it runs in would split one function into two.
-/// The profile is written by a program that usually runs where it was built,
-/// so relative paths are the ones every reader agrees on.
-fn relative_to(dir: &Path, file: &mut String) {
-    let Some(dir) = dir.to_str() else { return };
-    if let Some(rest) = file.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) {
-        *file = rest.to_string();
-    }
-}
-
-/// `file` as [`relative_to`] writes it.
+/// `file` as a profile shows it.
 pub(super) fn shown_file(file: &str, cwd: Option<&Path>) -> String {
-    let mut file = file.to_string();
-    if let Some(cwd) = cwd {
-        relative_to(cwd, &mut file);
-    }
-    file
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn files_under_the_working_directory_are_written_relative() {
-        let dir = std::path::Path::new("/work/app");
-        let mut inside = "/work/app/src/main.rs".to_string();
-        relative_to(dir, &mut inside);
-        assert_eq!(inside, "src/main.rs");
-        for outside in [
-            "/work/application/src/main.rs",
-            "/rustc/abc/library/std/src/rt.rs",
-            "src/lib.rs",
-        ] {
-            let mut file = outside.to_string();
-            relative_to(dir, &mut file);
-            assert_eq!(file, outside);
-        }
-    }
+    source_file::shown(file, cwd)
 }

@@ -190,7 +190,7 @@ fn kept_frames(frames: &[&Symbol], cwd: Option<&Path>) -> Vec<Kept> {
 /// The name of `frames[i]`, whose debug info gives a bare name: qualified
 /// by its caller's generic arguments where they tell, else by its file (and
 /// line, for a compiler-made name), so distinct bare names stay distinct.
-fn qualified_name(frames: &[&Symbol], i: usize, cwd: Option<&Path>) -> String {
+pub(super) fn qualified_name(frames: &[&Symbol], i: usize, cwd: Option<&Path>) -> String {
     let f = frames[i];
     let name = f.name.as_deref().unwrap_or("");
     let caller = i.checked_sub(1).and_then(|p| {
