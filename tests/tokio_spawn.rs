@@ -151,3 +151,87 @@ fn connections_that_axum_spawns_are_seen_or_said_to_be_unseen() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Tasks spawned with `tokio::spawn` from three sites: 100 that end at
+/// once, 10 that spin 2 ms in one poll and 10 that sleep once (two polls,
+/// one wake). Seen through tokio's hooks, each site is a leaf of its own
+/// and every poll counts.
+mod sites {
+    use std::time::{Duration, Instant};
+
+    pub const INSTANT: usize = 100;
+    pub const SPINNING: usize = 10;
+    pub const SLEEPING: usize = 10;
+    pub const SPIN: Duration = Duration::from_millis(2);
+
+    pub async fn main() {
+        let mut handles = instant_tasks();
+        for _ in 0..SPINNING {
+            handles.push(tokio::spawn(async {
+                let until = Instant::now() + SPIN;
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            }));
+        }
+        for _ in 0..SLEEPING {
+            handles.push(tokio::spawn(tokio::time::sleep(Duration::from_millis(20))));
+        }
+        for handle in handles {
+            handle.await.unwrap();
+        }
+    }
+
+    /// A second function that spawns: its tasks are told apart by the
+    /// function, not only by the line.
+    fn instant_tasks() -> Vec<tokio::task::JoinHandle<()>> {
+        (0..INSTANT).map(|_| tokio::spawn(async {})).collect()
+    }
+}
+
+#[test]
+fn each_tokio_spawn_site_is_a_leaf_of_its_own_with_every_poll() {
+    // In a theseus task, so that a build without tokio's hooks has a
+    // profile too.
+    let profile = common::ground::profile("tokio-spawn-sites", 2, async {
+        theseus::spawn(sites::main()).await.unwrap();
+    });
+    let leaves = profile.functions("[task] tokio::spawn");
+    if !cfg!(tokio_unstable) {
+        assert!(leaves.is_empty(), "seen without tokio's hooks: {leaves:?}");
+        return;
+    }
+    assert_eq!(leaves.len(), 3, "one leaf per spawn site: {leaves:#?}");
+    let leaf = |function: &str, line_of: &str| -> String {
+        let found: Vec<&&str> = leaves
+            .iter()
+            .filter(|leaf| leaf.contains(function) && leaf.contains(line_of))
+            .collect();
+        assert_eq!(found.len(), 1, "{function} {line_of}: {leaves:#?}");
+        found[0].to_string()
+    };
+    let instant = leaf("sites::instant_tasks", "tests/tokio_spawn.rs:");
+    let (spinning, sleeping): (Vec<&&str>, Vec<&&str>) = leaves
+        .iter()
+        .filter(|l| l.contains("sites::main"))
+        .partition(|l| profile.self_of(l, "BusyNs") >= 10 * sites::SPIN.as_nanos() as u64);
+    assert_eq!((spinning.len(), sleeping.len()), (1, 1), "{leaves:#?}");
+    let figures =
+        |leaf: &str| ["Tasks", "Polls", "Wakes"].map(|event| profile.self_of(leaf, event));
+    let (instant_n, spinning_n, sleeping_n) = (
+        sites::INSTANT as u64,
+        sites::SPINNING as u64,
+        sites::SLEEPING as u64,
+    );
+    assert_eq!(figures(&instant), [instant_n, instant_n, 0], "{instant}");
+    assert_eq!(
+        figures(spinning[0]),
+        [spinning_n, spinning_n, 0],
+        "{spinning:?}"
+    );
+    assert_eq!(
+        figures(sleeping[0]),
+        [sleeping_n, 2 * sleeping_n, sleeping_n],
+        "{sleeping:?}"
+    );
+}

@@ -9,7 +9,9 @@
 //! - With `tokio_unstable`, [`install_hooks`] times every tokio task that
 //!   theseus did not spawn itself: its stack is captured on the spawning
 //!   thread exactly as [`crate::spawn`] does (so the parent task's stack
-//!   and library frames such as `axum::serve` show), its polls are timed
+//!   and library frames such as `axum::serve` show) with a leaf naming
+//!   where `tokio::spawn` was called (tokio does not tell what future the
+//!   task runs), its polls are timed
 //!   and scoped so nested spawns and CPU samples attribute to it, and its
 //!   end is one record. tokio does not tell when such a task is woken, so
 //!   `Wakes` is counted as polls after the first, and `SchedNs` is tokio's
@@ -123,6 +125,7 @@ mod hooks {
     }
 
     struct Polling {
+        id: Id,
         cell: Arc<TaskCell>,
         start: u64,
         _scope: PollScope,
@@ -186,14 +189,12 @@ mod hooks {
         if SPAWNING_OWN.get() || !theseus_profiler::is_active() {
             return;
         }
-        let stack = theseus_profiler::spawn_stack(meta.spawned_at(), TOKIO_TASK);
+        // tokio does not say what future the task runs, only where it was
+        // spawned: its leaf is named after that.
+        let stack = theseus_profiler::tokio_spawn_stack(meta.spawned_at());
         let cell = TaskCell::register(stack);
         shard(meta.id()).insert(meta.id(), cell);
     }
-
-    /// The leaf name of a `tokio::spawn` task: tokio does not say what
-    /// future it runs, only where it was spawned.
-    const TOKIO_TASK: &str = "tokio::spawn";
 
     fn before_poll(meta: &TaskMeta<'_>) {
         if !theseus_profiler::is_active() {
@@ -212,6 +213,7 @@ mod hooks {
         let scope = theseus_profiler::enter_poll(cell.header.stack, boundary);
         POLLING.with(|polling| {
             *polling.borrow_mut() = Some(Polling {
+                id: meta.id(),
                 cell,
                 start,
                 _scope: scope,
@@ -229,10 +231,24 @@ mod hooks {
 
     fn on_terminate(meta: &TaskMeta<'_>) {
         let cell = shard(meta.id()).remove(&meta.id());
+        // A task that completes (or is cancelled by its worker after an
+        // abort) terminates inside its last poll, before the hook after the
+        // poll runs: that poll ends here, or the record would lack it.
+        let last_poll = POLLING.with(|polling| {
+            let mut polling = polling.borrow_mut();
+            match &*polling {
+                Some(running) if running.id == meta.id() => polling.take(),
+                _ => None,
+            }
+        });
+        let now = match last_poll {
+            Some(polling) => polling.cell.header.on_poll_end(polling.start),
+            None => crate::clock::now(),
+        };
         if let Some(cell) = cell {
             // tokio does not say whether the task completed or was
             // cancelled; see the README's events table.
-            cell.finish(Outcome::Completed, crate::clock::now());
+            cell.finish(Outcome::Completed, now);
         }
     }
 }

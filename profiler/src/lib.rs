@@ -113,6 +113,6 @@ pub use stack::{
     capture_mode, interned_nodes, poll_boundary, set_capture_mode, ParseCaptureModeError,
 };
 pub use stack::{
-    current_stack, enter_poll, resolve, spawn_blocking_stack, spawn_stack, CaptureMode, PollScope,
-    ResolvedFrame, StackId,
+    current_stack, enter_poll, resolve, spawn_blocking_stack, spawn_stack, tokio_spawn_stack,
+    CaptureMode, PollScope, ResolvedFrame, StackId,
 };

@@ -269,6 +269,9 @@ pub(super) fn leaf_frame(leaf: Leaf, site: Option<SpawnSite>, cwd: Option<&Path>
 ///   (src/main.rs:12)`.
 /// - A type-erased future (`Pin<Box<dyn Future>>`) reads as its spawn site:
 ///   `[task] boxed future spawned in app::chain (src/chain.rs:9)`.
+/// - A `tokio::spawn` task seen through tokio's hooks, whose type is not
+///   known, reads as its spawn site: `[task] tokio::spawn in app::serve
+///   (src/server.rs:40)`.
 /// - Any other type reads as the type, closures inside it shown as their
 ///   function: `[task] tokio::time::Timeout<app::serve>`.
 ///
@@ -291,6 +294,12 @@ fn task_name(leaf: Leaf, at: Option<&str>, spawner: Option<&(String, String)>) -
             format!("{kind} {shown}")
         };
     }
+    if leaf.type_name == TOKIO_SPAWN {
+        return match spawner {
+            Some((_, function)) => format!("{kind} {TOKIO_SPAWN} in {function}{at}"),
+            None => format!("{kind} {TOKIO_SPAWN}{at}"),
+        };
+    }
     if is_type_erased(&shown) {
         return match spawner {
             Some((_, function)) => format!("{kind} boxed future spawned in {function}{at}"),
@@ -307,6 +316,11 @@ fn task_name(leaf: Leaf, at: Option<&str>, spawner: Option<&(String, String)>) -
         format!("{kind} {shown}")
     }
 }
+
+/// The leaf type of a task spawned with `tokio::spawn` and seen through
+/// tokio's hooks, which say where it was spawned but not what future it
+/// runs. No type is named so, and the leaf reads as the spawn site.
+pub(super) const TOKIO_SPAWN: &str = "tokio::spawn";
 
 /// `type_name` without its trailing closure segments, and how many there
 /// were: `app::main::{{closure}}::{{closure}}` is `("app::main", 2)`.
@@ -539,6 +553,27 @@ mod tests {
                 Some(&run)
             ),
             "[task] tokio::time::timeout::Timeout<app::handler>"
+        );
+    }
+
+    #[test]
+    fn tokio_spawn_tasks_read_as_their_spawn_site() {
+        let listen = spawner(
+            "bore_cli::server::Server::listen::{{closure}}",
+            "bore_cli::server::Server::listen",
+        );
+        assert_eq!(
+            task_name(future(TOKIO_SPAWN), Some("src/server.rs:64"), Some(&listen)),
+            "[task] tokio::spawn in bore_cli::server::Server::listen (src/server.rs:64)"
+        );
+        assert_ne!(
+            task_name(future(TOKIO_SPAWN), Some("src/server.rs:80"), Some(&listen)),
+            task_name(future(TOKIO_SPAWN), Some("src/server.rs:64"), Some(&listen)),
+        );
+        // No frame resolved (no debug info, or `THESEUS_STACKS=location`).
+        assert_eq!(
+            task_name(future(TOKIO_SPAWN), Some("src/server.rs:64"), None),
+            "[task] tokio::spawn (src/server.rs:64)"
         );
     }
 
