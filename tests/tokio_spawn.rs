@@ -21,6 +21,8 @@ fn child() {
     match child::program().as_deref() {
         None => {}
         Some("service") => service::main(),
+        Some("unseen_until_signal") => unseen::until_signal::main(),
+        Some("two_runtimes") => unseen::two_runtimes::main(),
         Some(other) => panic!("unknown program {other}"),
     }
 }
@@ -234,4 +236,136 @@ fn each_tokio_spawn_site_is_a_leaf_of_its_own_with_every_poll() {
         [sleeping_n, 2 * sleeping_n, sleeping_n],
         "{sleeping:?}"
     );
+}
+
+/// Programs whose `tokio::spawn` tasks run unseen without `tokio_unstable`.
+mod unseen {
+    pub use std::future::pending;
+    pub use std::time::Duration;
+
+    /// Wakes a worker every few milliseconds, so that workers park often
+    /// and compare their counts.
+    pub fn ticker() -> theseus::JoinHandle<()> {
+        theseus::spawn(async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    }
+
+    /// A server that runs until SIGTERM, 4 `tokio::spawn` tasks waiting.
+    pub mod until_signal {
+        use super::*;
+
+        #[theseus::main(worker_threads = 2)]
+        pub async fn main() {
+            let _ticker = ticker();
+            let _waiting: Vec<_> = (0..4).map(|_| tokio::spawn(pending::<()>())).collect();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            println!("ready");
+            pending::<()>().await
+        }
+    }
+
+    /// This runtime runs 5 waiting theseus tasks; a second one, on its own
+    /// thread, runs 3 waiting `tokio::spawn` tasks beside a theseus task.
+    pub mod two_runtimes {
+        use super::*;
+
+        #[theseus::main(worker_threads = 1)]
+        pub async fn main() {
+            let _ticker = ticker();
+            let _waiting: Vec<_> = (0..4).map(|_| theseus::spawn(pending::<()>())).collect();
+            let (done, second_done) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || {
+                let second = theseus::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .build()
+                    .unwrap();
+                second.block_on(async {
+                    let _ticker = ticker();
+                    let _waiting: Vec<_> = (0..3).map(|_| tokio::spawn(pending::<()>())).collect();
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                });
+                done.send(()).unwrap();
+            });
+            second_done.await.unwrap();
+        }
+    }
+}
+
+#[test]
+fn tasks_unseen_are_said_when_a_signal_writes_the_profile() {
+    use std::io::{BufRead, Read};
+    let dir = child::scratch_dir("tokio-spawn-signal");
+    let out = dir.join("server.folded");
+    let mut server = child::spawn(
+        "unseen_until_signal",
+        &[
+            ("THESEUS_OUT", out.to_str().unwrap()),
+            ("THESEUS_EVENT", "Tasks"),
+        ],
+    );
+    let mut stdout = std::io::BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("ready") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "ended before it was ready"
+        );
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = common::with_deadline(std::time::Duration::from_secs(30), move || {
+        let status = server.wait().unwrap();
+        let mut stderr = String::new();
+        server
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        (status, stderr)
+    });
+    let (status, stderr) = status;
+    assert!(!status.success(), "SIGTERM ends it: {status:?}");
+    assert!(stderr.contains("profile written to"), "{stderr}");
+    let hooked: u64 = folded_lines(&out)
+        .iter()
+        .filter(|(stack, _)| stack.contains("[task] tokio::spawn in"))
+        .map(|(_, tasks)| tasks)
+        .sum();
+    if cfg!(tokio_unstable) {
+        assert_eq!(hooked, 4, "{stderr}");
+        assert!(!stderr.contains("ran unseen"), "{stderr}");
+    } else {
+        assert_eq!(hooked, 0);
+        assert!(
+            stderr.contains("tokio::spawn ran unseen (up to 4 at once)"),
+            "no word of the unseen tasks on SIGTERM: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn tasks_unseen_on_one_runtime_are_not_hidden_by_another() {
+    let dir = child::scratch_dir("tokio-spawn-runtimes");
+    let out = dir.join("two.folded");
+    let output = child::run("two_runtimes", &[("THESEUS_OUT", out.to_str().unwrap())]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    if cfg!(tokio_unstable) {
+        assert!(!stderr.contains("ran unseen"), "{stderr}");
+    } else {
+        // The first runtime's 5 theseus tasks must not cancel out the
+        // second's 3 unseen ones.
+        assert!(
+            stderr.contains("tokio::spawn ran unseen (up to 3 at once)"),
+            "{stderr}"
+        );
+    }
 }

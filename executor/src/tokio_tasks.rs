@@ -57,7 +57,8 @@ pub fn unseen_tokio_tasks() -> Option<usize> {
 const CHECK_EVERY: Duration = Duration::from_millis(10);
 
 /// Called whenever a worker is about to park: at most every [`CHECK_EVERY`]
-/// per thread, compares tokio's count of live tasks with theseus's own.
+/// per thread, compares tokio's count of live tasks of the worker's runtime
+/// with theseus's own there.
 /// The two counts are read at slightly different moments, so a task that
 /// starts or ends in between can make a difference of one that is not a
 /// foreign task: only a difference seen at two checks in a row counts.
@@ -74,8 +75,10 @@ fn check_for_unseen_tasks() {
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return;
     };
+    // Both counts of this runtime: another runtime's tasks, seen or not,
+    // must not hide this one's.
     let alive = handle.metrics().num_alive_tasks() as isize;
-    let own = crate::census::tasks_alive();
+    let own = crate::census::tasks_alive(crate::census::runtime_of(&handle));
     let unseen = (alive - own).max(0) as usize;
     if unseen > 0 && saw_before {
         UNSEEN_MAX.fetch_max(unseen, Relaxed);
@@ -88,7 +91,23 @@ pub(crate) fn install_hooks(builder: &mut tokio::runtime::Builder) {
     #[cfg(tokio_unstable)]
     hooks::install(builder);
     #[cfg(not(tokio_unstable))]
-    builder.on_thread_park(check_for_unseen_tasks);
+    {
+        builder.on_thread_park(check_for_unseen_tasks);
+        // Said wherever a profile is written: at the end, on a signal.
+        theseus_profiler::add_note(unseen_tasks_note);
+    }
+}
+
+/// Whether tasks ran unseen, and how to see them, as said when a profile is
+/// written.
+#[cfg_attr(tokio_unstable, allow(dead_code))]
+fn unseen_tasks_note() -> Option<String> {
+    unseen_tokio_tasks().map(|count| {
+        format!(
+            "theseus: tasks spawned with tokio::spawn ran unseen (up to {count} at once), \
+             e.g. by axum, hyper or tonic; to profile them, {TOKIO_UNSTABLE_ADVICE}"
+        )
+    })
 }
 
 /// Runs `spawn`, which spawns a theseus task on tokio: tokio's spawn hook
