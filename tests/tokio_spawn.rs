@@ -369,3 +369,88 @@ fn tasks_unseen_on_one_runtime_are_not_hidden_by_another() {
         );
     }
 }
+
+/// A client whose tasks are all spawned from one helper line, as
+/// hyper-util's `TokioExecutor::execute` spawns reqwest's: called on
+/// connecting and on sending a request, its tasks are told apart by those
+/// callers in the default stack mode.
+mod helpers {
+    pub const CONNECTS: usize = 3;
+    pub const REQUESTS: usize = 5;
+
+    async fn conn_task() {
+        tokio::task::yield_now().await;
+    }
+
+    #[inline(never)]
+    fn spawn_conn() -> theseus::JoinHandle<()> {
+        theseus::spawn(conn_task())
+    }
+
+    #[inline(never)]
+    fn spawn_conn_tokio() -> tokio::task::JoinHandle<()> {
+        tokio::spawn(conn_task())
+    }
+
+    /// Spawns one task through each helper.
+    async fn through_helpers() {
+        spawn_conn().await.unwrap();
+        spawn_conn_tokio().await.unwrap();
+    }
+
+    async fn connect_to() {
+        for _ in 0..CONNECTS {
+            through_helpers_from_connect().await;
+        }
+    }
+
+    async fn send_request() {
+        for _ in 0..REQUESTS {
+            through_helpers_from_request().await;
+        }
+    }
+
+    #[inline(never)]
+    async fn through_helpers_from_connect() {
+        through_helpers().await;
+    }
+
+    #[inline(never)]
+    async fn through_helpers_from_request() {
+        through_helpers().await;
+    }
+
+    pub async fn main() {
+        theseus::spawn(async {
+            connect_to().await;
+            send_request().await;
+        })
+        .await
+        .unwrap();
+    }
+}
+
+#[test]
+fn tasks_spawned_by_one_helper_are_told_apart_by_their_callers() {
+    let profile = common::ground::profile("tokio-spawn-helpers", 2, helpers::main());
+    let tasks = |caller: &str, callee: &str| {
+        profile.call_cost(
+            &format!("tokio_spawn::helpers::{caller}"),
+            &format!("tokio_spawn::helpers::{callee}"),
+            "Tasks",
+        )
+    };
+    // A task through `theseus::spawn` each time, and one through
+    // `tokio::spawn` where tokio's hooks show it.
+    let each = 1 + u64::from(cfg!(tokio_unstable));
+    let (connects, requests) = (helpers::CONNECTS as u64, helpers::REQUESTS as u64);
+    assert_eq!(
+        [
+            tasks("connect_to", "through_helpers_from_connect"),
+            tasks("send_request", "through_helpers_from_request"),
+        ],
+        [each * connects, each * requests],
+        "one helper line, two callers: {:#?}",
+        profile.calls.keys()
+    );
+}

@@ -56,6 +56,7 @@ mod filters;
 mod intern;
 mod names;
 mod resolve;
+mod signature;
 mod spawned;
 mod symbolize;
 pub(crate) mod unwind;
