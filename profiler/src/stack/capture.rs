@@ -233,24 +233,10 @@ fn cached(
         u8::from(mode == CaptureMode::Location) | (u8::from(leaf.blocking) << 1),
         if signed { boundary - base } else { 0 },
     );
-    let find = |chains: &Chains| {
-        chains
-            .iter()
-            // SAFETY: `base` is a local of this frame, and every signature
-            // under `key` was made by `capture_signed` called from here,
-            // with its base at the depth below the boundary that is part of
-            // the key, which is this spawn's.
-            .find(|c| {
-                c.signature
-                    .as_ref()
-                    .is_none_or(|s| unsafe { s.matches(base) })
-            })
-            .cloned()
-    };
     // `try_with`: during thread teardown the local cache may be gone; the
     // global one still works.
     let local = LOCAL_CACHE
-        .try_with(|c| c.borrow().get(&key).and_then(find))
+        .try_with(|c| c.borrow().get(&key).and_then(|all| find(all, base)))
         .ok()
         .flatten();
     if let Some(hit) = local {
@@ -260,13 +246,11 @@ fn cached(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .get(&key)
-        .and_then(find);
+        .and_then(|all| find(all, base));
     let hit = match global {
         Some(hit) => hit,
         None => {
-            // Unwind without holding the lock; if two threads race on the
-            // same chain, both keep a valid stack.
-            let (id, signature) = match mode {
+            let capture = || match mode {
                 CaptureMode::Location => (
                     intern(
                         parent,
@@ -277,17 +261,10 @@ fn cached(
                 _ if signed => capture_signed(parent, location, leaf, boundary, base),
                 _ => (capture(parent, location, leaf), None),
             };
-            if signed && signature.is_none() {
-                return id;
+            match captured(key, signed, capture) {
+                Ok(hit) => hit,
+                Err(uncached) => return uncached,
             }
-            let hit = Arc::new(Cached { signature, id });
-            let mut global = GLOBAL_CACHE.lock().unwrap_or_else(PoisonError::into_inner);
-            let chains = global.entry(key).or_default();
-            if chains.len() >= MAX_CHAINS {
-                return id;
-            }
-            chains.push(hit.clone());
-            hit
         }
     };
     let _ = LOCAL_CACHE.try_with(|c| {
@@ -298,6 +275,49 @@ fn cached(
         }
     });
     hit.id
+}
+
+/// The stack of `chains` whose chain of calls the stack above `base` holds.
+/// `base` must be the local of [`cached`] that the key's depth was measured
+/// from, in the frame running now.
+#[inline(always)]
+fn find(chains: &Chains, base: usize) -> Option<Arc<Cached>> {
+    chains
+        .iter()
+        // SAFETY: `base` is a local of `cached`, whose frame runs this, and
+        // every signature under the key was made by `capture_signed` called
+        // from `cached`, with its base at the depth below the boundary that
+        // is part of the key, which is this spawn's.
+        .find(|c| {
+            c.signature
+                .as_ref()
+                .is_none_or(|s| unsafe { s.matches(base) })
+        })
+        .cloned()
+}
+
+/// A stack just captured by `capture` (unwinding without holding the
+/// lock), kept in [`GLOBAL_CACHE`] under `key`; `Err` with the stack when it
+/// is not to be kept: no signature where one was sought, or too many chains
+/// under this key already. If two threads race on the same chain, both
+/// keep a valid stack.
+fn captured(
+    key: CacheKey,
+    signed: bool,
+    capture: impl FnOnce() -> (StackId, Option<Signature>),
+) -> Result<Arc<Cached>, StackId> {
+    let (id, signature) = capture();
+    if signed && signature.is_none() {
+        return Err(id);
+    }
+    let hit = Arc::new(Cached { signature, id });
+    let mut global = GLOBAL_CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    let chains = global.entry(key).or_default();
+    if chains.len() >= MAX_CHAINS {
+        return Err(id);
+    }
+    chains.push(hit.clone());
+    Ok(hit)
 }
 
 /// Unwinds the current poll from here to `boundary`, interns parent + the
