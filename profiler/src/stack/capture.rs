@@ -282,17 +282,16 @@ fn cached(
 /// from, in the frame running now.
 #[inline(always)]
 fn find(chains: &Chains, base: usize) -> Option<Arc<Cached>> {
-    chains
-        .iter()
+    let holds = |signature: &Signature| {
         // SAFETY: `base` is a local of `cached`, whose frame runs this, and
         // every signature under the key was made by `capture_signed` called
         // from `cached`, with its base at the depth below the boundary that
         // is part of the key, which is this spawn's.
-        .find(|c| {
-            c.signature
-                .as_ref()
-                .is_none_or(|s| unsafe { s.matches(base) })
-        })
+        unsafe { signature.matches(base) }
+    };
+    chains
+        .iter()
+        .find(|c| c.signature.as_ref().is_none_or(holds))
         .cloned()
 }
 
