@@ -500,6 +500,33 @@ mod tests {
         );
     }
 
+    /// Without debug info for files, the spawn call is found by name: for
+    /// a `tokio::spawn` task, above tokio's path down to its spawn hook.
+    #[test]
+    fn a_tokio_spawn_without_files_is_made_by_the_program_not_by_tokio() {
+        let named = |name: &str| Symbol {
+            name: Some(name.to_string()),
+            file: None,
+            line: 0,
+        };
+        let poll = [
+            named("bore_cli::server::Server::listen::{{closure}}"),
+            named("tokio::task::spawn::spawn"),
+            named("tokio::task::spawn::spawn_inner"),
+            named("tokio::runtime::context::current::with_current"),
+            named("tokio::runtime::scheduler::Handle::spawn"),
+            named("tokio::runtime::scheduler::multi_thread::handle::Handle::bind_new_task"),
+            named("tokio::runtime::task_hooks::TaskHooks::spawn"),
+            named("theseus_executor::tokio_tasks::hooks::on_spawn"),
+        ];
+        let (frames, site) = user_of(&poll, ("src/server.rs", 49));
+        assert_eq!(functions(&frames), ["bore_cli::server::Server::listen"]);
+        assert_eq!(
+            site.spawner.map(|(_, shown)| shown).as_deref(),
+            Some("bore_cli::server::Server::listen")
+        );
+    }
+
     fn future(type_name: &'static str) -> Leaf {
         Leaf {
             type_name,
