@@ -11,9 +11,10 @@
 //!   thread exactly as [`crate::spawn`] does (so the parent task's stack
 //!   and library frames such as `axum::serve` show) with a leaf naming
 //!   where `tokio::spawn` was called (tokio does not tell what future the
-//!   task runs), its polls are timed
-//!   and scoped so nested spawns and CPU samples attribute to it, and its
-//!   end is one record. tokio does not tell when such a task is woken, so
+//!   task runs), its polls are timed and scoped so nested spawns and CPU
+//!   samples attribute to it, and its end is one record (its last poll
+//!   ends inside tokio's terminate hook, which runs before the hook after
+//!   the poll). tokio does not tell when such a task is woken, so
 //!   `Wakes` is counted as polls after the first, and `SchedNs` is tokio's
 //!   own schedule latency. Nor do its hooks show the task's waker, which is
 //!   how theseus's own tasks find their await points: these tasks have
