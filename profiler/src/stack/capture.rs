@@ -236,17 +236,17 @@ fn cached(
     // `try_with`: during thread teardown the local cache may be gone; the
     // global one still works.
     let local = LOCAL_CACHE
-        .try_with(|c| c.borrow().get(&key).and_then(|all| find(all, base)))
+        .try_with(|c| Some(find(c.borrow().get(&key)?, base)?.id))
         .ok()
         .flatten();
-    if let Some(hit) = local {
-        return hit.id;
+    if let Some(id) = local {
+        return id;
     }
     let global = GLOBAL_CACHE
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .get(&key)
-        .and_then(|all| find(all, base));
+        .and_then(|all| find(all, base).cloned());
     let hit = match global {
         Some(hit) => hit,
         None => {
@@ -281,7 +281,7 @@ fn cached(
 /// `base` must be the local of [`cached`] that the key's depth was measured
 /// from, in the frame running now.
 #[inline(always)]
-fn find(chains: &Chains, base: usize) -> Option<Arc<Cached>> {
+fn find(chains: &Chains, base: usize) -> Option<&Arc<Cached>> {
     let holds = |signature: &Signature| {
         // SAFETY: `base` is a local of `cached`, whose frame runs this, and
         // every signature under the key was made by `capture_signed` called
@@ -292,7 +292,6 @@ fn find(chains: &Chains, base: usize) -> Option<Arc<Cached>> {
     chains
         .iter()
         .find(|c| c.signature.as_ref().is_none_or(holds))
-        .cloned()
 }
 
 /// A stack just captured by `capture` (unwinding without holding the
