@@ -93,15 +93,9 @@ pub mod __private {
         // Cancelled tasks are recorded as they drop, so shut down first.
         runtime.shutdown();
         if let Some(session) = session {
-            // Says where the profile went, and how to read it.
+            // Says where the profile went, and how to read it (and whether
+            // tasks ran that it could not see).
             session.finish();
-            if let Some(count) = theseus_executor::unseen_tokio_tasks() {
-                eprintln!(
-                    "theseus: tasks spawned with tokio::spawn ran unseen (up to {count} at once), \
-                     e.g. by axum, hyper or tonic; to profile them, {}",
-                    theseus_executor::TOKIO_UNSTABLE_ADVICE
-                );
-            }
         }
         output.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }

@@ -1,58 +1,100 @@
-//! How many of theseus's own tasks are alive: the count that, set against
-//! tokio's count of all its tasks, tells whether `tokio::spawn` tasks ran
-//! that the profile could not see (see `tokio_tasks`).
+//! How many of theseus's own tasks are alive on each runtime: the count
+//! that, set against tokio's count of all the tasks of that runtime, tells
+//! whether `tokio::spawn` tasks ran that the profile could not see (see
+//! `tokio_tasks`).
 //!
-//! The count is spread over counters on separate cache lines: a spawn adds
-//! one to its thread's counter and an end takes one from its own thread's,
-//! and only the sum means anything. One shared counter would bounce between
-//! cores on every spawn.
+//! The count is spread over rows of counters on separate cache lines: a
+//! spawn adds one to its thread's row and an end takes one from its own
+//! thread's, and only the sum over the rows means anything. One shared
+//! counter would bounce between cores on every spawn. Each row has a
+//! counter per runtime (by its tokio id, modulo [`RUNTIMES`]): two runtimes
+//! alive at once share one only when their ids are congruent, and then
+//! unseen tasks may go unsaid, never be said wrongly.
 //!
 //! Built with `--cfg tokio_unstable`, theseus sees tokio's tasks through its
 //! hooks and has nothing to compare: the counters are left alone.
 
 use std::cell::Cell;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::Relaxed};
 
-const COUNTERS: usize = 16;
+const ROWS: usize = 16;
 
-static OWN_ALIVE: [PaddedCount; COUNTERS] = [const { PaddedCount(AtomicIsize::new(0)) }; COUNTERS];
+/// Counters per row: one cache line of them.
+const RUNTIMES: usize = 16;
+
+static OWN_ALIVE: [Row; ROWS] = [const { Row([const { AtomicIsize::new(0) }; RUNTIMES]) }; ROWS];
 
 #[repr(align(128))]
-struct PaddedCount(AtomicIsize);
+struct Row([AtomicIsize; RUNTIMES]);
+
+/// Which runtime's counter a task counts in.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RuntimeSlot(u8);
+
+/// The counter of the runtime `handle` drives.
+#[inline]
+pub(crate) fn runtime_of(handle: &tokio::runtime::Handle) -> RuntimeSlot {
+    /// tokio's runtime id is a number it only shows through `Hash` and
+    /// `Display`: keep what it hashes.
+    #[derive(Default)]
+    struct Keep(u64);
+    impl Hasher for Keep {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for &byte in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+            }
+        }
+        fn write_u64(&mut self, n: u64) {
+            self.0 = n;
+        }
+    }
+    let mut id = Keep::default();
+    handle.id().hash(&mut id);
+    RuntimeSlot((id.finish() % RUNTIMES as u64) as u8)
+}
 
 thread_local! {
-    /// This thread's counter in `OWN_ALIVE`; `usize::MAX` until chosen.
-    static COUNTER: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// This thread's row in `OWN_ALIVE`; `usize::MAX` until chosen.
+    static ROW: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-fn own_counter() -> &'static AtomicIsize {
-    let mut index = COUNTER.get();
+fn own_counter(runtime: RuntimeSlot) -> &'static AtomicIsize {
+    let mut index = ROW.get();
     if index == usize::MAX {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        index = NEXT.fetch_add(1, Relaxed) % COUNTERS;
-        COUNTER.set(index);
+        index = NEXT.fetch_add(1, Relaxed) % ROWS;
+        ROW.set(index);
     }
-    &OWN_ALIVE[index].0
+    &OWN_ALIVE[index].0[usize::from(runtime.0)]
 }
 
-/// A timed task (one that tokio counts: not a blocking closure) exists.
+/// A timed task (one that tokio counts: not a blocking closure) exists on
+/// `runtime`.
 #[inline]
-pub(crate) fn task_started() {
+pub(crate) fn task_started(runtime: RuntimeSlot) {
     if !cfg!(tokio_unstable) {
-        own_counter().fetch_add(1, Relaxed);
+        own_counter(runtime).fetch_add(1, Relaxed);
     }
 }
 
-/// A timed task is gone.
+/// A timed task of `runtime` is gone.
 #[inline]
-pub(crate) fn task_ended() {
+pub(crate) fn task_ended(runtime: RuntimeSlot) {
     if !cfg!(tokio_unstable) {
-        own_counter().fetch_sub(1, Relaxed);
+        own_counter(runtime).fetch_sub(1, Relaxed);
     }
 }
 
-/// theseus's timed tasks alive now, as well as counters read one after
-/// another can tell: a task that starts or ends meanwhile may be missed.
-pub(crate) fn tasks_alive() -> isize {
-    OWN_ALIVE.iter().map(|count| count.0.load(Relaxed)).sum()
+/// theseus's timed tasks alive now on `runtime`, as well as counters read
+/// one after another can tell: a task that starts or ends meanwhile may be
+/// missed.
+pub(crate) fn tasks_alive(runtime: RuntimeSlot) -> isize {
+    OWN_ALIVE
+        .iter()
+        .map(|row| row.0[usize::from(runtime.0)].load(Relaxed))
+        .sum()
 }

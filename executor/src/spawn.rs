@@ -32,7 +32,7 @@ where
         return JoinHandle::new(tokio.spawn(future), StackId::ROOT);
     }
     let stack = theseus_profiler::spawn_stack(location, std::any::type_name::<F>());
-    let task = Timed::new(stack, future);
+    let task = Timed::new(stack, future, crate::census::runtime_of(tokio));
     JoinHandle::new(
         crate::tokio_tasks::spawning_theseus_task(|| tokio.spawn(task)),
         stack,

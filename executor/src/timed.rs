@@ -20,6 +20,7 @@
 
 use crate::boundary::poll_as_task;
 use crate::cell::TaskCell;
+use crate::census::RuntimeSlot;
 use crate::waker::with_task_waker;
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -31,15 +32,19 @@ use theseus_profiler::{Outcome, StackId};
 /// A spawned future, timed. See the module docs.
 pub(crate) struct Timed<F> {
     cell: Arc<TaskCell>,
+    /// The runtime whose census counts the task.
+    runtime: RuntimeSlot,
     /// `None` once the inner future has been dropped.
     inner: Option<F>,
 }
 
 impl<F: Future> Timed<F> {
-    pub(crate) fn new(stack: StackId, inner: F) -> Timed<F> {
-        crate::census::task_started();
+    /// A task of the runtime `runtime`, spawned now.
+    pub(crate) fn new(stack: StackId, inner: F, runtime: RuntimeSlot) -> Timed<F> {
+        crate::census::task_started(runtime);
         Timed {
             cell: TaskCell::new(stack),
+            runtime,
             inner: Some(inner),
         }
     }
@@ -52,7 +57,11 @@ impl<F: Future> Future for Timed<F> {
         // SAFETY: `inner` is structurally pinned: it is never moved, only
         // dropped in place (`finish` assigns `None` over it). The other
         // fields are not pinned and nothing else projects `self`.
-        let Timed { cell, inner } = unsafe { self.get_unchecked_mut() };
+        let Timed {
+            cell,
+            inner,
+            runtime,
+        } = unsafe { self.get_unchecked_mut() };
         let own_waker = match cell.tokio_waker() {
             // Only polls write it, and tokio never polls a task on two
             // threads at once.
@@ -64,13 +73,13 @@ impl<F: Future> Future for Timed<F> {
         };
         if own_waker {
             with_task_waker(cell, |waker| {
-                poll_timed(cell, inner, &mut Context::from_waker(waker))
+                poll_timed(cell, inner, *runtime, &mut Context::from_waker(waker))
             })
         } else {
             // Polled with another waker than the first: not something tokio
             // does with a task. Pass the caller's waker through rather than
             // wake the wrong task; the poll is still timed, its wake is not.
-            poll_timed(cell, inner, cx)
+            poll_timed(cell, inner, *runtime, cx)
         }
     }
 }
@@ -79,6 +88,7 @@ impl<F: Future> Future for Timed<F> {
 fn poll_timed<F: Future>(
     cell: &Arc<TaskCell>,
     slot: &mut Option<F>,
+    runtime: RuntimeSlot,
     cx: &mut Context<'_>,
 ) -> Poll<F::Output> {
     let inner = slot
@@ -97,11 +107,11 @@ fn poll_timed<F: Future>(
     match polled {
         Ok(Poll::Pending) => Poll::Pending,
         Ok(Poll::Ready(value)) => {
-            finish(cell, slot, Outcome::Completed, end);
+            finish(cell, slot, runtime, Outcome::Completed, end);
             Poll::Ready(value)
         }
         Err(payload) => {
-            finish(cell, slot, Outcome::Panicked, end);
+            finish(cell, slot, runtime, Outcome::Panicked, end);
             resume_unwind(payload)
         }
     }
@@ -110,11 +120,17 @@ fn poll_timed<F: Future>(
 /// Drops the future in `slot` in place, then records the task's end.
 /// Pinned futures (tokio's `Sleep` sits in a timer list by address) must
 /// never be moved out to be dropped.
-fn finish<F>(cell: &TaskCell, slot: &mut Option<F>, outcome: Outcome, now: u64) {
+fn finish<F>(
+    cell: &TaskCell,
+    slot: &mut Option<F>,
+    runtime: RuntimeSlot,
+    outcome: Outcome,
+    now: u64,
+) {
     // A destructor that panics must not lose the record.
     let dropped = catch_unwind(AssertUnwindSafe(|| *slot = None));
     cell.finish(outcome, now);
-    crate::census::task_ended();
+    crate::census::task_ended(runtime);
     if let Err(payload) = dropped {
         resume_unwind(payload);
     }
@@ -127,6 +143,7 @@ impl<F> Drop for Timed<F> {
             finish(
                 &self.cell,
                 &mut self.inner,
+                self.runtime,
                 Outcome::Cancelled,
                 crate::clock::now(),
             );

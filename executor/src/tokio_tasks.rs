@@ -9,9 +9,12 @@
 //! - With `tokio_unstable`, [`install_hooks`] times every tokio task that
 //!   theseus did not spawn itself: its stack is captured on the spawning
 //!   thread exactly as [`crate::spawn`] does (so the parent task's stack
-//!   and library frames such as `axum::serve` show), its polls are timed
-//!   and scoped so nested spawns and CPU samples attribute to it, and its
-//!   end is one record. tokio does not tell when such a task is woken, so
+//!   and library frames such as `axum::serve` show) with a leaf naming
+//!   where `tokio::spawn` was called (tokio does not tell what future the
+//!   task runs), its polls are timed and scoped so nested spawns and CPU
+//!   samples attribute to it, and its end is one record (its last poll
+//!   ends inside tokio's terminate hook, which runs before the hook after
+//!   the poll). tokio does not tell when such a task is woken, so
 //!   `Wakes` is counted as polls after the first, and `SchedNs` is tokio's
 //!   own schedule latency. Nor do its hooks show the task's waker, which is
 //!   how theseus's own tasks find their await points: these tasks have
@@ -55,7 +58,8 @@ pub fn unseen_tokio_tasks() -> Option<usize> {
 const CHECK_EVERY: Duration = Duration::from_millis(10);
 
 /// Called whenever a worker is about to park: at most every [`CHECK_EVERY`]
-/// per thread, compares tokio's count of live tasks with theseus's own.
+/// per thread, compares tokio's count of live tasks of the worker's runtime
+/// with theseus's own there.
 /// The two counts are read at slightly different moments, so a task that
 /// starts or ends in between can make a difference of one that is not a
 /// foreign task: only a difference seen at two checks in a row counts.
@@ -72,8 +76,10 @@ fn check_for_unseen_tasks() {
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return;
     };
+    // Both counts of this runtime: another runtime's tasks, seen or not,
+    // must not hide this one's.
     let alive = handle.metrics().num_alive_tasks() as isize;
-    let own = crate::census::tasks_alive();
+    let own = crate::census::tasks_alive(crate::census::runtime_of(&handle));
     let unseen = (alive - own).max(0) as usize;
     if unseen > 0 && saw_before {
         UNSEEN_MAX.fetch_max(unseen, Relaxed);
@@ -86,7 +92,23 @@ pub(crate) fn install_hooks(builder: &mut tokio::runtime::Builder) {
     #[cfg(tokio_unstable)]
     hooks::install(builder);
     #[cfg(not(tokio_unstable))]
-    builder.on_thread_park(check_for_unseen_tasks);
+    {
+        builder.on_thread_park(check_for_unseen_tasks);
+        // Said wherever a profile is written: at the end, on a signal.
+        theseus_profiler::add_note(unseen_tasks_note);
+    }
+}
+
+/// Whether tasks ran unseen, and how to see them, as said when a profile is
+/// written.
+#[cfg_attr(tokio_unstable, allow(dead_code))]
+fn unseen_tasks_note() -> Option<String> {
+    unseen_tokio_tasks().map(|count| {
+        format!(
+            "theseus: tasks spawned with tokio::spawn ran unseen (up to {count} at once), \
+             e.g. by axum, hyper or tonic; to profile them, {TOKIO_UNSTABLE_ADVICE}"
+        )
+    })
 }
 
 /// Runs `spawn`, which spawns a theseus task on tokio: tokio's spawn hook
@@ -123,6 +145,7 @@ mod hooks {
     }
 
     struct Polling {
+        id: Id,
         cell: Arc<TaskCell>,
         start: u64,
         _scope: PollScope,
@@ -186,14 +209,12 @@ mod hooks {
         if SPAWNING_OWN.get() || !theseus_profiler::is_active() {
             return;
         }
-        let stack = theseus_profiler::spawn_stack(meta.spawned_at(), TOKIO_TASK);
+        // tokio does not say what future the task runs, only where it was
+        // spawned: its leaf is named after that.
+        let stack = theseus_profiler::tokio_spawn_stack(meta.spawned_at());
         let cell = TaskCell::register(stack);
         shard(meta.id()).insert(meta.id(), cell);
     }
-
-    /// The leaf name of a `tokio::spawn` task: tokio does not say what
-    /// future it runs, only where it was spawned.
-    const TOKIO_TASK: &str = "tokio::spawn";
 
     fn before_poll(meta: &TaskMeta<'_>) {
         if !theseus_profiler::is_active() {
@@ -212,6 +233,7 @@ mod hooks {
         let scope = theseus_profiler::enter_poll(cell.header.stack, boundary);
         POLLING.with(|polling| {
             *polling.borrow_mut() = Some(Polling {
+                id: meta.id(),
                 cell,
                 start,
                 _scope: scope,
@@ -229,10 +251,24 @@ mod hooks {
 
     fn on_terminate(meta: &TaskMeta<'_>) {
         let cell = shard(meta.id()).remove(&meta.id());
+        // A task that completes (or is cancelled by its worker after an
+        // abort) terminates inside its last poll, before the hook after the
+        // poll runs: that poll ends here, or the record would lack it.
+        let last_poll = POLLING.with(|polling| {
+            let mut polling = polling.borrow_mut();
+            match &*polling {
+                Some(running) if running.id == meta.id() => polling.take(),
+                _ => None,
+            }
+        });
+        let now = match last_poll {
+            Some(polling) => polling.cell.header.on_poll_end(polling.start),
+            None => crate::clock::now(),
+        };
         if let Some(cell) = cell {
             // tokio does not say whether the task completed or was
             // cancelled; see the README's events table.
-            cell.finish(Outcome::Completed, crate::clock::now());
+            cell.finish(Outcome::Completed, now);
         }
     }
 }

@@ -84,6 +84,7 @@ pub mod folded;
 pub mod format;
 pub mod http;
 pub mod interval;
+mod notes;
 pub mod output;
 pub mod pprof;
 pub mod profile;
@@ -100,6 +101,7 @@ pub use aggregate::{Aggregate, Costs};
 pub use callgrind::{write_callgrind, write_callgrind_with_cpu};
 pub use config::{Config, ConfigError};
 pub use format::{Format, ParseFormatError};
+pub use notes::{add_note, Note};
 pub use output::{Destination, Session};
 pub use profile::{Event, ParseEventError, Profile, ProfileHeader, Sample};
 pub use sampler::Sampler;
@@ -117,6 +119,6 @@ pub use stack::{
     capture_mode, interned_nodes, poll_boundary, set_capture_mode, ParseCaptureModeError,
 };
 pub use stack::{
-    current_stack, enter_poll, resolve, spawn_blocking_stack, spawn_stack, CaptureMode, PollScope,
-    ResolvedFrame, StackId,
+    current_stack, enter_poll, resolve, spawn_blocking_stack, spawn_stack, tokio_spawn_stack,
+    CaptureMode, PollScope, ResolvedFrame, StackId,
 };

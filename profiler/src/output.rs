@@ -94,6 +94,7 @@ impl Inner {
         if let Some(hint) = full_names_hint() {
             eprintln!("{hint}");
         }
+        crate::notes::say_notes();
         destination
     }
 

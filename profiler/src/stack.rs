@@ -56,6 +56,7 @@ mod filters;
 mod intern;
 mod names;
 mod resolve;
+mod signature;
 mod spawned;
 mod symbolize;
 pub(crate) mod unwind;
@@ -110,6 +111,26 @@ pub fn spawn_stack(location: &'static Location<'static>, future_type: &'static s
         location,
         intern::Leaf {
             type_name: future_type,
+            blocking: false,
+        },
+    )
+}
+
+/// [`spawn_stack`] for a task spawned with `tokio::spawn` and seen through
+/// tokio's hooks, which tell where it was spawned but not what it runs:
+/// its leaf names the spawn site, the function and line that called
+/// `tokio::spawn` (`[task] tokio::spawn in app::serve (src/server.rs:40)`),
+/// so distinct spawn sites never share a leaf.
+///
+/// ```
+/// let stack = theseus_profiler::tokio_spawn_stack(std::panic::Location::caller());
+/// assert_ne!(stack, theseus_profiler::StackId::ROOT);
+/// ```
+pub fn tokio_spawn_stack(location: &'static Location<'static>) -> StackId {
+    capture::spawn_stack(
+        location,
+        intern::Leaf {
+            type_name: spawned::TOKIO_SPAWN,
             blocking: false,
         },
     )

@@ -4,14 +4,15 @@
 
 use super::context::{current_stack, poll_boundary};
 use super::intern::{intern, FastMap, FrameKey, Leaf};
-use super::unwind::{sampler_signals_blocked, sp_is_callee_cfa, walk_poll};
+use super::signature::{read_chain, Signature};
+use super::unwind::{sampler_signals_blocked, sp_is_callee_cfa, walk_poll, walk_poll_with_sp};
 use super::StackId;
 use std::cell::RefCell;
 use std::fmt;
 use std::panic::Location;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 /// How much of the machine stack is captured at each spawn (`THESEUS_STACKS`).
 ///
@@ -19,22 +20,22 @@ use std::sync::{LazyLock, Mutex, PoisonError};
 /// default, [`CaptureMode::Cached`], avoids repeating it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum CaptureMode {
-    /// Capture in full once per (parent stack, spawn location, future type), then reuse
+    /// Capture in full once per (parent stack, spawn location, future
+    /// type, chain of calls down to the spawn), then reuse
     /// (`THESEUS_STACKS=default`).
     ///
-    /// The steady state is a lookup in a thread-local hash map: no
-    /// unwinding, no lock. A miss there checks a global map (one lock), and
-    /// only a spawn site never seen before is unwound.
+    /// The steady state is a lookup in a thread-local hash map, keyed also
+    /// by the depth of the spawn below the poll boundary, and a check of the
+    /// return addresses the chain of calls left on the stack (a load per
+    /// frame): no unwinding, no lock. A miss there checks a global map (one
+    /// lock), and only a chain never seen before is unwound.
     ///
-    /// What it can merge: two different call paths that reach the same
-    /// spawn line, spawning the same future type, within the same parent
-    /// task. For example, `handler` calling both `a()` and `b()`, each of
-    /// which calls a shared `spawn_worker()` helper: both spawns report
-    /// whichever path was seen first (`handler → a → spawn_worker`), and
-    /// their costs are added together under it. Paths in different parent
-    /// tasks, different spawn lines or different future types are never
-    /// merged. A `#[track_caller]` helper moves the location to its caller,
-    /// which separates such paths again; [`CaptureMode::Full`] always does.
+    /// So two call paths that reach the same spawn line stay apart: a
+    /// shared `spawn_worker()` helper called from `a()` and from `b()`
+    /// gives two stacks, `handler → a → spawn_worker` and `handler → b →
+    /// spawn_worker`, as [`CaptureMode::Full`] does. (A spawn outside any
+    /// poll, from a thread theseus does not run, has no boundary to measure
+    /// from: there the first path seen stands for all.)
     #[default]
     Cached,
     /// Capture every spawn in full: exact stacks, at the cost of one unwind
@@ -174,42 +175,68 @@ pub(crate) fn spawn_stack(location: &'static Location<'static>, leaf: Leaf) -> S
 }
 
 /// What the default and location modes key their reuse on: parent,
-/// location, spawned type, and the mode and leaf kind as bits. Pointers,
-/// not contents: this is a cache, and a second copy of a string only costs
-/// a second entry.
-type CacheKey = (StackId, usize, usize, usize, u8);
+/// location, spawned type, the mode and leaf kind as bits, and the depth of
+/// the spawn call below the poll boundary (0 where stacks are recognized by
+/// the key alone). Pointers, not contents: this is a cache, and a second
+/// copy of a string only costs a second entry.
+type CacheKey = (StackId, usize, usize, usize, u8, usize);
+
+/// A stack of the cache, with the signature of the chain of calls that
+/// spawned it: a key holds one stack per distinct chain (a helper that
+/// spawns, called from two functions, makes two). `None`: the key alone
+/// tells (no poll boundary, or the location mode).
+struct Cached {
+    signature: Option<Signature>,
+    id: StackId,
+}
+
+/// Most stacks kept under one key: past this, spawns from new chains are
+/// unwound each time (exact, only slower).
+const MAX_CHAINS: usize = 16;
+
+type Chains = Vec<Arc<Cached>>;
 
 thread_local! {
     /// This thread's view of [`GLOBAL_CACHE`]: hits need no lock at all.
-    static LOCAL_CACHE: RefCell<FastMap<CacheKey, StackId>> =
+    static LOCAL_CACHE: RefCell<FastMap<CacheKey, Chains>> =
         RefCell::new(FastMap::default());
 }
 
 /// Every stack captured in the cached mode, shared so that a spawn site
 /// seen on one worker is not unwound again on each of the others.
-static GLOBAL_CACHE: LazyLock<Mutex<FastMap<CacheKey, StackId>>> =
+static GLOBAL_CACHE: LazyLock<Mutex<FastMap<CacheKey, Chains>>> =
     LazyLock::new(|| Mutex::new(FastMap::default()));
 
 /// The cached mode: unwind once per (parent stack, spawn location, future
-/// type), then reuse. See [`CaptureMode::Cached`] for what this merges.
-/// The location mode goes through here too, without the unwinding.
+/// type, chain of calls down to the spawn), then recognize the chain by the
+/// return addresses it left on the stack. See [`CaptureMode::Cached`]. The
+/// location mode goes through here too, without the unwinding.
+///
+/// Never inlined: `marker`, a local of this frame, is what the depth and
+/// the signatures' slots are measured from.
+#[inline(never)]
 fn cached(
     mode: CaptureMode,
     parent: StackId,
     location: &'static Location<'static>,
     leaf: Leaf,
 ) -> StackId {
+    let marker = 0u8;
+    let base = std::hint::black_box(&marker) as *const u8 as usize;
+    let boundary = poll_boundary();
+    let signed = mode == CaptureMode::Cached && boundary > base;
     let key: CacheKey = (
         parent,
         location as *const Location<'static> as usize,
         leaf.type_name.as_ptr() as usize,
         leaf.type_name.len(),
         u8::from(mode == CaptureMode::Location) | (u8::from(leaf.blocking) << 1),
+        if signed { boundary - base } else { 0 },
     );
     // `try_with`: during thread teardown the local cache may be gone; the
     // global one still works.
     let local = LOCAL_CACHE
-        .try_with(|c| c.borrow().get(&key).copied())
+        .try_with(|c| Some(find(c.borrow().get(&key)?, base)?.id))
         .ok()
         .flatten();
     if let Some(id) = local {
@@ -219,28 +246,105 @@ fn cached(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .get(&key)
-        .copied();
-    let id = match global {
-        Some(id) => id,
+        .and_then(|all| find(all, base).cloned());
+    let hit = match global {
+        Some(hit) => hit,
         None => {
-            // Unwind without holding the lock; if two threads race on the
-            // same key, both stacks are valid and the first one is kept.
-            let captured = match mode {
-                CaptureMode::Location => intern(
-                    parent,
-                    &[FrameKey::Location(location), FrameKey::Leaf(leaf)],
+            let capture = || match mode {
+                CaptureMode::Location => (
+                    intern(
+                        parent,
+                        &[FrameKey::Location(location), FrameKey::Leaf(leaf)],
+                    ),
+                    None,
                 ),
-                _ => capture(parent, location, leaf),
+                _ if signed => capture_signed(parent, location, leaf, boundary, base),
+                _ => (capture(parent, location, leaf), None),
             };
-            *GLOBAL_CACHE
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(key)
-                .or_insert(captured)
+            match captured(key, signed, capture) {
+                Ok(hit) => hit,
+                Err(uncached) => return uncached,
+            }
         }
     };
-    let _ = LOCAL_CACHE.try_with(|c| c.borrow_mut().insert(key, id));
-    id
+    let _ = LOCAL_CACHE.try_with(|c| {
+        let mut c = c.borrow_mut();
+        let chains = c.entry(key).or_default();
+        if chains.len() < MAX_CHAINS {
+            chains.push(hit.clone());
+        }
+    });
+    hit.id
+}
+
+/// The stack of `chains` whose chain of calls the stack above `base` holds.
+/// `base` must be the local of [`cached`] that the key's depth was measured
+/// from, in the frame running now.
+#[inline(always)]
+fn find(chains: &Chains, base: usize) -> Option<&Arc<Cached>> {
+    let holds = |signature: &Signature| {
+        // SAFETY: `base` is a local of `cached`, whose frame runs this, and
+        // every signature under the key was made by `capture_signed` called
+        // from `cached`, with its base at the depth below the boundary that
+        // is part of the key, which is this spawn's.
+        unsafe { signature.matches(base) }
+    };
+    chains
+        .iter()
+        .find(|c| c.signature.as_ref().is_none_or(holds))
+}
+
+/// A stack just captured by `capture` (unwinding without holding the
+/// lock), kept in [`GLOBAL_CACHE`] under `key`; `Err` with the stack when it
+/// is not to be kept: no signature where one was sought, or too many chains
+/// under this key already. If two threads race on the same chain, both
+/// keep a valid stack.
+fn captured(
+    key: CacheKey,
+    signed: bool,
+    capture: impl FnOnce() -> (StackId, Option<Signature>),
+) -> Result<Arc<Cached>, StackId> {
+    let (id, signature) = capture();
+    if signed && signature.is_none() {
+        return Err(id);
+    }
+    let hit = Arc::new(Cached { signature, id });
+    let mut global = GLOBAL_CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    let chains = global.entry(key).or_default();
+    if chains.len() >= MAX_CHAINS {
+        return Err(id);
+    }
+    chains.push(hit.clone());
+    Ok(hit)
+}
+
+/// Unwinds the current poll from here to `boundary`, interns parent + the
+/// frames above `base` + location + leaf, and returns the stack with the
+/// signature of those frames.
+#[inline(never)]
+fn capture_signed(
+    parent: StackId,
+    location: &'static Location<'static>,
+    leaf: Leaf,
+    boundary: usize,
+    base: usize,
+) -> (StackId, Option<Signature>) {
+    let mut frames = [(0usize, 0usize); MAX_FRAMES];
+    let callee_cfa = sp_is_callee_cfa();
+    let n = {
+        let _blocked = sampler_signals_blocked();
+        // SAFETY: `walk_poll_with_sp` needs this thread not to be inside
+        // the unwinder already. This is normal context (a spawn call), not a
+        // signal handler, and the handlers that unwind (a CPU sampler's
+        // `SIGPROF`, theseus's own sampler's signal) are blocked for as long
+        // as the walk lasts.
+        unsafe { walk_poll_with_sp(boundary, callee_cfa, &mut frames) }
+    };
+    let (ips, signature) = read_chain(&frames[..n], base, boundary);
+    let mut keys: Vec<FrameKey> = ips.into_iter().map(FrameKey::Ip).collect();
+    keys.push(FrameKey::Location(location));
+    keys.push(FrameKey::Leaf(leaf));
+    (intern(parent, &keys), signature)
 }
 
 /// Unwinds the current poll and interns parent + frames + location + leaf.
@@ -277,6 +381,51 @@ fn unwind_this_poll(boundary: usize, out: &mut [usize; MAX_FRAMES]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::enter_poll;
+    use std::hint::black_box;
+
+    /// A helper that spawns: one spawn line, whoever calls it.
+    #[inline(never)]
+    fn spawn_worker() -> StackId {
+        crate::spawn_stack(Location::caller(), "app::worker")
+    }
+
+    #[inline(never)]
+    fn via_a() -> StackId {
+        black_box(spawn_worker())
+    }
+
+    #[inline(never)]
+    fn via_b() -> StackId {
+        black_box(spawn_worker())
+    }
+
+    /// Stands in for a task's poll: a boundary, then the two paths to the
+    /// helper, each taken twice.
+    #[inline(never)]
+    fn poll_like(out: &mut Vec<StackId>) {
+        let marker = 0u8;
+        let boundary = black_box(&marker) as *const u8 as usize;
+        let task = crate::spawn_stack(Location::caller(), "app::handler");
+        let _scope = enter_poll(task, boundary);
+        for _ in 0..2 {
+            out.push(black_box(via_a()));
+            out.push(black_box(via_b()));
+        }
+    }
+
+    #[test]
+    fn a_helper_that_spawns_is_told_apart_by_its_callers() {
+        assert_eq!(capture_mode(), CaptureMode::Cached);
+        let mut ids = Vec::new();
+        poll_like(&mut ids);
+        let (a1, b1, a2, b2) = (ids[0], ids[1], ids[2], ids[3]);
+        assert_ne!(a1, b1, "two paths to one spawn line are two stacks");
+        assert_eq!((a1, b1), (a2, b2), "a path seen before is recognized");
+        ids.clear();
+        poll_like(&mut ids);
+        assert_eq!(ids, [a1, b1, a1, b1]);
+    }
 
     #[test]
     fn modes_parse_and_errors_name_the_variable_and_choices() {

@@ -106,9 +106,23 @@ pub(super) fn is_entry(name: &str) -> bool {
 }
 
 /// Frames to skip at the inner end of a poll: the spawn call itself, and
-/// std code that only leads into it.
+/// std code that only leads into it. A `tokio::spawn` task is seen from
+/// tokio's spawn hook, at the end of tokio's own path down from the spawn
+/// call (`spawn_inner`, the scheduler's `bind_new_task`, the hooks).
 pub(super) fn is_spawn_machinery(name: &str, file: Option<&str>) -> bool {
-    is_internal(name, file) || is_plumbing(name, file)
+    const TOKIO_SPAWN_PATH: &[&str] = &[
+        "tokio::task::spawn::",
+        "tokio::task::join_set::",
+        "tokio::runtime::handle::Handle::spawn",
+        "tokio::runtime::context::",
+        "tokio::runtime::scheduler::",
+        "tokio::runtime::task::",
+        "tokio::runtime::task_hooks::",
+    ];
+    is_internal(name, file)
+        || is_plumbing(name, file)
+        || starts_with_any(name, TOKIO_SPAWN_PATH)
+        || starts_with_any(owner(name), TOKIO_SPAWN_PATH)
 }
 
 /// The standard library's crates, by path.

@@ -269,6 +269,9 @@ pub(super) fn leaf_frame(leaf: Leaf, site: Option<SpawnSite>, cwd: Option<&Path>
 ///   (src/main.rs:12)`.
 /// - A type-erased future (`Pin<Box<dyn Future>>`) reads as its spawn site:
 ///   `[task] boxed future spawned in app::chain (src/chain.rs:9)`.
+/// - A `tokio::spawn` task seen through tokio's hooks, whose type is not
+///   known, reads as its spawn site: `[task] tokio::spawn in app::serve
+///   (src/server.rs:40)`.
 /// - Any other type reads as the type, closures inside it shown as their
 ///   function: `[task] tokio::time::Timeout<app::serve>`.
 ///
@@ -291,6 +294,12 @@ fn task_name(leaf: Leaf, at: Option<&str>, spawner: Option<&(String, String)>) -
             format!("{kind} {shown}")
         };
     }
+    if leaf.type_name == TOKIO_SPAWN {
+        return match spawner {
+            Some((_, function)) => format!("{kind} {TOKIO_SPAWN} in {function}{at}"),
+            None => format!("{kind} {TOKIO_SPAWN}{at}"),
+        };
+    }
     if is_type_erased(&shown) {
         return match spawner {
             Some((_, function)) => format!("{kind} boxed future spawned in {function}{at}"),
@@ -307,6 +316,11 @@ fn task_name(leaf: Leaf, at: Option<&str>, spawner: Option<&(String, String)>) -
         format!("{kind} {shown}")
     }
 }
+
+/// The leaf type of a task spawned with `tokio::spawn` and seen through
+/// tokio's hooks, which say where it was spawned but not what future it
+/// runs. No type is named so, and the leaf reads as the spawn site.
+pub(super) const TOKIO_SPAWN: &str = "tokio::spawn";
 
 /// `type_name` without its trailing closure segments, and how many there
 /// were: `app::main::{{closure}}::{{closure}}` is `("app::main", 2)`.
@@ -486,6 +500,33 @@ mod tests {
         );
     }
 
+    /// Without debug info for files, the spawn call is found by name: for
+    /// a `tokio::spawn` task, above tokio's path down to its spawn hook.
+    #[test]
+    fn a_tokio_spawn_without_files_is_made_by_the_program_not_by_tokio() {
+        let named = |name: &str| Symbol {
+            name: Some(name.to_string()),
+            file: None,
+            line: 0,
+        };
+        let poll = [
+            named("bore_cli::server::Server::listen::{{closure}}"),
+            named("tokio::task::spawn::spawn"),
+            named("tokio::task::spawn::spawn_inner"),
+            named("tokio::runtime::context::current::with_current"),
+            named("tokio::runtime::scheduler::Handle::spawn"),
+            named("tokio::runtime::scheduler::multi_thread::handle::Handle::bind_new_task"),
+            named("tokio::runtime::task_hooks::TaskHooks::spawn"),
+            named("theseus_executor::tokio_tasks::hooks::on_spawn"),
+        ];
+        let (frames, site) = user_of(&poll, ("src/server.rs", 49));
+        assert_eq!(functions(&frames), ["bore_cli::server::Server::listen"]);
+        assert_eq!(
+            site.spawner.map(|(_, shown)| shown).as_deref(),
+            Some("bore_cli::server::Server::listen")
+        );
+    }
+
     fn future(type_name: &'static str) -> Leaf {
         Leaf {
             type_name,
@@ -539,6 +580,27 @@ mod tests {
                 Some(&run)
             ),
             "[task] tokio::time::timeout::Timeout<app::handler>"
+        );
+    }
+
+    #[test]
+    fn tokio_spawn_tasks_read_as_their_spawn_site() {
+        let listen = spawner(
+            "bore_cli::server::Server::listen::{{closure}}",
+            "bore_cli::server::Server::listen",
+        );
+        assert_eq!(
+            task_name(future(TOKIO_SPAWN), Some("src/server.rs:64"), Some(&listen)),
+            "[task] tokio::spawn in bore_cli::server::Server::listen (src/server.rs:64)"
+        );
+        assert_ne!(
+            task_name(future(TOKIO_SPAWN), Some("src/server.rs:80"), Some(&listen)),
+            task_name(future(TOKIO_SPAWN), Some("src/server.rs:64"), Some(&listen)),
+        );
+        // No frame resolved (no debug info, or `THESEUS_STACKS=location`).
+        assert_eq!(
+            task_name(future(TOKIO_SPAWN), Some("src/server.rs:64"), None),
+            "[task] tokio::spawn (src/server.rs:64)"
         );
     }
 
