@@ -66,7 +66,7 @@ pub mod task {
 
 /// The runtime, as in `tokio::runtime`.
 pub mod runtime {
-    pub use theseus_executor::{Builder, EnterGuard, Handle, Runtime};
+    pub use theseus_executor::{Builder, EnterGuard, Handle, Runtime, TryCurrentError};
 }
 
 #[doc(hidden)]

@@ -110,16 +110,20 @@ fn parse_config(args: TokenStream2, kind: Kind) -> syn::Result<Config> {
                     lit: Lit::Str(flavor),
                     ..
                 }),
-            ) => config.multi_thread = match flavor.value().as_str() {
-                "multi_thread" => true,
-                "current_thread" => false,
-                other => return Err(syn::Error::new(
-                    flavor.span(),
-                    format!(
+            ) => {
+                config.multi_thread = match flavor.value().as_str() {
+                    "multi_thread" => true,
+                    "current_thread" => false,
+                    other => {
+                        return Err(syn::Error::new(
+                            flavor.span(),
+                            format!(
                         "unknown flavor {other:?}: expected \"multi_thread\" or \"current_thread\""
                     ),
-                )),
-            },
+                        ))
+                    }
+                }
+            }
             (
                 "worker_threads",
                 Expr::Lit(ExprLit {
