@@ -3,6 +3,7 @@
 //! agree with theseus on how long those tasks polled and waited for a
 //! worker. An echo server's connection handlers, on 2 workers.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::callgrind::parse;
