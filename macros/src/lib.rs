@@ -14,7 +14,7 @@ use quote::{quote, quote_spanned};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprLit, ItemFn, Lit, Meta, Token};
+use syn::{Expr, ExprLit, ItemFn, Lit, Meta, MetaNameValue, Token};
 
 /// Runs an async fn on a theseus runtime and writes its profile when it
 /// returns (see the `theseus` crate docs). Usually that is `main`; it can be
@@ -98,100 +98,7 @@ fn parse_config(args: TokenStream2, kind: Kind) -> syn::Result<Config> {
                 format!("{} accepts {OPTIONS}", kind.attribute()),
             ));
         };
-        let name = pair
-            .path
-            .get_ident()
-            .map(|i| i.to_string())
-            .unwrap_or_default();
-        match (name.as_str(), &pair.value) {
-            (
-                "flavor",
-                Expr::Lit(ExprLit {
-                    lit: Lit::Str(flavor),
-                    ..
-                }),
-            ) => {
-                config.multi_thread = match flavor.value().as_str() {
-                    "multi_thread" => true,
-                    "current_thread" => false,
-                    other => {
-                        return Err(syn::Error::new(
-                            flavor.span(),
-                            format!(
-                        "unknown flavor {other:?}: expected \"multi_thread\" or \"current_thread\""
-                    ),
-                        ))
-                    }
-                }
-            }
-            (
-                "worker_threads",
-                Expr::Lit(ExprLit {
-                    lit: Lit::Int(count),
-                    ..
-                }),
-            ) => {
-                let value: usize = count.base10_parse()?;
-                if value == 0 {
-                    return Err(syn::Error::new(
-                        count.span(),
-                        "`worker_threads` must be at least 1",
-                    ));
-                }
-                config.worker_threads = Some((value, count.span()));
-            }
-            (
-                "start_paused",
-                Expr::Lit(ExprLit {
-                    lit: Lit::Bool(paused),
-                    ..
-                }),
-            ) => {
-                config.start_paused = paused.value.then_some(paused.span);
-            }
-            (
-                "crate",
-                Expr::Lit(ExprLit {
-                    lit: Lit::Str(path),
-                    ..
-                }),
-            ) => {
-                config.krate = path.parse()?;
-            }
-            ("crate", value) => {
-                return Err(syn::Error::new(
-                    value.span(),
-                    "`crate` takes a path in a string, e.g. `crate = \"theseus\"`",
-                ))
-            }
-            ("start_paused", value) => {
-                return Err(syn::Error::new(
-                    value.span(),
-                    "`start_paused` takes `true` or `false`",
-                ))
-            }
-            ("flavor", value) => {
-                return Err(syn::Error::new(
-                    value.span(),
-                    "`flavor` takes a string: \"multi_thread\" or \"current_thread\"",
-                ))
-            }
-            ("worker_threads", value) => {
-                return Err(syn::Error::new(
-                    value.span(),
-                    "`worker_threads` takes an integer, e.g. `worker_threads = 4`",
-                ))
-            }
-            (other, _) => {
-                return Err(syn::Error::new(
-                    pair.path.span(),
-                    format!(
-                        "unknown option `{other}` for {}: accepted are {OPTIONS}",
-                        kind.attribute()
-                    ),
-                ))
-            }
-        }
+        apply_option(&mut config, pair, kind)?;
     }
     if let (false, Some((_, span))) = (config.multi_thread, config.worker_threads) {
         return Err(syn::Error::new(
@@ -206,6 +113,61 @@ fn parse_config(args: TokenStream2, kind: Kind) -> syn::Result<Config> {
         ));
     }
     Ok(config)
+}
+
+/// Sets the option `pair` names, or says what it takes.
+fn apply_option(config: &mut Config, pair: &MetaNameValue, kind: Kind) -> syn::Result<()> {
+    let name = pair
+        .path
+        .get_ident()
+        .map(|i| i.to_string())
+        .unwrap_or_default();
+    let literal = match &pair.value {
+        Expr::Lit(ExprLit { lit, .. }) => Some(lit),
+        _ => None,
+    };
+    match (name.as_str(), literal) {
+        ("flavor", Some(Lit::Str(flavor))) => {
+            config.multi_thread = match flavor.value().as_str() {
+                "multi_thread" => true,
+                "current_thread" => false,
+                other => {
+                    let expected = "expected \"multi_thread\" or \"current_thread\"";
+                    let message = format!("unknown flavor {other:?}: {expected}");
+                    return Err(syn::Error::new(flavor.span(), message));
+                }
+            }
+        }
+        ("worker_threads", Some(Lit::Int(count))) => {
+            let value: usize = count.base10_parse()?;
+            if value == 0 {
+                let message = "`worker_threads` must be at least 1";
+                return Err(syn::Error::new(count.span(), message));
+            }
+            config.worker_threads = Some((value, count.span()));
+        }
+        ("start_paused", Some(Lit::Bool(paused))) => {
+            config.start_paused = paused.value.then_some(paused.span);
+        }
+        ("crate", Some(Lit::Str(path))) => config.krate = path.parse()?,
+        (known @ ("flavor" | "worker_threads" | "start_paused" | "crate"), _) => {
+            let takes = match known {
+                "flavor" => "`flavor` takes a string: \"multi_thread\" or \"current_thread\"",
+                "worker_threads" => "`worker_threads` takes an integer, e.g. `worker_threads = 4`",
+                "start_paused" => "`start_paused` takes `true` or `false`",
+                _ => "`crate` takes a path in a string, e.g. `crate = \"theseus\"`",
+            };
+            return Err(syn::Error::new(pair.value.span(), takes));
+        }
+        (other, _) => {
+            let message = format!(
+                "unknown option `{other}` for {}: accepted are {OPTIONS}",
+                kind.attribute()
+            );
+            return Err(syn::Error::new(pair.path.span(), message));
+        }
+    }
+    Ok(())
 }
 
 fn expand(args: TokenStream2, item: TokenStream2, kind: Kind) -> syn::Result<TokenStream2> {
