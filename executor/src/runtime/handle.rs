@@ -28,7 +28,11 @@ impl Handle {
     /// see [`Handle::try_current`].
     #[track_caller]
     pub fn current() -> Handle {
-        Handle::try_current().unwrap_or_else(|error| panic!("{error}"))
+        match Handle::try_current() {
+            Ok(handle) => handle,
+            // Here, not in a closure, so the panic names the caller's line.
+            Err(error) => panic!("{error}"),
+        }
     }
 
     /// The handle of the runtime this thread is running in, or an error
