@@ -7,9 +7,9 @@
 //! set's tasks are in the profile on any build.
 
 use crate::join::{AbortHandle, JoinError};
+use crate::local_set::LocalSet;
 use crate::runtime::Handle;
 use crate::spawn::{timed, timed_blocking};
-use crate::task::LocalSet;
 use crate::tokio_tasks::spawning_theseus_task;
 use std::fmt;
 use std::future::Future;
