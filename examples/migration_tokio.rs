@@ -76,6 +76,19 @@ async fn main() -> Result<(), Error> {
     println!("spawn_blocking: {sum}");
     tokio::task::yield_now().await;
 
+    let mut set = tokio::task::JoinSet::new();
+    for i in 1..=3u64 {
+        set.spawn(async move { i * 10 });
+    }
+    let aborted = set.spawn(std::future::pending::<u64>());
+    aborted.abort();
+    let mut joined = 0;
+    while let Some(done) = set.join_next().await {
+        joined += done.unwrap_or(0);
+    }
+    let in_place = tokio::task::block_in_place(|| joined + 1);
+    println!("join set: {joined}, then {in_place} in place");
+
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let server = tokio::spawn(async move {

@@ -66,7 +66,7 @@ pub mod task {
 
 /// The runtime, as in `tokio::runtime`.
 pub mod runtime {
-    pub use theseus_executor::{Builder, EnterGuard, Handle, Runtime};
+    pub use theseus_executor::{Builder, EnterGuard, Handle, Runtime, TryCurrentError};
 }
 
 #[doc(hidden)]
@@ -75,17 +75,19 @@ pub mod __private {
 
     use theseus_profiler::Session;
 
-    /// What `#[theseus::main]` expands to: start the profiling session (a bad
-    /// setting or an unwritable output path stops the program here, before
-    /// it runs), run `main`, cancel what is left, write the profile, and
-    /// only then pass on `main`'s result or panic.
+    /// What `#[theseus::main]` expands to: build the runtime and start the
+    /// profiling session (a bad setting or an unwritable output path stops
+    /// the program here, before it runs, and before a session exists that
+    /// would write a profile at that exit), run `main`, cancel what is
+    /// left, write the profile, and only then pass on `main`'s result or
+    /// panic.
     pub fn run_main<T>(mut builder: crate::runtime::Builder, future: impl Future<Output = T>) -> T {
-        let session = Session::from_env().unwrap_or_else(|error| {
-            eprintln!("theseus: {error}");
-            std::process::exit(2)
-        });
         let runtime = builder.build().unwrap_or_else(|error| {
             eprintln!("theseus: cannot start the runtime: {error}");
+            std::process::exit(2)
+        });
+        let session = Session::from_env().unwrap_or_else(|error| {
+            eprintln!("theseus: {error}");
             std::process::exit(2)
         });
         let output =

@@ -5,7 +5,7 @@
 mod common;
 
 use common::callgrind::parse;
-use common::ground::{assert_within, profile, profile_file, SERIAL};
+use common::ground::{assert_lengthened, assert_within, profile, profile_file, SERIAL};
 use common::readers::{annotate_inclusive, gprof2dot_total_percent};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -28,16 +28,20 @@ fn sleeping_tasks_show_their_sleep_as_wall_time_and_no_busy_time() {
     });
     let leaf = "[task] ground_truth::sleeper";
     assert_eq!(profile.self_of(leaf, "Tasks"), 8);
-    assert_within(
+    // Timers fire no earlier than asked, and as late as a loaded machine
+    // makes them.
+    assert_lengthened(
         "WallNs of 8 tasks sleeping 100 ms",
         profile.inclusive_of(leaf, "WallNs"),
         800 * MS,
-        0.05,
+        0.01,
     );
     let busy = profile.self_of(leaf, "BusyNs");
-    assert!(busy < 8 * MS, "sleeping tasks were busy {busy} ns");
+    // 16 polls of microseconds, each of which a preemption on a loaded
+    // machine can stretch by a timeslice: a tenth of the wait at most.
+    assert!(busy < 80 * MS, "sleeping tasks were busy {busy} ns");
     let idle = profile.inclusive_of(leaf, "IdleNs");
-    assert_within("IdleNs of the sleepers", idle, 800 * MS, 0.05);
+    assert_lengthened("IdleNs of the sleepers", idle, 800 * MS, 0.01);
     assert_eq!(
         profile.self_of(leaf, "Polls"),
         16,
@@ -47,7 +51,11 @@ fn sleeping_tasks_show_their_sleep_as_wall_time_and_no_busy_time() {
     // All of the waiting is the sleep's: it left the leaf for its await point.
     let sleep = "[await] tokio::time::Sleep";
     let waited = profile.call_cost("ground_truth::sleeper", sleep, "IdleNs");
-    assert_within("IdleNs at the sleep", waited, 800 * MS, 0.05);
+    assert_lengthened("IdleNs at the sleep", waited, 800 * MS, 0.01);
+    assert!(
+        waited <= idle,
+        "more waiting at the sleep ({waited}) than in all ({idle})"
+    );
     assert_eq!(
         profile.call_cost("ground_truth::sleeper", sleep, "Wakes"),
         8
@@ -85,16 +93,16 @@ fn spinning_tasks_show_their_spin_as_busy_time() {
     assert_eq!(profile.self_of(leaf, "Polls"), 4);
     let busy = profile.self_of(leaf, "BusyNs");
     let spun = spun.lock().unwrap().as_nanos() as u64;
-    // Against what the tasks measured themselves (5%), and against the
-    // nominal 4 x 50 ms: a spin preempted before it sees its 50 ms pass runs
-    // on for real, so on a loaded machine (CI shares its cores) the nominal
-    // figure gets 20%.
+    // Against what the tasks measured themselves (5%), which catches a poll
+    // counted twice, and at least the nominal 4 x 50 ms: a spin preempted
+    // before it sees its 50 ms pass runs on for real, as long as a loaded
+    // machine (CI shares its cores) keeps it off the CPU.
     assert!(
         busy >= spun,
         "BusyNs {busy} below the {spun} ns the tasks spun"
     );
     assert_within("BusyNs against the tasks' own spin time", busy, spun, 0.05);
-    assert_within("BusyNs of 4 tasks spinning 50 ms", busy, 200 * MS, 0.20);
+    assert!(busy >= 200 * MS, "BusyNs of 4 tasks spinning 50 ms: {busy}");
 }
 
 async fn blocker() {
@@ -113,8 +121,10 @@ async fn late_riser(
 #[test]
 fn a_wake_while_every_worker_is_blocked_shows_as_scheduling_delay() {
     let polled_at = std::sync::Arc::new(Mutex::new(None));
+    let sent_at = std::sync::Arc::new(Mutex::new(None));
     let started = Instant::now();
     let polled = polled_at.clone();
+    let sent = sent_at.clone();
     let profile = profile("sched", 1, async move {
         // The wake comes from a plain thread, at ~10 ms, while the only
         // worker is blocked. (A tokio timer would not do: its expiry is
@@ -127,7 +137,9 @@ fn a_wake_while_every_worker_is_blocked_shows_as_scheduling_delay() {
         tokio::time::sleep(Duration::from_millis(2)).await;
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(8));
+            let before = Instant::now();
             tx.send(()).unwrap();
+            *sent.lock().unwrap() = Some((before, Instant::now()));
         });
         let block = theseus::spawn(blocker());
         late.await.unwrap();
@@ -145,14 +157,35 @@ fn a_wake_while_every_worker_is_blocked_shows_as_scheduling_delay() {
         "SchedNs of the task woken while the worker was blocked: {:.3} ms",
         sched as f64 / 1e6
     );
+    // The wake was noted while the send ran, and the poll it caused began
+    // before the task read the clock: the delay between is the scheduling
+    // delay, whenever a loaded machine let the thread send (about 92 ms
+    // when it sends at 10 ms), give or take the difference between
+    // theseus's clock and `Instant` (5%, and a millisecond). Waiting
+    // counted as idle would leave ~0.
+    let (before_send, after_send) = sent_at.lock().unwrap().unwrap();
+    let polled = polled_at.lock().unwrap().unwrap();
+    let longest = (polled - before_send).as_nanos() as u64 * 21 / 20 + MS;
+    let shortest = polled.saturating_duration_since(after_send).as_nanos() as u64;
     assert!(
-        (80 * MS..=100 * MS).contains(&sched),
-        "SchedNs {:.1} ms, expected about 92 ms",
-        sched as f64 / 1e6
+        shortest >= 20 * MS,
+        "the wake came {shortest} ns before the worker was free: too late to test anything"
+    );
+    assert!(
+        (shortest / 2..=longest).contains(&sched),
+        "SchedNs {:.1} ms, expected {:.1} to {:.1} ms",
+        sched as f64 / 1e6,
+        shortest as f64 / 1e6,
+        longest as f64 / 1e6
     );
     assert_eq!(profile.inclusive_of(leaf, "Wakes"), 1);
+    // One poll that sleeps 100 ms: a loaded machine wakes it late, a poll
+    // counted twice would read at least 200 ms.
     let blocked = profile.self_of("[task] ground_truth::blocker", "BusyNs");
-    assert_within("BusyNs of the blocker", blocked, 100 * MS, 0.05);
+    assert!(
+        (100 * MS..200 * MS).contains(&blocked),
+        "BusyNs of the blocker: {blocked}"
+    );
 }
 
 async fn parent() {
@@ -455,13 +488,15 @@ fn a_ready_task_is_not_held_up_by_a_busy_worker() {
     });
     let worst = *lateness.lock().unwrap();
     println!("worst lateness of a 5 ms sleep beside a 300 ms spin: {worst:?}");
+    // Held up behind the spin, it would be most of 300 ms late; a loaded
+    // machine alone made it 66 ms late (other builds sharing the 2 cores).
     assert!(
-        worst < Duration::from_millis(50),
+        worst < Duration::from_millis(150),
         "a 5 ms sleep was {worst:?} late"
     );
     let sched = profile.self_of("[task] ground_truth::late_sleeper", "SchedNs");
     assert!(
-        sched < 50 * MS,
+        sched < 150 * MS,
         "the sleeper waited {sched} ns for a worker"
     );
 }

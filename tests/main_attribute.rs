@@ -23,6 +23,10 @@ fn child_program() -> Option<&'static str> {
             programs::panics::main();
             "panics"
         }
+        "with_args" => {
+            programs::with_args::main();
+            "with_args"
+        }
         "fails" => {
             if let Err(error) = programs::fails::main() {
                 eprintln!("Error: {error}");
@@ -53,6 +57,25 @@ mod programs {
         pub async fn main() {
             theseus::spawn(async { std::future::pending::<()>().await });
             panic!("main gives up");
+        }
+    }
+    /// A plain `fn main` that reads its arguments and calls an async fn
+    /// with them, as command-line tools do.
+    pub mod with_args {
+        pub struct Command {
+            pub count: u32,
+        }
+
+        #[theseus::main(worker_threads = 2)]
+        pub async fn run(command: Command, (a, mut b): (u32, u32)) -> std::io::Result<u32> {
+            b += 1;
+            let doubled = theseus::spawn(async move { command.count * 2 }).await?;
+            Ok(doubled + a + b)
+        }
+
+        pub fn main() {
+            let total = run(Command { count: 20 }, (1, 0)).unwrap();
+            println!("total {total}");
         }
     }
     pub mod fails {
@@ -100,6 +123,16 @@ fn a_panic_in_main_ends_the_program_as_under_tokio() {
 }
 
 #[test]
+fn main_can_be_any_async_fn_with_arguments() {
+    let output = run("with_args", &[]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("total 42"),
+        "{output:?}"
+    );
+}
+
+#[test]
 fn main_returning_err_is_passed_through() {
     let output = run("fails", &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -124,4 +157,35 @@ fn a_bad_worker_count_is_a_clear_error() {
     assert!(output.status.success(), "{output:?}");
     let output = run("ok", &[("THESEUS_WORKERS", "3")]);
     assert!(output.status.success(), "{output:?}");
+}
+
+// `#[theseus::test]` in tokio's forms: results, other attributes, options.
+
+#[theseus::test]
+async fn a_test_can_return_a_result() -> Result<(), Box<dyn std::error::Error>> {
+    let value: u32 = theseus::spawn(async { "42" }).await?.parse()?;
+    assert_eq!(value, 42);
+    Ok(())
+}
+
+#[theseus::test(flavor = "multi_thread")]
+#[should_panic(expected = "expected failure")]
+async fn a_test_keeps_its_other_attributes() {
+    theseus::spawn(async {}).await.unwrap();
+    panic!("expected failure");
+}
+
+#[theseus::test(crate = "theseus", flavor = "current_thread")]
+async fn a_test_can_name_the_crate() {
+    assert_eq!(theseus::spawn(async { 1 }).await.unwrap(), 1);
+}
+
+mod renamed {
+    // A program that calls the crate by another name says so with `crate`.
+    use theseus as profiler_runtime;
+
+    #[profiler_runtime::test(crate = "profiler_runtime")]
+    async fn the_expansion_uses_that_name() {
+        assert_eq!(profiler_runtime::spawn(async { 2 }).await.unwrap(), 2);
+    }
 }

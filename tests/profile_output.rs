@@ -22,6 +22,9 @@ fn child() {
         Some("serve") => programs::serve::main(),
         Some("exits") => programs::exits::main(),
         Some("blocks") => programs::blocks::main(),
+        Some("help") => programs::help::main(),
+        Some("idle") => programs::idle::main(),
+        Some("plain") => programs::plain::main(),
         Some(other) => panic!("unknown program {other}"),
     }
 }
@@ -83,6 +86,34 @@ mod programs {
         pub async fn main() {
             let block = theseus::spawn(async { super::nap().await });
             block.await.unwrap();
+        }
+    }
+
+    /// A command-line tool asked for `--help`: its parser prints and exits
+    /// before anything runs, as clap does.
+    pub mod help {
+        #[theseus::main]
+        pub async fn main() {
+            println!("usage: help [OPTIONS]");
+            std::process::exit(0);
+        }
+    }
+
+    /// A run that spawns nothing and returns.
+    pub mod idle {
+        #[theseus::main]
+        pub async fn main() {
+            super::nap().await;
+            println!("idle done");
+        }
+    }
+
+    /// `work` with the runtime's own worker count (`THESEUS_WORKERS`).
+    pub mod plain {
+        #[theseus::main]
+        pub async fn main() {
+            theseus::spawn(super::nap()).await.unwrap();
+            println!("plain done");
         }
     }
 
@@ -431,4 +462,107 @@ fn every_stacks_mode_writes_a_readable_profile() {
             "{mode}"
         );
     }
+}
+
+const OLDER_PROFILE: &str = "an older profile, to be kept\n";
+
+#[test]
+fn a_run_that_spawned_nothing_writes_nothing_and_keeps_what_was_there() {
+    for program in ["help", "idle"] {
+        let dir = child::scratch_dir(&format!("nothing-{program}"));
+        let out = dir.join("app.callgrind");
+        let output = child::run(program, &[("THESEUS_OUT", out.to_str().unwrap())]);
+        assert!(output.status.success(), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("profile written"), "{program}: {stderr}");
+        assert!(
+            stderr.contains("no profile was written"),
+            "{program}: {stderr}"
+        );
+        assert!(!out.exists(), "{program} left a profile of nothing");
+
+        std::fs::write(&out, OLDER_PROFILE).unwrap();
+        let output = child::run(program, &[("THESEUS_OUT", out.to_str().unwrap())]);
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            OLDER_PROFILE,
+            "{program}"
+        );
+        let entries = std::fs::read_dir(&*dir).unwrap().count();
+        assert_eq!(entries, 1, "{program} left files beside the profile");
+    }
+}
+
+#[test]
+fn zero_workers_stop_the_program_and_keep_the_profile_there() {
+    let dir = child::scratch_dir("zero-workers");
+    let out = dir.join("app.callgrind");
+    std::fs::write(&out, OLDER_PROFILE).unwrap();
+    let output = child::run(
+        "plain",
+        &[
+            ("THESEUS_OUT", out.to_str().unwrap()),
+            ("THESEUS_WORKERS", "0"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("THESEUS_WORKERS=\"0\""), "{stderr}");
+    assert!(stderr.contains("1 to 1024"), "{stderr}");
+    assert!(!stderr.contains("profile written"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("plain done"));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), OLDER_PROFILE);
+}
+
+#[test]
+fn an_output_path_ending_in_a_slash_is_refused_at_start_up() {
+    let dir = child::scratch_dir("slash");
+    for bad in [
+        dir.join("missing/"),
+        dir.join("missing/."),
+        dir.to_path_buf().join(""),
+    ] {
+        let bad = format!("{}/", bad.display().to_string().trim_end_matches('/'));
+        let output = child::run("work", &[("THESEUS_OUT", &bad)]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.starts_with("theseus: THESEUS_OUT="), "{stderr}");
+        assert!(stderr.contains("names a directory"), "{stderr}");
+        assert!(stderr.contains("callgrind.theseus"), "{stderr}");
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("work done"));
+    }
+    let dot = format!("{}/.", dir.display());
+    let output = child::run("work", &[("THESEUS_OUT", &dot)]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert_eq!(
+        std::fs::read_dir(&*dir).unwrap().count(),
+        0,
+        "nothing written there"
+    );
+}
+
+#[test]
+fn a_misspelled_variable_gets_a_warning_naming_the_known_ones() {
+    let dir = child::scratch_dir("misspelled");
+    let out = dir.join("app.callgrind");
+    let output = child::run(
+        "work",
+        &[
+            ("THESEUS_OUT", out.to_str().unwrap()),
+            ("THESEUS_OUTPUT", "elsewhere.callgrind"),
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let warning = stderr
+        .lines()
+        .find(|line| line.contains("THESEUS_OUTPUT"))
+        .unwrap_or_else(|| panic!("no warning: {stderr}"));
+    assert!(warning.starts_with("theseus: "), "{warning}");
+    assert!(warning.contains("did you mean THESEUS_OUT?"), "{warning}");
+    for known in ["THESEUS_FORMAT", "THESEUS_STACKS", "THESEUS_WORKERS"] {
+        assert!(warning.contains(known), "{warning} lacks {known}");
+    }
+    assert!(out.exists(), "the warning stopped the program");
 }

@@ -226,7 +226,7 @@ fn spawn_outside_a_runtime_panics_with_advice() {
     let message = panic.downcast::<String>().unwrap();
     assert!(message.contains("no theseus runtime"), "{message}");
     assert!(message.contains("#[theseus::main]"), "{message}");
-    assert!(theseus::runtime::Handle::try_current().is_none());
+    assert!(theseus::runtime::Handle::try_current().is_err());
 }
 
 #[test]

@@ -57,6 +57,15 @@ pub(crate) fn runtime_of(handle: &tokio::runtime::Handle) -> RuntimeSlot {
     RuntimeSlot((id.finish() % RUNTIMES as u64) as u8)
 }
 
+/// The counter of the runtime this thread is in; the first one outside
+/// any (a task spawned there panics in tokio before it could count).
+pub(crate) fn current_runtime() -> RuntimeSlot {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => runtime_of(&handle),
+        Err(_) => RuntimeSlot(0),
+    }
+}
+
 thread_local! {
     /// This thread's row in `OWN_ALIVE`; `usize::MAX` until chosen.
     static ROW: Cell<usize> = const { Cell::new(usize::MAX) };

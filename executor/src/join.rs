@@ -1,4 +1,5 @@
-//! Tasks as users see them: [`JoinHandle`], [`JoinError`] and [`yield_now`].
+//! Tasks as users see them: [`JoinHandle`], [`AbortHandle`], [`JoinError`]
+//! and [`yield_now`].
 //!
 //! A theseus task is a tokio task, so its handle is tokio's, with tokio's
 //! rules (dropping it detaches the task; `abort` cancels it at its next
@@ -70,6 +71,65 @@ impl<T> JoinHandle<T> {
     pub fn is_finished(&self) -> bool {
         self.inner.is_finished()
     }
+
+    /// A handle that can abort the task without owning its output; it can
+    /// be cloned and sent elsewhere.
+    ///
+    /// ```
+    /// let rt = theseus_executor::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let handle = theseus_executor::spawn(std::future::pending::<()>());
+    ///     let abort = handle.abort_handle();
+    ///     abort.abort();
+    ///     assert!(handle.await.unwrap_err().is_cancelled());
+    ///     assert!(abort.is_finished());
+    /// });
+    /// ```
+    pub fn abort_handle(&self) -> AbortHandle {
+        AbortHandle::new(self.inner.abort_handle())
+    }
+}
+
+/// A permission to abort a task, without its output: from
+/// [`JoinHandle::abort_handle`] or a [`JoinSet`](crate::task::JoinSet)'s
+/// `spawn`, as tokio's `AbortHandle`. Dropping it does nothing to the task.
+///
+/// ```
+/// let rt = theseus_executor::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let mut set = theseus_executor::task::JoinSet::new();
+///     let abort = set.spawn(std::future::pending::<()>());
+///     abort.abort();
+///     assert!(set.join_next().await.unwrap().unwrap_err().is_cancelled());
+/// });
+/// ```
+#[derive(Clone)]
+pub struct AbortHandle {
+    inner: tokio::task::AbortHandle,
+}
+
+impl AbortHandle {
+    pub(crate) fn new(inner: tokio::task::AbortHandle) -> AbortHandle {
+        AbortHandle { inner }
+    }
+
+    /// Cancels the task, as [`JoinHandle::abort`].
+    pub fn abort(&self) {
+        self.inner.abort();
+    }
+
+    /// Whether the task has finished (completed, panicked or been cancelled).
+    pub fn is_finished(&self) -> bool {
+        self.inner.is_finished()
+    }
+}
+
+impl fmt::Debug for AbortHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AbortHandle")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
 }
 
 impl<T> Unpin for JoinHandle<T> {}
@@ -81,12 +141,9 @@ impl<T> Future for JoinHandle<T> {
         // The frames of tokio's join handle cannot say which task it joins.
         let _awaiting =
             (self.stack != StackId::ROOT).then(|| theseus_profiler::awaiting_task(self.stack));
-        Pin::new(&mut self.inner).poll(cx).map(|output| {
-            output.map_err(|error| match error.try_into_panic() {
-                Ok(payload) => JoinError::panic(payload),
-                Err(_) => JoinError::cancelled(),
-            })
-        })
+        Pin::new(&mut self.inner)
+            .poll(cx)
+            .map(|output| output.map_err(JoinError::from_tokio))
     }
 }
 
@@ -130,6 +187,14 @@ impl JoinError {
     pub(crate) fn panic(payload: Box<dyn Any + Send + 'static>) -> JoinError {
         JoinError {
             repr: Repr::Panic(Mutex::new(payload)),
+        }
+    }
+
+    /// tokio's error for a theseus task: the same cause, with its payload.
+    pub(crate) fn from_tokio(error: tokio::task::JoinError) -> JoinError {
+        match error.try_into_panic() {
+            Ok(payload) => JoinError::panic(payload),
+            Err(_) => JoinError::cancelled(),
         }
     }
 

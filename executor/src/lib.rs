@@ -47,7 +47,9 @@
 //! - `registry`: live tasks, for profiles written mid-run.
 //! - `tokio_tasks` and `census`: tasks spawned with `tokio::spawn`, timed
 //!   through tokio's hooks, or counted when they cannot be.
-//! - `join`: [`JoinHandle`] and [`task::yield_now`]; `clock`: the timestamps.
+//! - `join`: [`JoinHandle`], [`AbortHandle`] and [`task::yield_now`];
+//!   `join_set`: [`task::JoinSet`]; `local_set`: [`task::LocalSet`], whose
+//!   tasks need not be `Send`; `clock`: the timestamps.
 
 //! ```
 //! let rt = theseus_executor::Runtime::new().unwrap();
@@ -71,6 +73,8 @@ mod census;
 mod clock;
 mod header;
 mod join;
+mod join_set;
+mod local_set;
 mod registry;
 mod runtime;
 mod set_once;
@@ -80,13 +84,17 @@ mod timed;
 mod tokio_tasks;
 mod waker;
 
-pub use join::{JoinError, JoinHandle};
-pub use runtime::{Builder, EnterGuard, Handle, Runtime, MAX_WORKERS, WORKERS_ENV};
+pub use join::{AbortHandle, JoinError, JoinHandle};
+pub use runtime::{
+    Builder, EnterGuard, Handle, Runtime, TryCurrentError, MAX_WORKERS, WORKERS_ENV,
+};
 pub use spawn::{spawn, spawn_blocking};
 pub use tokio_tasks::{unseen_tokio_tasks, TOKIO_UNSTABLE_ADVICE};
 
 /// Task-level functions, as in `tokio::task`.
 pub mod task {
-    pub use crate::join::{yield_now, JoinError, JoinHandle};
-    pub use crate::spawn::{spawn, spawn_blocking};
+    pub use crate::join::{yield_now, AbortHandle, JoinError, JoinHandle};
+    pub use crate::join_set::JoinSet;
+    pub use crate::local_set::{LocalEnterGuard, LocalSet};
+    pub use crate::spawn::{block_in_place, spawn, spawn_blocking, spawn_local};
 }

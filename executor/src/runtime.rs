@@ -12,7 +12,7 @@ mod builder;
 mod handle;
 
 pub use builder::{Builder, MAX_WORKERS, WORKERS_ENV};
-pub use handle::{EnterGuard, Handle};
+pub use handle::{EnterGuard, Handle, TryCurrentError};
 
 use crate::boundary::poll_as_task;
 use crate::join::JoinHandle;

@@ -7,6 +7,7 @@
 //! own, untouched; with one, its stack is captured at the caller's
 //! location and the task is wrapped in [`Timed`] (or [`TimedBlocking`]).
 
+use crate::census::RuntimeSlot;
 use crate::join::JoinHandle;
 use crate::timed::{Timed, TimedBlocking};
 use std::future::Future;
@@ -31,12 +32,33 @@ where
     if !theseus_profiler::is_active() {
         return JoinHandle::new(tokio.spawn(future), StackId::ROOT);
     }
-    let stack = theseus_profiler::spawn_stack(location, std::any::type_name::<F>());
-    let task = Timed::new(stack, future, crate::census::runtime_of(tokio));
+    let (stack, task) = timed(future, location, crate::census::runtime_of(tokio));
     JoinHandle::new(
         crate::tokio_tasks::spawning_theseus_task(|| tokio.spawn(task)),
         stack,
     )
+}
+
+/// `future` with its logical stack, captured at `location`, and its timer,
+/// ready to hand to tokio inside [`crate::tokio_tasks::spawning_theseus_task`]
+/// (by a runtime, a `JoinSet` or a `LocalSet`), counted in the census of
+/// `runtime`. Only when a tracer is installed.
+pub(crate) fn timed<F: Future>(
+    future: F,
+    location: &'static Location<'static>,
+    runtime: RuntimeSlot,
+) -> (StackId, Timed<F>) {
+    let stack = theseus_profiler::spawn_stack(location, std::any::type_name::<F>());
+    (stack, Timed::new(stack, future, runtime))
+}
+
+/// [`timed`] for a `spawn_blocking` closure.
+pub(crate) fn timed_blocking<F: FnOnce() -> R, R>(
+    f: F,
+    location: &'static Location<'static>,
+) -> (StackId, TimedBlocking<F>) {
+    let stack = theseus_profiler::spawn_blocking_stack(location, std::any::type_name::<F>());
+    (stack, TimedBlocking::new(stack, f))
 }
 
 pub(crate) fn spawn_blocking_on<F, R>(
@@ -51,8 +73,7 @@ where
     if !theseus_profiler::is_active() {
         return JoinHandle::new(tokio.spawn_blocking(f), StackId::ROOT);
     }
-    let stack = theseus_profiler::spawn_blocking_stack(location, std::any::type_name::<F>());
-    let task = TimedBlocking::new(stack, f);
+    let (stack, task) = timed_blocking(f, location);
     JoinHandle::new(
         crate::tokio_tasks::spawning_theseus_task(|| tokio.spawn_blocking(move || task.run())),
         stack,
@@ -111,4 +132,68 @@ where
         Ok(tokio) => spawn_blocking_on(&tokio, f, location),
         Err(_) => panic!("{NO_RUNTIME}"),
     }
+}
+
+/// Spawns a future that need not be `Send` onto the current
+/// [`LocalSet`](crate::task::LocalSet), as `tokio::task::spawn_local`: it
+/// runs on this thread, timed like any theseus task.
+///
+/// # Panics
+///
+/// Outside a `LocalSet` (its `run_until`, `block_on`, or while it is
+/// awaited), as tokio's does.
+///
+/// ```
+/// use std::rc::Rc;
+/// let rt = theseus_executor::Builder::new_current_thread().build().unwrap();
+/// let local = theseus_executor::task::LocalSet::new();
+/// let total = local.block_on(&rt, async {
+///     let shared = Rc::new(20);
+///     let task = theseus_executor::task::spawn_local(async move { *shared + 22 });
+///     task.await.unwrap()
+/// });
+/// assert_eq!(total, 42);
+/// ```
+#[track_caller]
+pub fn spawn_local<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let location = Location::caller();
+    if !theseus_profiler::is_active() {
+        return JoinHandle::new(tokio::task::spawn_local(future), StackId::ROOT);
+    }
+    let (stack, task) = timed(future, location, crate::census::current_runtime());
+    JoinHandle::new(
+        crate::tokio_tasks::spawning_theseus_task(|| tokio::task::spawn_local(task)),
+        stack,
+    )
+}
+
+/// Runs a blocking closure right here, on the worker thread that polls the
+/// current task, after handing the worker's other tasks to another thread,
+/// as `tokio::task::block_in_place`. The time it takes counts as the
+/// calling task's poll (`BusyNs`).
+///
+/// # Panics
+///
+/// On a current-thread runtime, as tokio's does.
+///
+/// ```
+/// let rt = theseus_executor::Runtime::new().unwrap();
+/// let sum = rt.block_on(async {
+///     theseus_executor::spawn(async {
+///         theseus_executor::task::block_in_place(|| (1..=10).sum::<u32>())
+///     })
+///     .await
+///     .unwrap()
+/// });
+/// assert_eq!(sum, 55);
+/// ```
+pub fn block_in_place<F, R>(f: F) -> R
+where
+    F: FnOnce() -> R,
+{
+    tokio::task::block_in_place(f)
 }

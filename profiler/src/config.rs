@@ -4,7 +4,8 @@
 //!
 //! An empty variable counts as unset. A bad value is an error that names the
 //! variable, the value, and what is accepted, so a typo is caught at start
-//! rather than after an hour of running with the wrong settings.
+//! rather than after an hour of running with the wrong settings; a
+//! misspelled name gets a warning naming the variables theseus reads.
 
 use crate::{AwaitMode, CaptureMode, Event, Format};
 use std::ffi::OsString;
@@ -178,6 +179,91 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Every variable theseus reads (`THESEUS_WORKERS` by the runtime, the
+/// others here): another `THESEUS_*` name is most likely a misspelling of
+/// one of them.
+pub const VARIABLES: &[&str] = &[
+    "THESEUS",
+    "THESEUS_OUT",
+    "THESEUS_FORMAT",
+    "THESEUS_EVENT",
+    "THESEUS_INTERVAL",
+    "THESEUS_REPORT",
+    "THESEUS_STACKS",
+    "THESEUS_AWAITS",
+    "THESEUS_SAMPLE_HZ",
+    "THESEUS_WORKERS",
+];
+
+/// A warning for the `THESEUS_*` variables among `names` that theseus does
+/// not read, naming the closest known one and all of them; `None` when
+/// every such name is known. A warning, not an error: the variable may be
+/// another program's.
+///
+/// ```
+/// use theseus_profiler::config::unknown_variables_warning;
+/// let names = ["PATH", "THESEUS_OUTPUT", "THESEUS_OUT"].map(std::ffi::OsString::from);
+/// let warning = unknown_variables_warning(names).unwrap();
+/// assert!(warning.contains("THESEUS_OUTPUT (did you mean THESEUS_OUT?)"));
+/// assert_eq!(unknown_variables_warning([std::ffi::OsString::from("THESEUS_OUT")]), None);
+/// ```
+pub fn unknown_variables_warning(names: impl IntoIterator<Item = OsString>) -> Option<String> {
+    let mut unknown: Vec<String> = names
+        .into_iter()
+        .filter_map(|name| name.into_string().ok())
+        .filter(|name| {
+            (name == "THESEUS" || name.starts_with("THESEUS_"))
+                && !VARIABLES.contains(&name.as_str())
+        })
+        .map(|name| match closest_variable(&name) {
+            Some(known) => format!("{name} (did you mean {known}?)"),
+            None => name,
+        })
+        .collect();
+    if unknown.is_empty() {
+        return None;
+    }
+    unknown.sort();
+    Some(format!(
+        "ignoring {}: not a theseus setting; theseus reads {}",
+        unknown.join(", "),
+        VARIABLES.join(", ")
+    ))
+}
+
+/// The known variable `name` was most likely meant to be: one that it
+/// starts with or that starts with it, else one at most two edits away.
+fn closest_variable(name: &str) -> Option<&'static str> {
+    let affix = VARIABLES
+        .iter()
+        .filter(|&&known| known != "THESEUS")
+        .find(|&&known| name.starts_with(known) || known.starts_with(name));
+    affix.copied().or_else(|| {
+        VARIABLES
+            .iter()
+            .map(|&known| (edit_distance(name, known), known))
+            .filter(|&(distance, _)| distance <= 2)
+            .min()
+            .map(|(_, known)| known)
+    })
+}
+
+/// Levenshtein distance, for names of a few dozen characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substituted = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substituted.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// A variable's value, `None` when unset or empty.

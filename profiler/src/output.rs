@@ -39,6 +39,10 @@ pub enum Destination {
     Fallback(PathBuf),
     /// Standard error, because no file could be written.
     Stderr,
+    /// Nowhere: the run had no task and no CPU sample (a `--help`, a
+    /// start-up error), and an empty profile would only replace a useful
+    /// one. Whatever was at the output path is left as it was.
+    Nothing,
 }
 
 /// A running profiling session: a tracer installed for the whole program
@@ -82,11 +86,16 @@ struct Inner {
 impl Inner {
     fn write_profile(&self) -> Destination {
         let mut written = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut profile = self.tracer.to_profile();
+        if profile.is_empty() && *written == 0 {
+            return Destination::Nothing;
+        }
         if self.intervals {
             // Reported on stderr by `write_interval`; the whole run goes on.
             let _ = self.write_interval(&mut written);
+            // With what ended while the interval was cut.
+            profile = self.tracer.to_profile();
         }
-        let profile = self.tracer.to_profile();
         let destination = deliver(&self.out, &self.render(&profile));
         if self.report {
             let _ = crate::report::write(&mut io::stderr().lock(), &profile);
@@ -105,6 +114,13 @@ impl Inner {
         let path = match destination {
             Destination::Out(path) | Destination::Fallback(path) => path,
             Destination::Stderr => return,
+            Destination::Nothing => {
+                eprintln!(
+                    "theseus: no task ran, so no profile was written ({} is left as it was)",
+                    self.out.display()
+                );
+                return;
+            }
         };
         eprintln!(
             "theseus: profile written to {}; read it with: {}",
@@ -148,7 +164,15 @@ impl Inner {
 impl Session {
     /// Starts a session from the environment (see [`Config::from_env`]):
     /// `Ok(None)` when `THESEUS=0`.
+    ///
+    /// A `THESEUS_*` variable that theseus does not read (a misspelling such
+    /// as `THESEUS_OUTPUT`) gets a warning on standard error naming the
+    /// ones it reads.
     pub fn from_env() -> Result<Option<Session>, ConfigError> {
+        let names = std::env::vars_os().map(|(name, _)| name);
+        if let Some(warning) = crate::config::unknown_variables_warning(names) {
+            eprintln!("theseus: {warning}");
+        }
         Session::start(&Config::from_env()?)
     }
 
@@ -519,6 +543,13 @@ fn target_of(path: &Path) -> io::Result<Target> {
 /// A symlink is checked as its target. The error says what is wrong and how
 /// to fix it.
 pub fn check_writable(path: &Path) -> Result<(), String> {
+    if names_a_directory(path) {
+        return Err(format!(
+            "names a directory (it ends with `/`, `/.` or `..`); set THESEUS_OUT to a file \
+             path such as {}",
+            path.join(crate::config::DEFAULT_OUT).display()
+        ));
+    }
     let target = match target_of(path) {
         Ok(target) => target,
         Err(e) if e.kind() == io::ErrorKind::IsADirectory => {
@@ -553,6 +584,13 @@ pub fn check_writable(path: &Path) -> Result<(), String> {
             writable(&stream).map_err(|e| format!("cannot be written: {}: {e}", stream.display()))
         }
     }
+}
+
+/// Whether `path` can only name a directory, whether one is there or not:
+/// a file path never ends with a separator, `.` or `..`.
+fn names_a_directory(path: &Path) -> bool {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    bytes.ends_with(b"/") || bytes.ends_with(b"/.") || path.file_name().is_none()
 }
 
 /// Whether this process may write `path`, asked without opening it.

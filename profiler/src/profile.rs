@@ -430,6 +430,11 @@ impl Profile {
         samples
     }
 
+    /// Whether the profile holds nothing: no task and no CPU sample.
+    pub fn is_empty(&self) -> bool {
+        self.tree.tasks().is_empty() && self.tree.cpu().is_empty()
+    }
+
     /// The sum of every stack's values.
     pub fn totals(&self) -> [u64; EVENT_COUNT] {
         let mut totals = [0u64; EVENT_COUNT];

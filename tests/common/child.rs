@@ -4,7 +4,8 @@
 
 use std::process::{Child, Command, Output, Stdio};
 
-const PROGRAM_VAR: &str = "THESEUS_TEST_PROGRAM";
+// Not `THESEUS_*`: theseus warns about names it does not read.
+const PROGRAM_VAR: &str = "TEST_CHILD_PROGRAM";
 
 /// In the child: the program this process is to run, if any.
 pub fn program() -> Option<String> {

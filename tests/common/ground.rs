@@ -90,3 +90,19 @@ pub fn assert_within(what: &str, measured: u64, expected: u64, tolerance: f64) {
     assert!(error <= tolerance, "{report}");
     println!("{report}");
 }
+
+/// Checks a time that a loaded machine can only lengthen (a timer fires
+/// late, a preempted poll runs on): at least `expected` less `tolerance`
+/// (clock granularity, a poll's own microseconds), and below twice
+/// `expected`, which a wait or a poll counted twice reaches whatever the
+/// load. Prints both, as [`assert_within`].
+pub fn assert_lengthened(what: &str, measured: u64, expected: u64, tolerance: f64) {
+    let floor = (expected as f64 * (1.0 - tolerance)) as u64;
+    let report = format!(
+        "{what}: measured {:.3} ms, expected {:.3} ms or more, less than twice that",
+        measured as f64 / 1e6,
+        expected as f64 / 1e6,
+    );
+    assert!((floor..2 * expected).contains(&measured), "{report}");
+    println!("{report}");
+}

@@ -28,16 +28,31 @@ impl Handle {
     /// see [`Handle::try_current`].
     #[track_caller]
     pub fn current() -> Handle {
-        Handle::try_current().expect(NO_RUNTIME)
+        match Handle::try_current() {
+            Ok(handle) => handle,
+            // Here, not in a closure, so the panic names the caller's line.
+            Err(error) => panic!("{error}"),
+        }
     }
 
-    /// The handle of the runtime this thread is running in, if any. Inside
-    /// a plain tokio runtime this is that runtime: theseus tasks can be
-    /// spawned there too.
-    pub fn try_current() -> Option<Handle> {
+    /// The handle of the runtime this thread is running in, or an error
+    /// saying there is none, as tokio's. Inside a plain tokio runtime this
+    /// is that runtime: theseus tasks can be spawned there too.
+    ///
+    /// ```
+    /// assert!(theseus_executor::Handle::try_current().is_err());
+    /// let rt = theseus_executor::Runtime::new().unwrap();
+    /// let _entered = rt.enter();
+    /// assert!(theseus_executor::Handle::try_current().is_ok());
+    /// ```
+    pub fn try_current() -> Result<Handle, TryCurrentError> {
         tokio::runtime::Handle::try_current()
-            .ok()
             .map(|tokio| Handle { tokio })
+            .map_err(|_| TryCurrentError { _private: () })
+    }
+
+    pub(crate) fn tokio(&self) -> &tokio::runtime::Handle {
+        &self.tokio
     }
 
     /// Spawns a task onto this runtime; see [`crate::spawn`].
@@ -79,3 +94,23 @@ impl std::fmt::Debug for EnterGuard<'_> {
         f.write_str("EnterGuard")
     }
 }
+
+/// Why [`Handle::try_current`] found no runtime: this thread is not inside
+/// one.
+pub struct TryCurrentError {
+    _private: (),
+}
+
+impl std::fmt::Display for TryCurrentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(NO_RUNTIME)
+    }
+}
+
+impl std::fmt::Debug for TryCurrentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TryCurrentError({NO_RUNTIME:?})")
+    }
+}
+
+impl std::error::Error for TryCurrentError {}

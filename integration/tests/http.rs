@@ -6,15 +6,18 @@
 //! Needs `go` (golang-go), the callgrind readers and `chromium`, all
 //! installed by `.ci/run`.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
+mod svg;
 
 use common::child;
-use common::readers::{check_with_real_readers, folded_lines, read_pprof_raw, svg_frames};
+use common::readers::{check_with_real_readers, folded_lines, read_pprof_raw};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+use svg::svg_frames;
 
 /// The child side.
 #[test]

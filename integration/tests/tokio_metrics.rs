@@ -5,6 +5,7 @@
 //! `theseus::spawn`, and with `tokio::spawn` (seen through tokio's hooks in
 //! a build with `--cfg tokio_unstable`).
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::callgrind::{parse, Profile};

@@ -7,6 +7,7 @@
 //! frames and `main`. Without it, the program says at exit that they ran
 //! unseen and what to add to see them.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::child;

@@ -5,6 +5,7 @@
 //! time under its spawn stack; and both samplers at once. Every child runs
 //! under a deadline, so a deadlock fails the test instead of hanging it.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::callgrind::{parse, Profile};

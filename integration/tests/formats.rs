@@ -8,15 +8,16 @@
 //! The tests need `go` (Debian: golang-go) besides the callgrind readers;
 //! `.ci/run` installs it.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
+mod svg;
 
 use common::callgrind::{parse, Profile as Callgrind};
 use common::child;
-use common::readers::{
-    check_with_real_readers_in, folded_lines, pprof_raw, pprof_top, svg_frames, PprofRaw,
-};
+use common::readers::{check_with_real_readers_in, folded_lines, pprof_raw, pprof_top, PprofRaw};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use svg::svg_frames;
 use theseus::profiler::{Event, Format, Profile};
 
 /// The child side.
