@@ -47,7 +47,9 @@ use crate::clock;
 use crate::set_once::SetOnce;
 use crate::sync::{AtomicU32, AtomicU64, AtomicU8};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use theseus_profiler::{AwaitCost, AwaitCosts, Outcome, StackId, TaskId, TaskRecord, MAX_AWAITS};
+use theseus_profiler::{
+    AwaitCost, AwaitCosts, Outcome, RecordKind, StackId, TaskId, TaskRecord, MAX_AWAITS,
+};
 
 /// `scheduled_at` while nothing is pending.
 const NOT_SCHEDULED: u64 = 0;
@@ -331,6 +333,7 @@ impl TaskHeader {
             wakes: self.wakes.load(Relaxed),
             outcome,
             awaits,
+            kind: RecordKind::Task,
         }
     }
 }

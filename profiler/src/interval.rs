@@ -208,6 +208,7 @@ mod tests {
             wakes: 0,
             outcome,
             awaits: AwaitCosts::NONE,
+            kind: crate::RecordKind::Task,
         }
     }
 

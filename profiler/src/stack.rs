@@ -30,6 +30,9 @@
 //! - **Unwinding** (`unwind`): the walk down to the poll boundary that both
 //!   captures (and theseus's CPU sampler) use, keeping return addresses
 //!   only, and the signal blocking that makes it safe beside a sampler.
+//! - **Frames** (`frame`): the stack of a marked future, captured at its
+//!   first poll as a spawn's is at the spawn call, with a `[frame]` or
+//!   `[request]` leaf.
 //! - **Interning** (`intern`): a global trie of `(parent, frame key)` nodes.
 //!   A frame key is a return address, a spawn location, a leaf or an await,
 //!   so identical stacks share one id and memory grows with the number of
@@ -53,6 +56,7 @@ mod awaits;
 mod capture;
 mod context;
 mod filters;
+mod frame;
 mod intern;
 mod names;
 mod resolve;
@@ -66,6 +70,7 @@ pub use awaits::{
 };
 pub use capture::{capture_mode, set_capture_mode, CaptureMode, ParseCaptureModeError};
 pub use context::{current_stack, enter_poll, poll_boundary, PollScope};
+pub use frame::{frame_stack, intern_name, FrameKind};
 
 pub(crate) use context::request_thread_setup;
 pub(crate) use intern::{intern, segment, task_of_await, FastMap, FrameKey};
@@ -108,10 +113,7 @@ pub struct ResolvedFrame {
 pub fn spawn_stack(location: &'static Location<'static>, future_type: &'static str) -> StackId {
     capture::spawn_stack(
         location,
-        intern::Leaf {
-            type_name: future_type,
-            blocking: false,
-        },
+        intern::Leaf::task(future_type, false),
     )
 }
 
@@ -124,10 +126,7 @@ pub fn spawn_blocking_stack(
 ) -> StackId {
     capture::spawn_stack(
         location,
-        intern::Leaf {
-            type_name: closure_type,
-            blocking: true,
-        },
+        intern::Leaf::task(closure_type, true),
     )
 }
 
