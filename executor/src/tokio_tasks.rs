@@ -105,7 +105,7 @@ pub(crate) fn spawning_theseus_task<R>(spawn: impl FnOnce() -> R) -> R {
 
 #[cfg(tokio_unstable)]
 mod hooks {
-    use crate::cell::TaskCell;
+    use crate::cell::{PollingGuard, TaskCell};
     use std::cell::{Cell, RefCell};
     use std::collections::HashMap;
     use std::hash::{BuildHasherDefault, Hasher};
@@ -123,6 +123,9 @@ mod hooks {
     }
 
     struct Polling {
+        /// Frames polled inside the task find it here (dropped before
+        /// `cell`, which it points to).
+        _polled: PollingGuard,
         cell: Arc<TaskCell>,
         start: u64,
         _scope: PollScope,
@@ -210,8 +213,10 @@ mod hooks {
         let marker = 0u8;
         let boundary = std::hint::black_box(&marker) as *const u8 as usize + BOUNDARY_MARGIN;
         let scope = theseus_profiler::enter_poll(cell.header.stack, boundary);
+        let polled = cell.enter_polling();
         POLLING.with(|polling| {
             *polling.borrow_mut() = Some(Polling {
+                _polled: polled,
                 cell,
                 start,
                 _scope: scope,

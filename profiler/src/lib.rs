@@ -116,6 +116,6 @@ pub use stack::{
     capture_mode, interned_nodes, poll_boundary, set_capture_mode, ParseCaptureModeError,
 };
 pub use stack::{
-    current_stack, enter_poll, frame_stack, intern_name, resolve, spawn_blocking_stack, spawn_stack,
-    CaptureMode, FrameKind, PollScope, ResolvedFrame, StackId,
+    current_stack, enter_poll, frame_stack, intern_name, resolve, spawn_blocking_stack,
+    spawn_stack, CaptureMode, FrameKind, PollScope, ResolvedFrame, StackId,
 };

@@ -552,7 +552,11 @@ mod tests {
         assert_eq!(samples[3].value(Event::CpuNs), 7);
         let totals = profile.totals();
         assert_eq!(
-            (totals[0], totals[Event::Tasks.index()], totals[Event::CpuNs.index()]),
+            (
+                totals[0],
+                totals[Event::Tasks.index()],
+                totals[Event::CpuNs.index()]
+            ),
             (19, 3, 7)
         );
         assert_eq!(profile.events().len(), 9);

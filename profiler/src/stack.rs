@@ -111,10 +111,7 @@ pub struct ResolvedFrame {
 /// when no poll runs here). Never looks up a symbol; what it costs depends
 /// on the [`CaptureMode`].
 pub fn spawn_stack(location: &'static Location<'static>, future_type: &'static str) -> StackId {
-    capture::spawn_stack(
-        location,
-        intern::Leaf::task(future_type, false),
-    )
+    capture::spawn_stack(location, intern::Leaf::task(future_type, false))
 }
 
 /// [`spawn_stack`] for a `spawn_blocking` closure of type `closure_type`
@@ -124,10 +121,7 @@ pub fn spawn_blocking_stack(
     location: &'static Location<'static>,
     closure_type: &'static str,
 ) -> StackId {
-    capture::spawn_stack(
-        location,
-        intern::Leaf::task(closure_type, true),
-    )
+    capture::spawn_stack(location, intern::Leaf::task(closure_type, true))
 }
 
 /// The frames of `id`, outermost first, the task's leaf last.

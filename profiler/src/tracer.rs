@@ -473,8 +473,8 @@ impl Tracer {
     ///
     /// ```
     /// use theseus_profiler::{
-///     record, AwaitCosts, Outcome, RecordKind, StackId, TaskId, TaskRecord, Tracer,
-/// };
+    ///     record, AwaitCosts, Outcome, RecordKind, StackId, TaskId, TaskRecord, Tracer,
+    /// };
     ///
     /// let tracer = Tracer::new();
     /// tracer.install();

@@ -330,10 +330,14 @@ fn frame_name(kind: FrameKind, name: &str) -> String {
         FrameKind::Request => format!("[request] {name}"),
         _ => {
             let function = name.rsplit_once("::").map_or(name, |(path, _)| path);
-            format!("[frame] {}", leaf_name(function))
+            format!("{FRAME_PREFIX}{}", leaf_name(function))
         }
     }
 }
+
+/// How the leaf of a `#[theseus::profiled]` fn begins; the fn's name
+/// follows.
+pub(super) const FRAME_PREFIX: &str = "[frame] ";
 
 /// `type_name` without its trailing closure segments, and how many there
 /// were: `app::main::{{closure}}::{{closure}}` is `("app::main", 2)`.
