@@ -55,9 +55,12 @@ pub mod profiler {
     pub use theseus_profiler::{
         await_mode, capture_mode, current_stack, poll_boundary, report, resolve, set_await_mode,
         set_capture_mode, AwaitMode, CaptureMode, Config, ConfigError, Destination, Event, Format,
-        Profile, ResolvedFrame, Sampler, Session, StackId, Tracer,
+        FrameKind, Profile, ResolvedFrame, Sample, Sampler, Session, StackId, Tracer,
     };
 }
+
+#[cfg(feature = "tower")]
+pub mod tower;
 
 /// Tasks: spawning, joining, yielding, as in `tokio::task`.
 pub mod task {
