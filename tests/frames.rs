@@ -155,16 +155,16 @@ fn a_frame_in_a_task_is_timed_below_its_leaf_and_leaves_the_task_its_own() {
         own_busy,
         measured.task_burn,
         0.05,
-        SLACK,
+        2 * SLACK,
     );
     let own_sleep = profile.call_cost("frames::handler", SLEEP, "IdleNs");
     assert_between("task's own sleep", own_sleep, 30 * MS, 0.05, 30 * MS);
     assert_leaf_holds_the_task(&profile, task, wall);
 }
 
-/// What a loaded machine may add to the polls of a run beyond the work
-/// they do (preemption outside the spins).
-const SLACK: u64 = MS;
+/// What a loaded machine may add to the polls of one call beyond the work
+/// they do: a worker preempted outside the spin (lateness, as a timer's).
+const SLACK: u64 = MS / 2;
 
 /// `calls` frames of `db_query`: 2 ms busy and a 20 ms sleep each, the
 /// sleep under the frame, as long in all as its callers saw.
@@ -180,7 +180,13 @@ fn assert_query_frames(profile: &Profile, calls: u64, measured: &Measured) {
     );
     let busy = frame("BusyNs");
     assert!(measured.frame_burn >= calls * 2 * MS);
-    assert_between("frame BusyNs", busy, measured.frame_burn, 0.05, SLACK);
+    assert_between(
+        "frame BusyNs",
+        busy,
+        measured.frame_burn,
+        0.05,
+        calls * SLACK,
+    );
     let slept = profile.call_cost("frames::db_query", SLEEP, "IdleNs");
     assert_between(
         "frame's sleep",
