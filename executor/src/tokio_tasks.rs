@@ -15,7 +15,8 @@
 //!   `Wakes` is counted as polls after the first, and `SchedNs` is tokio's
 //!   own schedule latency. Nor do its hooks show the task's waker, which is
 //!   how theseus's own tasks find their await points: these tasks have
-//!   none, and their idle time stays on their leaf.
+//!   none, and their idle time stays on their leaf, but for what frames
+//!   polled inside them hold (`frame`), await points included.
 //! - Without it, theseus cannot see them; [`unseen_tokio_tasks`] says
 //!   whether any ran, so the profile can say how to see them.
 
