@@ -37,7 +37,7 @@ pub(crate) fn expand(args: TokenStream2, item: TokenStream2) -> syn::Result<Toke
         ReturnType::Type(_, ty) if !names_impl_trait(ty) => Some(quote!(#ty)),
         ReturnType::Type(..) => None,
     };
-    let output = output.map_or_else(|| quote!(_), |ty| ty);
+    let output = output.unwrap_or_else(|| quote!(_));
     let frame = quote_spanned! {sig.ident.span()=>
         ::theseus::__private::profiled_fn::<#output, _>(
             ::std::any::type_name_of_val(&__theseus_frame),
