@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Instructions per spawn and per poll on each runtime, counted by valgrind's
+# Instructions per spawn, per poll and per frame on each runtime, counted by valgrind's
 # callgrind: a count that does not move with the load on a shared machine.
 #
 # Each runtime runs `theseus-bench --count N` (exactly N spawns of empty
-# tasks, or one task yielding N times) at two values of N; the difference in
+# tasks, one task yielding N times, or one task awaiting N empty
+# `#[theseus::profiled]` fns) at two values of N; the difference in
 # instructions divided by the difference in N is the cost of one spawn (with
 # its single poll and completion) or of one poll, with start-up, shutdown
 # and the profile's one-time costs cancelling out. One worker thread, so no
@@ -80,10 +81,10 @@ per() { # WORKLOAD RUNTIME: instructions per unit
     awk -v a="$a" -v b="$b" -v d="$((large - small))" 'BEGIN { printf "%.0f", (b - a) / d }'
 }
 
-echo "instructions per spawn and per poll, from N = $small and N = $large (valgrind callgrind, 1 worker)"
+echo "instructions per spawn, per poll and per frame, from N = $small and N = $large (valgrind callgrind, 1 worker)"
 echo
-echo "| runtime | per spawn | per poll |"
-echo "|---|---|---|"
+echo "| runtime | per spawn | per poll | per frame |"
+echo "|---|---|---|---|"
 for runtime in "${runtimes[@]}"; do
-    echo "| $runtime | $(per spawn "$runtime") | $(per poll "$runtime") |"
+    echo "| $runtime | $(per spawn "$runtime") | $(per poll "$runtime") | $(per frame "$runtime") |"
 done

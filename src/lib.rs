@@ -37,8 +37,8 @@
 //! # }
 //! ```
 
-pub use theseus_executor::{spawn, spawn_blocking, JoinError, JoinHandle};
-pub use theseus_macros::{main, test};
+pub use theseus_executor::{profiled, spawn, spawn_blocking, JoinError, JoinHandle, Profiled};
+pub use theseus_macros::{main, profiled, test};
 pub use theseus_profiler::Tracer;
 
 /// The profiler: tracers, capture modes, and the join point for samplers.
@@ -55,9 +55,12 @@ pub mod profiler {
     pub use theseus_profiler::{
         await_mode, capture_mode, current_stack, poll_boundary, report, resolve, set_await_mode,
         set_capture_mode, AwaitMode, CaptureMode, Config, ConfigError, Destination, Event, Format,
-        Profile, ResolvedFrame, Sampler, Session, StackId, Tracer,
+        FrameKind, Profile, ResolvedFrame, Sample, Sampler, Session, StackId, Tracer,
     };
 }
+
+#[cfg(feature = "tower")]
+pub mod tower;
 
 /// Tasks: spawning, joining, yielding, as in `tokio::task`.
 pub mod task {
@@ -72,6 +75,17 @@ pub mod runtime {
 #[doc(hidden)]
 pub mod __private {
     use std::future::Future;
+    use std::panic::Location;
+    use theseus_executor::Profiled;
+    use theseus_profiler::FrameKind;
+
+    /// What `#[theseus::profiled]` wraps a function's body in: a frame of
+    /// kind [`FrameKind::Function`], named by `name` (the type name of an
+    /// item inside the function), marked where the macro put the call.
+    #[track_caller]
+    pub fn profiled_fn<T, F: Future<Output = T>>(name: &'static str, body: F) -> Profiled<F> {
+        Profiled::marked(body, FrameKind::Function, name, Location::caller())
+    }
 
     use theseus_profiler::Session;
 

@@ -12,6 +12,9 @@ pub enum Workload {
     Spawn,
     /// One task that yields N times (N + 1 polls).
     Poll,
+    /// From inside one task, await N `#[theseus::profiled]` fns that are
+    /// done at once (N frames, each polled once).
+    Frame,
 }
 
 impl Workload {
@@ -19,8 +22,9 @@ impl Workload {
         match arg {
             "spawn" => Ok(Workload::Spawn),
             "poll" => Ok(Workload::Poll),
+            "frame" => Ok(Workload::Frame),
             other => Err(format!(
-                "unknown workload {other}: accepted are spawn, poll"
+                "unknown workload {other}: accepted are spawn, poll, frame"
             )),
         }
     }
@@ -38,6 +42,7 @@ impl OnRuntime for Count {
         match self.workload {
             Workload::Spawn => runtime.block_on(workloads::spawn_tasks(spawner, self.n)),
             Workload::Poll => runtime.block_on(workloads::yield_tasks(spawner, 1, self.n)),
+            Workload::Frame => runtime.block_on(workloads::frame_calls(spawner, self.n)),
         }
     }
 }

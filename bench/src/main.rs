@@ -15,7 +15,7 @@
 //! cargo run --release -p theseus-bench -- --intervals [--count-intervals N] [--tasks N] [--workers N]
 //! cargo run --release -p theseus-bench -- --deep N [--workers N]
 //! cargo run --release -p theseus-bench -- --pulls [--rounds N] [--workers N]
-//! cargo run --release -p theseus-bench -- --count N --runtime R --workload spawn|poll
+//! cargo run --release -p theseus-bench -- --count N --runtime R --workload spawn|poll|frame
 //! ```
 //!
 //! `--stall` times how late a sleeping task wakes while another task holds a
@@ -158,7 +158,7 @@ const USAGE: &str = "usage:
   theseus-bench --intervals [--count-intervals N] [--tasks N per interval] [--workers N]
   theseus-bench --deep N [--workers N]
   theseus-bench --deep-one RUNTIME --depth N [--workers N]
-  theseus-bench --count N --runtime RUNTIME --workload spawn|poll [--workers N]
+  theseus-bench --count N --runtime RUNTIME --workload spawn|poll|frame [--workers N]
   theseus-bench --stall [--rounds N]
   theseus-bench --pulls [--rounds N] [--workers N]
 RUNTIME is one of tokio, async-executor, theseus-off, theseus-on, theseus-full,
@@ -202,7 +202,9 @@ fn parse_options() -> Result<(Mode, usize), String> {
             "--deep-one" => deep_one = Some(Kind::parse(&value("a runtime")?)?),
             "--count" => count = Some(number(&flag, value("a number")?)?),
             "--runtime" => runtime = Some(Kind::parse(&value("a runtime")?)?),
-            "--workload" => workload = Some(count::Workload::parse(&value("spawn or poll")?)?),
+            "--workload" => {
+                workload = Some(count::Workload::parse(&value("spawn, poll or frame")?)?)
+            }
             "--stall" => stall = true,
             "--pulls" => pulls = true,
             "--help" | "-h" => {

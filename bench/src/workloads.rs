@@ -59,6 +59,23 @@ pub async fn yield_tasks<S: Spawner>(spawner: S, tasks: usize, yields: usize) {
     }
 }
 
+/// A `#[theseus::profiled]` fn that does nothing: what a frame costs.
+#[theseus::profiled]
+async fn empty_frame() {}
+
+/// From inside one task, `frames` frames awaited one after the other, each
+/// done in one poll. Without a tracer a frame is its future alone, so the
+/// difference between profiling on and off is the frame's cost.
+pub async fn frame_calls<S: Spawner>(spawner: S, frames: usize) {
+    spawner
+        .spawn(async move {
+            for _ in 0..frames {
+                empty_frame().await;
+            }
+        })
+        .await;
+}
+
 /// 1,000 pairs of tasks, each pair passing one message there and back.
 pub async fn ping_pong<S: Spawner>(spawner: S) {
     const PAIRS: usize = 1_000;

@@ -6,12 +6,17 @@
 //! counted cell rather than in the future tokio stores: the `Timed`
 //! wrapper, each of its wakers (`waker`) and the live-task registry each
 //! hold a count.
+//!
+//! A frame (a marked future polled inside a task, see `frame`) has a cell
+//! too, with its own wakers: they pass wakes on to the waker its poll was
+//! given, and its costs leave those of the task it was first polled in.
 
 use crate::header::TaskHeader;
 use crate::registry::{LiveEntry, LiveRegistry, LiveSlot};
 use crate::set_once::SetOnce;
 use std::cell::Cell;
-use std::sync::{Arc, OnceLock};
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::Waker;
 use theseus_profiler::{LiveTasks, Outcome, StackId, TaskRecord};
 
@@ -22,6 +27,19 @@ pub(crate) struct TaskCell {
     /// tokio's waker for this task, from its first poll. A tokio task's
     /// waker never changes, so it is set once and read without a lock.
     tokio_waker: SetOnce<Waker>,
+    /// Set for a frame (see `frame`): what wakes it, and what it is inside.
+    frame: Option<Box<FrameLinks>>,
+}
+
+/// What a frame's cell has that a task's has not.
+struct FrameLinks {
+    /// The waker of the last poll of the frame: the enclosing task's (or
+    /// frame's), or whatever polls it. Unlike a tokio task's, it may change
+    /// from one poll to the next.
+    outer: Mutex<Option<Waker>>,
+    /// The task or frame being polled where this frame was first polled,
+    /// whose costs the frame's leave (`TaskHeader::hold`).
+    owner: Option<Arc<TaskCell>>,
 }
 
 impl TaskCell {
@@ -31,7 +49,45 @@ impl TaskCell {
             header: TaskHeader::new(stack),
             slot: LiveSlot::new(),
             tokio_waker: SetOnce::new(),
+            frame: None,
         })
+    }
+
+    /// A cell for a frame created at `created_at` and first polled now,
+    /// inside the poll of the task or frame whose cell is `owner`.
+    pub(crate) fn frame(
+        stack: StackId,
+        created_at: u64,
+        owner: Option<Arc<TaskCell>>,
+    ) -> Arc<TaskCell> {
+        Arc::new(TaskCell {
+            header: TaskHeader::created_at(stack, created_at),
+            slot: LiveSlot::new(),
+            tokio_waker: SetOnce::new(),
+            frame: Some(Box::new(FrameLinks {
+                outer: Mutex::new(None),
+                owner,
+            })),
+        })
+    }
+
+    /// The task or frame this frame was first polled inside.
+    pub(crate) fn owner(&self) -> Option<&Arc<TaskCell>> {
+        self.frame.as_ref()?.owner.as_ref()
+    }
+
+    /// Keeps `waker`, the waker this frame's poll was given, to pass its
+    /// wakes on to. Called in the frame's poll, inside
+    /// [`TaskCell::polling`]: a clone of the enclosing task's waker made
+    /// there is no await point of that task (the frame's own wakers find
+    /// the await points inside the frame).
+    pub(crate) fn set_outer_waker(&self, waker: &Waker) {
+        if let Some(links) = &self.frame {
+            let mut outer = links.outer.lock().unwrap_or_else(PoisonError::into_inner);
+            if !outer.as_ref().is_some_and(|kept| kept.will_wake(waker)) {
+                *outer = Some(waker.clone());
+            }
+        }
     }
 
     /// A cell for a task spawned now, entered in the live-task registry.
@@ -77,7 +133,12 @@ impl TaskCell {
     /// A wake through a waker tagged `tag` (see `waker`).
     pub(crate) fn wake(&self, tag: u8) {
         self.header.on_wake(tag);
-        if let Some(waker) = self.tokio_waker.get() {
+        if let Some(links) = &self.frame {
+            let outer = links.outer.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(waker) = outer.as_ref() {
+                waker.wake_by_ref();
+            }
+        } else if let Some(waker) = self.tokio_waker.get() {
             waker.wake_by_ref();
         }
     }
@@ -96,17 +157,40 @@ impl TaskCell {
     /// used meanwhile on this thread know they are inside it
     /// ([`TaskCell::polled_here`]).
     #[inline]
-    pub(crate) fn polling<R>(&self, poll: impl FnOnce() -> R) -> R {
-        let outer = POLLING.with(|p| p.replace(self as *const TaskCell as usize));
+    pub(crate) fn polling<R>(self: &Arc<TaskCell>, poll: impl FnOnce() -> R) -> R {
         // Restored on unwind too: the caller catches a panicking poll.
-        struct RestorePolling(usize);
-        impl Drop for RestorePolling {
-            fn drop(&mut self) {
-                POLLING.with(|p| p.set(self.0));
-            }
-        }
-        let _restore = RestorePolling(outer);
+        let _restore = self.enter_polling();
         poll()
+    }
+
+    /// Marks this thread as inside this task's poll until the guard drops:
+    /// [`TaskCell::polling`], for pollers that cannot wrap the poll in a
+    /// call (tokio's hooks run before and after it).
+    #[inline]
+    pub(crate) fn enter_polling(self: &Arc<TaskCell>) -> PollingGuard {
+        let outer = POLLING.with(|p| p.replace(Arc::as_ptr(self) as usize));
+        PollingGuard {
+            outer,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The cell of the task (or frame) being polled on this thread, if any.
+    pub(crate) fn polled_now() -> Option<Arc<TaskCell>> {
+        let address = POLLING.with(Cell::get);
+        if address == 0 {
+            return None;
+        }
+        let cell = address as *const TaskCell;
+        // SAFETY: `POLLING` holds the address of a cell only between
+        // `enter_polling` and the drop of its guard, and the caller of
+        // `enter_polling` holds an `Arc` of that cell meanwhile (it passed
+        // `&Arc<TaskCell>`), so the cell is alive, and the count added here
+        // belongs to the `Arc` made from it.
+        unsafe {
+            Arc::increment_strong_count(cell);
+            Some(Arc::from_raw(cell))
+        }
     }
 
     /// Whether this thread is inside this task's poll right now.
@@ -119,6 +203,19 @@ impl TaskCell {
 thread_local! {
     /// The task being polled on this thread: its cell's address, 0 if none.
     static POLLING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Puts back the task that was being polled on this thread, when dropped.
+pub(crate) struct PollingGuard {
+    outer: usize,
+    /// Restores this thread's state: dropped on the thread that made it.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for PollingGuard {
+    fn drop(&mut self) {
+        POLLING.with(|p| p.set(self.outer));
+    }
 }
 
 impl LiveEntry for TaskCell {

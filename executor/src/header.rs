@@ -35,6 +35,13 @@
 //! cancelled, or still running) goes to the first await point the last
 //! poll registered: nothing woke it, so that is the best guess there is.
 //!
+//! # Frames
+//!
+//! A frame (a marked future, see `frame`) has a header of its own, timed
+//! the same way from its creation. When it ends inside a task (or another
+//! frame), its costs leave that task's ([`TaskHeader::hold`]): the task's
+//! records show what it held itself, and the frame's hang below it.
+//!
 //! When the task ends, the header becomes one [`TaskRecord`], its waits by
 //! await point included: nothing per poll ever crosses to the profiler. A
 //! record read mid-run ([`TaskHeader::record`])
@@ -46,8 +53,12 @@
 use crate::clock;
 use crate::set_once::SetOnce;
 use crate::sync::{AtomicU32, AtomicU64, AtomicU8};
+use std::sync::atomic::AtomicU64 as StdAtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use theseus_profiler::{AwaitCost, AwaitCosts, Outcome, StackId, TaskId, TaskRecord, MAX_AWAITS};
+use std::sync::OnceLock;
+use theseus_profiler::{
+    AwaitCost, AwaitCosts, Outcome, RecordKind, StackId, TaskId, TaskRecord, MAX_AWAITS,
+};
 
 /// `scheduled_at` while nothing is pending.
 const NOT_SCHEDULED: u64 = 0;
@@ -86,6 +97,22 @@ pub(crate) struct TaskHeader {
     woken_by: AtomicU8,
     /// The tag of the first await point the last poll registered (0: none).
     pending: AtomicU8,
+    /// What frames polled inside this task (or frame) took of its costs;
+    /// out of line, as most tasks hold none. See [`TaskHeader::hold`].
+    held: OnceLock<Box<Held>>,
+}
+
+/// The costs frames inside a task took away from it, so that each of its
+/// records shows only what the task held itself: a frame's costs are
+/// recorded under the frame, below the task's leaf, and the task's leaf's
+/// inclusive cost stays the task's whole cost.
+#[derive(Default)]
+struct Held {
+    wall_ns: StdAtomicU64,
+    busy_ns: StdAtomicU64,
+    sched_ns: StdAtomicU64,
+    polls: StdAtomicU64,
+    wakes: StdAtomicU64,
 }
 
 /// One await point of a task, and the waiting done there so far. Written
@@ -112,7 +139,12 @@ impl AwaitSlot {
 impl TaskHeader {
     /// A header for a task spawned now: the spawn is its first schedule.
     pub(crate) fn new(stack: StackId) -> TaskHeader {
-        let spawned_at = clock::now();
+        TaskHeader::created_at(stack, clock::now())
+    }
+
+    /// A header for a task (or a frame) that began at `spawned_at` (a
+    /// [`clock::now`] reading): that is its first schedule.
+    pub(crate) fn created_at(stack: StackId, spawned_at: u64) -> TaskHeader {
         TaskHeader {
             stack,
             id: TaskId::next(),
@@ -129,7 +161,34 @@ impl TaskHeader {
             awaits: SetOnce::new(),
             woken_by: AtomicU8::new(0),
             pending: AtomicU8::new(0),
+            held: OnceLock::new(),
         }
+    }
+
+    /// A frame polled inside this task (or frame) ends with the record
+    /// `frame`: its costs leave this task's. A frame's costs lie within the
+    /// task's, but not event by event (its scheduling delay runs from its
+    /// own wake to its own poll, part of which the task spends polling
+    /// other things), so each of them is capped at what the task has left
+    /// of it now, and every event of the task's records stays the task's
+    /// measure less what its frames took. Called on any thread, once per
+    /// frame.
+    pub(crate) fn hold(&self, frame: &mut TaskRecord, now: u64) {
+        let own = self.record(Outcome::Unfinished, now);
+        frame.wall_ns = frame.wall_ns.min(own.wall_ns);
+        frame.busy_ns = frame.busy_ns.min(own.busy_ns);
+        frame.sched_ns = frame.sched_ns.min(own.sched_ns);
+        let idle = |r: &TaskRecord| r.wall_ns.saturating_sub(r.busy_ns + r.sched_ns);
+        let excess = idle(frame).saturating_sub(idle(&own));
+        frame.wall_ns -= excess;
+        frame.polls = frame.polls.min(own.polls);
+        frame.wakes = frame.wakes.min(own.wakes);
+        let held = self.held.get_or_init(Box::default);
+        held.wall_ns.fetch_add(frame.wall_ns, Relaxed);
+        held.busy_ns.fetch_add(frame.busy_ns, Relaxed);
+        held.sched_ns.fetch_add(frame.sched_ns, Relaxed);
+        held.polls.fetch_add(frame.polls, Relaxed);
+        held.wakes.fetch_add(frame.wakes, Relaxed);
     }
 
     /// The poll running now registers a waker for the await point `stack`:
@@ -321,7 +380,7 @@ impl TaskHeader {
                 wait.wakes += wakes;
             }
         }
-        TaskRecord {
+        let mut record = TaskRecord {
             id: self.id,
             stack: self.stack,
             wall_ns: clock::nanos_between(self.spawned_at, now),
@@ -331,6 +390,24 @@ impl TaskHeader {
             wakes: self.wakes.load(Relaxed),
             outcome,
             awaits,
+            kind: RecordKind::Task,
+        };
+        self.less_held(&mut record);
+        record
+    }
+
+    /// Takes what this task's frames held ([`TaskHeader::hold`]) off
+    /// `record`.
+    fn less_held(&self, record: &mut TaskRecord) {
+        if let Some(held) = self.held.get() {
+            let less = |value: &mut u64, by: &StdAtomicU64| {
+                *value = value.saturating_sub(by.load(Relaxed));
+            };
+            less(&mut record.wall_ns, &held.wall_ns);
+            less(&mut record.busy_ns, &held.busy_ns);
+            less(&mut record.sched_ns, &held.sched_ns);
+            less(&mut record.polls, &held.polls);
+            less(&mut record.wakes, &held.wakes);
         }
     }
 }

@@ -29,9 +29,9 @@
 //!    read from the registry of live tasks (`registry`).
 //!
 //! The executor talks to `theseus_profiler` through that small interface
-//! only: a stack id at spawn, a poll scope around each poll, an await point
-//! when a poll registers its waker, a record at the end, and the list of
-//! live tasks. When no tracer is installed, tasks are not wrapped at all.
+//! only: a stack id at spawn (or at a frame's first poll), a poll scope
+//! around each poll, an await point when a poll registers its waker, a
+//! record at the end, and the list of live tasks. When no tracer is installed, tasks are not wrapped at all.
 //!
 //! # Where things are
 //!
@@ -47,6 +47,8 @@
 //! - `registry`: live tasks, for profiles written mid-run.
 //! - `tokio_tasks` and `census`: tasks spawned with `tokio::spawn`, timed
 //!   through tokio's hooks, or counted when they cannot be.
+//! - `frame`: [`profiled`] futures, timed like tasks wherever they are
+//!   polled, with their costs taken off the task polling them.
 //! - `join`: [`JoinHandle`], [`AbortHandle`] and [`task::yield_now`];
 //!   `join_set`: [`task::JoinSet`]; `local_set`: [`task::LocalSet`], whose
 //!   tasks need not be `Send`; `clock`: the timestamps.
@@ -71,6 +73,7 @@ mod boundary;
 mod cell;
 mod census;
 mod clock;
+mod frame;
 mod header;
 mod join;
 mod join_set;
@@ -84,6 +87,7 @@ mod timed;
 mod tokio_tasks;
 mod waker;
 
+pub use frame::{profiled, Profiled};
 pub use join::{AbortHandle, JoinError, JoinHandle};
 pub use runtime::{
     Builder, EnterGuard, Handle, Runtime, TryCurrentError, MAX_WORKERS, WORKERS_ENV,

@@ -164,6 +164,7 @@ mod tests {
                 wakes: 0,
                 outcome: Outcome::Unfinished,
                 awaits: AwaitCosts::default(),
+                kind: theseus_profiler::RecordKind::Task,
             }
         }
     }

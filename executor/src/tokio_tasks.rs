@@ -18,7 +18,8 @@
 //!   `Wakes` is counted as polls after the first, and `SchedNs` is tokio's
 //!   own schedule latency. Nor do its hooks show the task's waker, which is
 //!   how theseus's own tasks find their await points: these tasks have
-//!   none, and their idle time stays on their leaf.
+//!   none, and their idle time stays on their leaf, but for what frames
+//!   polled inside them hold (`frame`), await points included.
 //! - Without it, theseus cannot see them; [`unseen_tokio_tasks`] says
 //!   whether any ran, so the profile can say how to see them.
 
@@ -127,7 +128,7 @@ pub(crate) fn spawning_theseus_task<R>(spawn: impl FnOnce() -> R) -> R {
 
 #[cfg(tokio_unstable)]
 mod hooks {
-    use crate::cell::TaskCell;
+    use crate::cell::{PollingGuard, TaskCell};
     use std::cell::{Cell, RefCell};
     use std::collections::HashMap;
     use std::hash::{BuildHasherDefault, Hasher};
@@ -146,6 +147,9 @@ mod hooks {
 
     struct Polling {
         id: Id,
+        /// Frames polled inside the task find it here (dropped before
+        /// `cell`, which it points to).
+        _polled: PollingGuard,
         cell: Arc<TaskCell>,
         start: u64,
         _scope: PollScope,
@@ -231,9 +235,11 @@ mod hooks {
         let marker = 0u8;
         let boundary = std::hint::black_box(&marker) as *const u8 as usize + BOUNDARY_MARGIN;
         let scope = theseus_profiler::enter_poll(cell.header.stack, boundary);
+        let polled = cell.enter_polling();
         POLLING.with(|polling| {
             *polling.borrow_mut() = Some(Polling {
                 id: meta.id(),
+                _polled: polled,
                 cell,
                 start,
                 _scope: scope,

@@ -150,7 +150,7 @@ fn one_run_written_in_every_format_gives_the_same_numbers() {
         check_with_real_readers_in(&callgrind_path, &dir),
         callgrind.totals
     );
-    assert_eq!(callgrind.totals, profile.totals()[..7]);
+    assert_eq!(callgrind.totals, profile.totals()[..8]);
     let nap = "[task] formats::programs::nap";
     let aborted = "[task] formats::programs::wait_forever (cancelled)";
     assert_eq!(callgrind.self_of(nap, "Tasks"), 3);
@@ -192,7 +192,8 @@ fn one_run_written_in_every_format_gives_the_same_numbers() {
             "IdleNs/nanoseconds",
             "Polls/count",
             "Wakes/count",
-            "Tasks/count"
+            "Tasks/count",
+            "Frames/count"
         ]
     );
     assert_eq!(raw.default_type, "WallNs/nanoseconds");

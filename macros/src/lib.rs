@@ -1,5 +1,6 @@
 //! `#[theseus::main]` and `#[theseus::test]`: the attributes that replace
-//! `#[tokio::main]` and `#[tokio::test]`.
+//! `#[tokio::main]` and `#[tokio::test]`; and `#[theseus::profiled]`
+//! (`profiled`), which makes an async fn's calls frames.
 //!
 //! Both accept tokio's `flavor = "multi_thread" | "current_thread"`,
 //! `worker_threads = N`, (current-thread) `start_paused = true` and
@@ -55,6 +56,27 @@ pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
         .unwrap_or_else(|e| e.to_compile_error())
         .into()
 }
+
+/// Makes every call of an `async fn` (a free function or a method, with
+/// `self`, generics, any return type) a frame: timed from the call to its
+/// completion wherever it is awaited, its waits split by the await points
+/// inside it, under a leaf `[frame] app::db_query` below the stack that
+/// awaits it (see `theseus::profiled`).
+///
+/// ```ignore
+/// #[theseus::profiled]
+/// async fn db_query(id: u64) -> Result<User, Error> {
+///     /* ... */
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn profiled(args: TokenStream, item: TokenStream) -> TokenStream {
+    profiled::expand(args.into(), item.into())
+        .unwrap_or_else(|e| e.to_compile_error())
+        .into()
+}
+
+mod profiled;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {

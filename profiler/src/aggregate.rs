@@ -4,7 +4,7 @@
 //! its size follows the number of distinct spawn stacks of a program, never
 //! the number of tasks it ran.
 
-use crate::{AwaitCosts, Outcome, StackId, TaskRecord};
+use crate::{AwaitCosts, Outcome, RecordKind, StackId, TaskRecord};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -26,6 +26,8 @@ pub struct Costs {
     pub wakes: u64,
     /// Number of tasks these costs belong to.
     pub tasks: u64,
+    /// Number of frames (marked futures, requests) these costs belong to.
+    pub frames: u64,
 }
 
 impl Costs {
@@ -41,7 +43,8 @@ impl Costs {
                 .saturating_sub(rec.sched_ns),
             polls: rec.polls,
             wakes: rec.wakes,
-            tasks: 1,
+            tasks: u64::from(rec.kind == RecordKind::Task),
+            frames: u64::from(rec.kind == RecordKind::Frame),
         }
     }
 
@@ -101,18 +104,19 @@ impl Costs {
         self.polls = self.polls.saturating_add(other.polls);
         self.wakes = self.wakes.saturating_add(other.wakes);
         self.tasks = self.tasks.saturating_add(other.tasks);
+        self.frames = self.frames.saturating_add(other.frames);
     }
 
     /// What one task accrued since `earlier`, an earlier reading of its
     /// costs so far: each duration and count grows by the difference
-    /// (never below zero), while `tasks` stays as it is, since the cost
-    /// still belongs to this one task.
+    /// (never below zero), while `tasks` and `frames` stay as they are,
+    /// since the cost still belongs to this one task or frame.
     ///
     /// ```
     /// use theseus_profiler::Costs;
     ///
-    /// let then = Costs { wall_ns: 100, busy_ns: 10, sched_ns: 5, idle_ns: 85, polls: 1, wakes: 0, tasks: 1 };
-    /// let now = Costs { wall_ns: 250, busy_ns: 30, sched_ns: 5, idle_ns: 215, polls: 3, wakes: 2, tasks: 1 };
+    /// let then = Costs { wall_ns: 100, busy_ns: 10, sched_ns: 5, idle_ns: 85, polls: 1, wakes: 0, tasks: 1, frames: 0 };
+    /// let now = Costs { wall_ns: 250, busy_ns: 30, sched_ns: 5, idle_ns: 215, polls: 3, wakes: 2, tasks: 1, frames: 0 };
     /// let since = now.after(&then);
     /// assert_eq!((since.wall_ns, since.busy_ns, since.idle_ns, since.polls, since.tasks), (150, 20, 130, 2, 1));
     /// ```
@@ -125,12 +129,13 @@ impl Costs {
             polls: self.polls.saturating_sub(earlier.polls),
             wakes: self.wakes.saturating_sub(earlier.wakes),
             tasks: self.tasks,
+            frames: self.frames,
         }
     }
 
     /// The costs in the order of the callgrind `events:` line:
-    /// `WallNs BusyNs SchedNs IdleNs Polls Wakes Tasks`.
-    pub fn to_array(&self) -> [u64; 7] {
+    /// `WallNs BusyNs SchedNs IdleNs Polls Wakes Tasks Frames`.
+    pub fn to_array(&self) -> [u64; 8] {
         [
             self.wall_ns,
             self.busy_ns,
@@ -139,6 +144,7 @@ impl Costs {
             self.polls,
             self.wakes,
             self.tasks,
+            self.frames,
         ]
     }
 }
@@ -292,6 +298,7 @@ mod tests {
             wakes: 1,
             outcome,
             awaits: crate::AwaitCosts::NONE,
+            kind: crate::RecordKind::Task,
         }
     }
 

@@ -12,7 +12,7 @@
 //! - Header in this order: `# callgrind format`, `version: 1`, `creator:`,
 //!   `pid:`, `cmd:`, `positions: line`, one `event:` line per event,
 //!   `events:` (the last header line), then `summary:`. Body, then `totals:`.
-//! - Events are `WallNs BusyNs SchedNs IdleNs Polls Wakes Tasks`, integer
+//! - Events are `WallNs BusyNs SchedNs IdleNs Polls Wakes Tasks Frames`, integer
 //!   nanoseconds or counts; `WallNs` first because gprof2dot reads only the
 //!   first event. Profiles with CPU samples ([`write_callgrind_with_cpu`])
 //!   add `CpuNs` last.
@@ -132,8 +132,8 @@ pub fn write_callgrind<W: Write + ?Sized>(
 /// let mut out = Vec::new();
 /// write_callgrind_with_cpu(&mut out, &header, &[], &cpu).unwrap();
 /// let text = String::from_utf8(out).unwrap();
-/// assert!(text.contains("events: WallNs BusyNs SchedNs IdleNs Polls Wakes Tasks CpuNs\n"));
-/// assert!(text.contains("\ntotals: 0 0 0 0 0 0 0 3000000\n"));
+/// assert!(text.contains("events: WallNs BusyNs SchedNs IdleNs Polls Wakes Tasks Frames CpuNs\n"));
+/// assert!(text.contains("\ntotals: 0 0 0 0 0 0 0 0 3000000\n"));
 /// ```
 pub fn write_callgrind_with_cpu<W: Write + ?Sized>(
     out: &mut W,

@@ -130,7 +130,7 @@ impl Config {
         if let Some(format) = setting(get, "THESEUS_FORMAT", formats, |v| v.parse().ok())? {
             self.format = Some(format);
         }
-        let events = "WallNs, BusyNs, SchedNs, IdleNs, Polls, Wakes, Tasks, or CpuNs \
+        let events = "WallNs, BusyNs, SchedNs, IdleNs, Polls, Wakes, Tasks, Frames, or CpuNs \
                       with THESEUS_SAMPLE_HZ (the event shown by .folded and .svg \
                       profiles, and opened first by pprof)";
         if let Some(event) = setting(get, "THESEUS_EVENT", events, |v| v.parse().ok())? {

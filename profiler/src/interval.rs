@@ -306,6 +306,7 @@ mod tests {
             wakes: 0,
             outcome,
             awaits: AwaitCosts::NONE,
+            kind: crate::RecordKind::Task,
         }
     }
 

@@ -9,6 +9,8 @@
 //!   down to the spawn call, and a leaf naming the spawned future).
 //! - [`enter_poll`] around every poll: tells the profiler which task runs on
 //!   this thread, and where the poll boundary is on the machine stack.
+//! - [`frame_stack`] when a marked future (a frame) is first polled: the
+//!   [`StackId`] of its stack, below the task or frame polling it.
 //! - [`await_point`] from the task's waker, when the task's poll registers
 //!   it: the [`StackId`] of the await point the task is about to wait at.
 //! - [`record`] once per task, when it completes, panics or is cancelled,
@@ -109,7 +111,8 @@ pub use tracer::{is_active, record, Tracer, Window};
 pub use tree::{CpuStack, NodeId, ProfileStack, ProfileTree};
 
 pub use record::{
-    register_live_tasks, AwaitCost, AwaitCosts, LiveTasks, Outcome, TaskId, TaskRecord, MAX_AWAITS,
+    register_live_tasks, AwaitCost, AwaitCosts, LiveTasks, Outcome, RecordKind, TaskId, TaskRecord,
+    MAX_AWAITS,
 };
 pub use stack::{
     await_mode, await_point, awaiting, awaiting_task, set_await_mode, AwaitMode, AwaitScope,
@@ -119,6 +122,6 @@ pub use stack::{
     capture_mode, interned_nodes, poll_boundary, set_capture_mode, ParseCaptureModeError,
 };
 pub use stack::{
-    current_stack, enter_poll, resolve, spawn_blocking_stack, spawn_stack, tokio_spawn_stack,
-    CaptureMode, PollScope, ResolvedFrame, StackId,
+    current_stack, enter_poll, frame_stack, intern_name, resolve, spawn_blocking_stack,
+    spawn_stack, tokio_spawn_stack, CaptureMode, FrameKind, PollScope, ResolvedFrame, StackId,
 };

@@ -55,12 +55,14 @@ pub enum Event {
     Wakes,
     /// How many tasks the cost belongs to.
     Tasks,
+    /// How many frames (marked futures, requests) the cost belongs to.
+    Frames,
     /// CPU time sampled while the task ran (`THESEUS_SAMPLE_HZ`).
     CpuNs,
 }
 
 /// How many events there are, [`Event::CpuNs`] included.
-pub const EVENT_COUNT: usize = 8;
+pub const EVENT_COUNT: usize = 9;
 
 impl Event {
     /// Every event, in order.
@@ -72,11 +74,12 @@ impl Event {
         Event::Polls,
         Event::Wakes,
         Event::Tasks,
+        Event::Frames,
         Event::CpuNs,
     ];
 
     /// The events of task records, without [`Event::CpuNs`].
-    pub const TASK: [Event; 7] = [
+    pub const TASK: [Event; 8] = [
         Event::WallNs,
         Event::BusyNs,
         Event::SchedNs,
@@ -84,6 +87,7 @@ impl Event {
         Event::Polls,
         Event::Wakes,
         Event::Tasks,
+        Event::Frames,
     ];
 
     /// The name written in every format: `WallNs`, `BusyNs`, ...
@@ -96,6 +100,7 @@ impl Event {
             Event::Polls => "Polls",
             Event::Wakes => "Wakes",
             Event::Tasks => "Tasks",
+            Event::Frames => "Frames",
             Event::CpuNs => "CpuNs",
         }
     }
@@ -110,6 +115,7 @@ impl Event {
             Event::Polls => "Polls",
             Event::Wakes => "Wakes",
             Event::Tasks => "Tasks",
+            Event::Frames => "Frames",
             Event::CpuNs => "CPU time sampled while the task ran (ns)",
         }
     }
@@ -120,7 +126,7 @@ impl Event {
             Event::WallNs | Event::BusyNs | Event::SchedNs | Event::IdleNs | Event::CpuNs => {
                 "nanoseconds"
             }
-            Event::Polls | Event::Wakes | Event::Tasks => "count",
+            Event::Polls | Event::Wakes | Event::Tasks | Event::Frames => "count",
         }
     }
 
@@ -318,7 +324,7 @@ impl Sample {
 ///     frames: vec![frame("app::main", 3), frame("[task] app::work", 4)],
 ///     task_leaf: 1,
 ///     outcome: Outcome::Cancelled,
-///     costs: Costs { wall_ns: 900, busy_ns: 100, sched_ns: 50, idle_ns: 750, polls: 2, wakes: 1, tasks: 1 },
+///     costs: Costs { wall_ns: 900, busy_ns: 100, sched_ns: 50, idle_ns: 750, polls: 2, wakes: 1, tasks: 1, frames: 0 },
 /// });
 /// let mut folded = Vec::new();
 /// profile.write(Format::Folded, Event::WallNs, &mut folded).unwrap();
@@ -474,7 +480,7 @@ fn suffix_parents(
 /// The values of tasks' costs, by [`Event::index`]; 0 for [`Event::CpuNs`].
 pub(crate) fn task_values(c: &Costs) -> [u64; EVENT_COUNT] {
     [
-        c.wall_ns, c.busy_ns, c.sched_ns, c.idle_ns, c.polls, c.wakes, c.tasks, 0,
+        c.wall_ns, c.busy_ns, c.sched_ns, c.idle_ns, c.polls, c.wakes, c.tasks, c.frames, 0,
     ]
 }
 
@@ -576,10 +582,14 @@ mod tests {
         assert_eq!(samples[3].value(Event::CpuNs), 7);
         let totals = profile.totals();
         assert_eq!(
-            (totals[0], totals[Event::Tasks.index()], totals[7]),
+            (
+                totals[0],
+                totals[Event::Tasks.index()],
+                totals[Event::CpuNs.index()]
+            ),
             (19, 3, 7)
         );
-        assert_eq!(profile.events().len(), 8);
+        assert_eq!(profile.events().len(), 9);
     }
 
     #[test]

@@ -88,6 +88,21 @@ pub struct TaskRecord {
     /// off the task's own idle time and wakes when the record is added up;
     /// the rest stays on the task's leaf.
     pub awaits: AwaitCosts,
+    /// Whether this is a task's record or a frame's (a marked future,
+    /// timed from its creation to its completion wherever it was polled):
+    /// counted in the `Tasks` or the `Frames` event.
+    pub kind: RecordKind,
+}
+
+/// What a [`TaskRecord`] times.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    /// A spawned task.
+    #[default]
+    Task,
+    /// A frame: a marked future (`#[theseus::profiled]`, a request), whose
+    /// costs the enclosing task (or frame) no longer holds.
+    Frame,
 }
 
 /// Most await points one [`TaskRecord`] carries: the executor tells a

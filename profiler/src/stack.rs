@@ -30,6 +30,9 @@
 //! - **Unwinding** (`unwind`): the walk down to the poll boundary that both
 //!   captures (and theseus's CPU sampler) use, keeping return addresses
 //!   only, and the signal blocking that makes it safe beside a sampler.
+//! - **Frames** (`frame`): the stack of a marked future, captured at its
+//!   first poll as a spawn's is at the spawn call, with a `[frame]` or
+//!   `[request]` leaf.
 //! - **Interning** (`intern`): a global trie of `(parent, frame key)` nodes.
 //!   A frame key is a return address, a spawn location, a leaf or an await,
 //!   so identical stacks share one id and memory grows with the number of
@@ -53,6 +56,7 @@ mod awaits;
 mod capture;
 mod context;
 mod filters;
+mod frame;
 mod intern;
 mod names;
 mod resolve;
@@ -67,6 +71,7 @@ pub use awaits::{
 };
 pub use capture::{capture_mode, set_capture_mode, CaptureMode, ParseCaptureModeError};
 pub use context::{current_stack, enter_poll, poll_boundary, PollScope};
+pub use frame::{frame_stack, intern_name, FrameKind};
 
 pub(crate) use context::request_thread_setup;
 pub(crate) use intern::{intern, segment, task_of_await, FastMap, FrameKey};
@@ -107,13 +112,7 @@ pub struct ResolvedFrame {
 /// when no poll runs here). Never looks up a symbol; what it costs depends
 /// on the [`CaptureMode`].
 pub fn spawn_stack(location: &'static Location<'static>, future_type: &'static str) -> StackId {
-    capture::spawn_stack(
-        location,
-        intern::Leaf {
-            type_name: future_type,
-            blocking: false,
-        },
-    )
+    capture::spawn_stack(location, intern::Leaf::task(future_type, false))
 }
 
 /// [`spawn_stack`] for a task spawned with `tokio::spawn` and seen through
@@ -127,13 +126,7 @@ pub fn spawn_stack(location: &'static Location<'static>, future_type: &'static s
 /// assert_ne!(stack, theseus_profiler::StackId::ROOT);
 /// ```
 pub fn tokio_spawn_stack(location: &'static Location<'static>) -> StackId {
-    capture::spawn_stack(
-        location,
-        intern::Leaf {
-            type_name: spawned::TOKIO_SPAWN,
-            blocking: false,
-        },
-    )
+    capture::spawn_stack(location, intern::Leaf::task(spawned::TOKIO_SPAWN, false))
 }
 
 /// [`spawn_stack`] for a `spawn_blocking` closure of type `closure_type`
@@ -143,13 +136,7 @@ pub fn spawn_blocking_stack(
     location: &'static Location<'static>,
     closure_type: &'static str,
 ) -> StackId {
-    capture::spawn_stack(
-        location,
-        intern::Leaf {
-            type_name: closure_type,
-            blocking: true,
-        },
-    )
+    capture::spawn_stack(location, intern::Leaf::task(closure_type, true))
 }
 
 /// The frames of `id`, outermost first, the task's leaf last.

@@ -49,7 +49,9 @@ use std::time::{Instant, SystemTime};
 /// # Example
 ///
 /// ```
-/// use theseus_profiler::{record, AwaitCosts, Outcome, StackId, TaskId, TaskRecord, Tracer};
+/// use theseus_profiler::{
+///     record, AwaitCosts, Outcome, RecordKind, StackId, TaskId, TaskRecord, Tracer,
+/// };
 ///
 /// let tracer = Tracer::new();
 /// tracer.install();
@@ -64,6 +66,7 @@ use std::time::{Instant, SystemTime};
 ///     wakes: 2,
 ///     outcome: Outcome::Completed,
 ///     awaits: AwaitCosts::NONE,
+///     kind: RecordKind::Task,
 /// });
 /// tracer.uninstall();
 ///
@@ -71,7 +74,7 @@ use std::time::{Instant, SystemTime};
 /// tracer.write_data(&mut out).unwrap();
 /// let text = String::from_utf8(out).unwrap();
 /// assert!(text.starts_with("# callgrind format\n"));
-/// assert!(text.contains("\ntotals: 1000 200 100 700 3 2 1\n"));
+/// assert!(text.contains("\ntotals: 1000 200 100 700 3 2 1 0\n"));
 /// ```
 pub struct Tracer {
     collector: Arc<Collector>,
@@ -515,13 +518,16 @@ impl Tracer {
     /// details). Memory stays flat however many intervals are taken.
     ///
     /// ```
-    /// use theseus_profiler::{record, AwaitCosts, Outcome, StackId, TaskId, TaskRecord, Tracer};
+    /// use theseus_profiler::{
+    ///     record, AwaitCosts, Outcome, RecordKind, StackId, TaskId, TaskRecord, Tracer,
+    /// };
     ///
     /// let tracer = Tracer::new();
     /// tracer.install();
     /// let task = |wall_ns| TaskRecord {
     ///     id: TaskId::next(), stack: StackId::ROOT, wall_ns, busy_ns: 0, sched_ns: 0,
     ///     polls: 1, wakes: 0, outcome: Outcome::Completed, awaits: AwaitCosts::NONE,
+    ///     kind: RecordKind::Task,
     /// };
     /// record(&task(100));
     /// let first = tracer.take_interval();

@@ -25,6 +25,7 @@ fn costs(wall: u64, tasks: u64) -> Costs {
         polls: 3 * tasks,
         wakes: 2 * tasks,
         tasks,
+        frames: 0,
     }
 }
 
@@ -97,7 +98,7 @@ fn chain() -> Vec<ProfileStack> {
 fn chain_costs_are_self_at_the_leaf_and_inclusive_along_the_stack() {
     let p = check_file("chain", &chain());
     let total = costs(1_000_000, 100).to_array();
-    let mut all = [0u64; 7];
+    let mut all = [0u64; 8];
     for s in chain() {
         for (a, b) in all.iter_mut().zip(s.costs.to_array()) {
             *a += b;
@@ -111,7 +112,7 @@ fn chain_costs_are_self_at_the_leaf_and_inclusive_along_the_stack() {
     );
     assert_eq!(
         p.own.get("app::accept_loop").copied().unwrap_or_default(),
-        [0; 7],
+        [0; 8],
         "no self cost above a leaf"
     );
     // Every edge along the first stack counts its 100 tasks; the unfinished
@@ -410,7 +411,7 @@ fn output_is_deterministic_and_uses_compression() {
 #[test]
 fn empty_profile_is_valid() {
     let p = check_file("empty", &[]);
-    assert_eq!(p.totals, [0; 7]);
+    assert_eq!(p.totals, [0; 8]);
 }
 
 #[test]
@@ -420,7 +421,7 @@ fn header_carries_pid_and_command() {
     assert!(text.contains("\ncmd: app --serve\n"));
     let summary_at = text.find("\nsummary: ").unwrap();
     let events_at = text
-        .find("\nevents: WallNs BusyNs SchedNs IdleNs Polls Wakes Tasks\n")
+        .find("\nevents: WallNs BusyNs SchedNs IdleNs Polls Wakes Tasks Frames\n")
         .unwrap();
     assert!(events_at < summary_at);
     assert!(!text[..events_at].contains("\nfn="));

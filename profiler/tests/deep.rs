@@ -71,7 +71,7 @@ fn a_deep_chain_is_written_in_linear_time_and_kept() {
     assert_eq!(
         totals,
         format!(
-            "totals: {} {} {} {} {} {} {DEPTH}",
+            "totals: {} {} {} {} {} {} {DEPTH} 0",
             1_000 * DEPTH,
             100 * DEPTH,
             10 * DEPTH,

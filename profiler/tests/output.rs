@@ -328,7 +328,7 @@ fn a_fifo_is_written_through_to_its_reader() {
     let text = String::from_utf8(read.stdout).unwrap();
     assert!(text.starts_with("# callgrind format\n"), "{text}");
     assert!(
-        text.contains("\ntotals: 2000 200 20 1780 4 2 2\n"),
+        text.contains("\ntotals: 2000 200 20 1780 4 2 2 0\n"),
         "{text}"
     );
     assert!(file_type(&fifo).is_fifo(), "the FIFO was replaced");

@@ -139,7 +139,7 @@ fn a_polling_threads_cpu_time_lands_on_the_running_stack_with_its_frames() {
     let mut text = Vec::new();
     tracer.write_data(&mut text).unwrap();
     let text = String::from_utf8(text).unwrap();
-    assert!(text.contains("events: WallNs BusyNs SchedNs IdleNs Polls Wakes Tasks CpuNs\n"));
+    assert!(text.contains("events: WallNs BusyNs SchedNs IdleNs Polls Wakes Tasks Frames CpuNs\n"));
 }
 
 #[test]

@@ -22,6 +22,7 @@ fn rec(stack: u32, outcome: Outcome, wall: u64) -> TaskRecord {
         wakes: 1,
         outcome,
         awaits: theseus_profiler::AwaitCosts::NONE,
+        kind: theseus_profiler::RecordKind::Task,
     }
 }
 

@@ -3,7 +3,7 @@
 //! says how often it happens.
 
 use super::context::{current_stack, poll_boundary};
-use super::intern::{intern, FastMap, FrameKey, Leaf};
+use super::intern::{intern, FastMap, FrameKey, FrameKind, Leaf};
 use super::signature::{read_chain, Signature};
 use super::unwind::{sampler_signals_blocked, sp_is_callee_cfa, walk_poll, walk_poll_with_sp};
 use super::StackId;
@@ -230,7 +230,9 @@ fn cached(
         location as *const Location<'static> as usize,
         leaf.type_name.as_ptr() as usize,
         leaf.type_name.len(),
-        u8::from(mode == CaptureMode::Location) | (u8::from(leaf.blocking) << 1),
+        u8::from(mode == CaptureMode::Location)
+            | (u8::from(leaf.blocking) << 1)
+            | (frame_code(leaf) << 2),
         if signed { boundary - base } else { 0 },
     );
     // `try_with`: during thread teardown the local cache may be gone; the
@@ -251,6 +253,9 @@ fn cached(
         Some(hit) => hit,
         None => {
             let capture = || match mode {
+                CaptureMode::Location if leaf.frame.is_some() => {
+                    (intern(parent, &[FrameKey::Leaf(leaf)]), None)
+                }
                 CaptureMode::Location => (
                     intern(
                         parent,
@@ -342,12 +347,28 @@ fn capture_signed(
     };
     let (ips, signature) = read_chain(&frames[..n], base, boundary);
     let mut keys: Vec<FrameKey> = ips.into_iter().map(FrameKey::Ip).collect();
-    keys.push(FrameKey::Location(location));
+    // A frame's stack has no location key: see `capture`.
+    if leaf.frame.is_none() {
+        keys.push(FrameKey::Location(location));
+    }
     keys.push(FrameKey::Leaf(leaf));
     (intern(parent, &keys), signature)
 }
 
+/// The cache key bits of a leaf's frame kind (0: a task).
+fn frame_code(leaf: Leaf) -> u8 {
+    match leaf.frame {
+        None => 0,
+        Some(FrameKind::Future) => 1,
+        Some(FrameKind::Function) => 2,
+        Some(FrameKind::Request) => 3,
+    }
+}
+
 /// Unwinds the current poll and interns parent + frames + location + leaf.
+/// A frame's stack has no location key: its first poll, not a call at a
+/// known line, is what the frames lead to, and its leaf says where it was
+/// marked.
 fn capture(parent: StackId, location: &'static Location<'static>, leaf: Leaf) -> StackId {
     let mut ips = [0usize; MAX_FRAMES];
     let n = unwind_this_poll(poll_boundary(), &mut ips);
@@ -356,9 +377,13 @@ fn capture(parent: StackId, location: &'static Location<'static>, leaf: Leaf) ->
     for (slot, ip) in keys.iter_mut().zip(ips[..n].iter().rev()) {
         *slot = FrameKey::Ip(*ip);
     }
-    keys[n] = FrameKey::Location(location);
-    keys[n + 1] = FrameKey::Leaf(leaf);
-    intern(parent, &keys[..n + 2])
+    let mut len = n;
+    if leaf.frame.is_none() {
+        keys[len] = FrameKey::Location(location);
+        len += 1;
+    }
+    keys[len] = FrameKey::Leaf(leaf);
+    intern(parent, &keys[..len + 1])
 }
 
 /// Fills `out` with the return addresses of this thread's stack, innermost

@@ -29,12 +29,45 @@ pub(crate) enum FrameKey {
 }
 
 /// What a task leaf is made of: the type of what was spawned, and whether it
-/// is a `spawn_blocking` closure rather than a future.
+/// is a `spawn_blocking` closure rather than a future; or, for a frame (a
+/// marked future, see [`crate::frame_stack`]), what kind it is and where
+/// it was marked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Leaf {
-    /// As `std::any::type_name` gives it.
+    /// As `std::any::type_name` gives it; a request's name for a request.
     pub(crate) type_name: &'static str,
     pub(crate) blocking: bool,
+    /// `None` for a task.
+    pub(crate) frame: Option<FrameKind>,
+    /// Where a frame was marked: its leaf's file and line.
+    pub(crate) at: Option<&'static Location<'static>>,
+}
+
+/// What a frame marks, which says how its leaf is named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FrameKind {
+    /// A future given to `theseus::profiled`: named by its type, as a
+    /// spawned task is (`[frame] app::fetch`, `[frame] async block in
+    /// app::run (src/run.rs:12)`).
+    Future,
+    /// The body of an async fn marked `#[theseus::profiled]`: the name is
+    /// the `std::any::type_name` of an item declared inside the function,
+    /// and the leaf reads as the function (`[frame] app::db_query`).
+    Function,
+    /// A request: the name is shown as it is (`[request] GET /users/{id}`).
+    Request,
+}
+
+impl Leaf {
+    /// The leaf of a spawned task.
+    pub(crate) const fn task(type_name: &'static str, blocking: bool) -> Leaf {
+        Leaf {
+            type_name,
+            blocking,
+            frame: None,
+            at: None,
+        }
+    }
 }
 
 // Locations and leaves compare by content: the same source position or type
@@ -69,6 +102,7 @@ impl Hash for FrameKey {
             FrameKey::Leaf(leaf) => {
                 state.write(leaf.type_name.as_bytes());
                 state.write_u32(u32::from(leaf.blocking));
+                leaf.frame.hash(state);
             }
             FrameKey::Await(a) => a.hash(state),
         }

@@ -55,7 +55,15 @@ pub(crate) fn resolve_segment(keys: &[FrameKey], cwd: Option<&Path>) -> Vec<Reso
                     append_poll_frames(&ips, None, cwd, &mut out);
                     ips.clear();
                 }
-                out.push(leaf_frame(leaf, site.take(), cwd));
+                let leaf = leaf_frame(leaf, site.take(), cwd);
+                if let Some(function) = marked_function(&leaf) {
+                    // The marked fn's own frame, which awaits its frame, is
+                    // the frame: the fn's body shows below the leaf.
+                    if out.last().is_some_and(|f| f.function == function) {
+                        out.pop();
+                    }
+                }
+                out.push(leaf);
             }
             FrameKey::Await(what) => {
                 awaited::append(&ips, what, &mut out);
@@ -70,6 +78,11 @@ pub(crate) fn resolve_segment(keys: &[FrameKey], cwd: Option<&Path>) -> Vec<Reso
         frame.file = source_file::shown(&frame.file, cwd);
     }
     out
+}
+
+/// The function a `#[theseus::profiled]` frame's leaf marks.
+fn marked_function(leaf: &ResolvedFrame) -> Option<&str> {
+    leaf.function.strip_prefix(super::spawned::FRAME_PREFIX)
 }
 
 /// `file` as a profile shows it.

@@ -14,7 +14,7 @@
 use super::filters::{
     is_entry, is_internal, is_plumbing, is_spawn_machinery, is_startup, same_file,
 };
-use super::intern::Leaf;
+use super::intern::{FrameKind, Leaf};
 use super::names::{
     base_name, function_name, is_bare, is_closure_segment, is_generated, leaf_name,
     mark_names_degraded, qualify_bare,
@@ -247,10 +247,21 @@ fn place_spawn_line(kept: &mut Vec<Kept>, (loc_file, loc_line): (&str, u32)) -> 
 /// The frame of a spawned task: named after what was spawned (see
 /// [`task_name`]), at the spawn call.
 pub(super) fn leaf_frame(leaf: Leaf, site: Option<SpawnSite>, cwd: Option<&Path>) -> ResolvedFrame {
-    let (file, line, spawner) = match site {
-        Some(site) => (site.file, site.line, site.spawner),
-        None => ("???".to_string(), 0, None),
+    let (file, line, spawner) = match (site, leaf.at) {
+        (Some(site), _) => (site.file, site.line, site.spawner),
+        // A frame: where it was marked.
+        (None, Some(at)) => (at.file().to_string(), at.line(), None),
+        (None, None) => ("???".to_string(), 0, None),
     };
+    if let Some(kind) = leaf.frame {
+        if kind != FrameKind::Future {
+            return ResolvedFrame {
+                function: frame_name(kind, leaf.type_name),
+                file,
+                line,
+            };
+        }
+    }
     let at = (line != 0).then(|| format!("{}:{line}", shown_file(&file, cwd)));
     ResolvedFrame {
         function: task_name(leaf, at.as_deref(), spawner.as_ref()),
@@ -278,7 +289,9 @@ pub(super) fn leaf_frame(leaf: Leaf, site: Option<SpawnSite>, cwd: Option<&Path>
 /// `at` is the spawn site (`file:line`), `spawner` the spawning function's
 /// name as debug info gives it and as shown.
 fn task_name(leaf: Leaf, at: Option<&str>, spawner: Option<&(String, String)>) -> String {
-    let kind = if leaf.blocking {
+    let kind = if leaf.frame.is_some() {
+        "[frame]"
+    } else if leaf.blocking {
         "[blocking]"
     } else {
         "[task]"
@@ -321,6 +334,24 @@ fn task_name(leaf: Leaf, at: Option<&str>, spawner: Option<&(String, String)>) -
 /// tokio's hooks, which say where it was spawned but not what future it
 /// runs. No type is named so, and the leaf reads as the spawn site.
 pub(super) const TOKIO_SPAWN: &str = "tokio::spawn";
+
+/// The leaf of a marked async fn or of a request (a marked future is
+/// named as a task is, by [`task_name`]): `[frame] app::db_query`, from the
+/// type name of an item declared in the function, or `[request] GET
+/// /users/{id}`.
+fn frame_name(kind: FrameKind, name: &str) -> String {
+    match kind {
+        FrameKind::Request => format!("[request] {name}"),
+        _ => {
+            let function = name.rsplit_once("::").map_or(name, |(path, _)| path);
+            format!("{FRAME_PREFIX}{}", leaf_name(function))
+        }
+    }
+}
+
+/// How the leaf of a `#[theseus::profiled]` fn begins; the fn's name
+/// follows.
+pub(super) const FRAME_PREFIX: &str = "[frame] ";
 
 /// `type_name` without its trailing closure segments, and how many there
 /// were: `app::main::{{closure}}::{{closure}}` is `("app::main", 2)`.
@@ -528,10 +559,7 @@ mod tests {
     }
 
     fn future(type_name: &'static str) -> Leaf {
-        Leaf {
-            type_name,
-            blocking: false,
-        }
+        Leaf::task(type_name, false)
     }
 
     fn spawner(raw: &str, shown: &str) -> (String, String) {
@@ -609,18 +637,12 @@ mod tests {
         let at = Some("src/server.rs:259");
         // A `spawn_blocking` closure, and a function given to it.
         let main = spawner("service::main::{{closure}}", "service::main");
-        let closure = Leaf {
-            type_name: "service::main::{{closure}}::{{closure}}",
-            blocking: true,
-        };
+        let closure = Leaf::task("service::main::{{closure}}::{{closure}}", true);
         assert_eq!(
             task_name(closure, Some("examples/service.rs:36"), Some(&main)),
             "[blocking] closure in service::main (examples/service.rs:36)"
         );
-        let function = Leaf {
-            type_name: "service::burn",
-            blocking: true,
-        };
+        let function = Leaf::task("service::burn", true);
         assert_eq!(
             task_name(function, at, Some(&main)),
             "[blocking] service::burn"

@@ -48,8 +48,8 @@ fn numbers(s: &str, what: &str) -> Vec<u64> {
         .collect()
 }
 
-fn add(into: &mut [u64; 7], v: &[u64]) {
-    assert_eq!(v.len(), 7, "a cost line has 7 events: {v:?}");
+fn add(into: &mut [u64; 8], v: &[u64]) {
+    assert_eq!(v.len(), 8, "a cost line has 8 events: {v:?}");
     for (a, b) in into.iter_mut().zip(v) {
         *a += b;
     }
@@ -58,21 +58,21 @@ fn add(into: &mut [u64; 7], v: &[u64]) {
 /// What [`check_rules`] learnt from a file.
 #[derive(Debug, Default)]
 pub struct Parsed {
-    pub totals: [u64; 7],
+    pub totals: [u64; 8],
     /// Self cost by function name.
-    pub own: HashMap<String, [u64; 7]>,
+    pub own: HashMap<String, [u64; 8]>,
     /// Sum of outgoing calls' inclusive cost, by caller name.
-    pub outgoing: HashMap<String, [u64; 7]>,
+    pub outgoing: HashMap<String, [u64; 8]>,
     /// Sum of incoming calls' inclusive cost, by callee name.
-    pub incoming: HashMap<String, [u64; 7]>,
+    pub incoming: HashMap<String, [u64; 8]>,
     /// Call counts by (caller, callee).
     pub calls: HashMap<(String, String), u64>,
 }
 
 impl Parsed {
     /// Self plus outgoing calls: callgrind_annotate's inclusive cost.
-    pub fn inclusive(&self, name: &str) -> [u64; 7] {
-        let mut c = [0; 7];
+    pub fn inclusive(&self, name: &str) -> [u64; 8] {
+        let mut c = [0; 8];
         if let Some(v) = self.own.get(name) {
             add(&mut c, v);
         }
@@ -130,7 +130,7 @@ pub fn check_rules(text: &str) -> Parsed {
     assert!(lines[4].starts_with("cmd: "), "cmd line: {:?}", lines[4]);
     assert_eq!(lines[5], "positions: line");
     let names = [
-        "WallNs", "BusyNs", "SchedNs", "IdleNs", "Polls", "Wakes", "Tasks",
+        "WallNs", "BusyNs", "SchedNs", "IdleNs", "Polls", "Wakes", "Tasks", "Frames",
     ];
     for (i, name) in names.iter().enumerate() {
         let l = lines[6 + i];
@@ -140,12 +140,12 @@ pub fn check_rules(text: &str) -> Parsed {
         );
     }
     assert_eq!(
-        lines[13],
-        "events: WallNs BusyNs SchedNs IdleNs Polls Wakes Tasks"
+        lines[14],
+        "events: WallNs BusyNs SchedNs IdleNs Polls Wakes Tasks Frames"
     );
-    let summary = lines[14]
+    let summary = lines[15]
         .strip_prefix("summary: ")
-        .unwrap_or_else(|| panic!("summary line expected after events: {:?}", lines[14]));
+        .unwrap_or_else(|| panic!("summary line expected after events: {:?}", lines[15]));
     let summary = numbers(summary, "summary");
     let last = lines.last().unwrap();
     let totals = numbers(
@@ -163,15 +163,15 @@ pub fn check_rules(text: &str) -> Parsed {
     let mut cfi_fresh = false;
     let mut cfn: Option<String> = None;
     let mut pending_call: Option<u64> = None;
-    let mut sum_own = [0u64; 7];
-    for (i, line) in lines[15..lines.len() - 1].iter().enumerate() {
-        let at = format!("line {}", i + 16);
+    let mut sum_own = [0u64; 8];
+    for (i, line) in lines[16..lines.len() - 1].iter().enumerate() {
+        let at = format!("line {}", i + 17);
         if let Some(count) = pending_call.take() {
             let v = numbers(line, &at);
             assert_eq!(
                 v.len(),
-                8,
-                "{at}: call cost line is `line` + 7 events: {line:?}"
+                9,
+                "{at}: call cost line is `line` + 8 events: {line:?}"
             );
             let caller = current.clone().unwrap();
             let callee = cfn.take().unwrap();
@@ -208,7 +208,7 @@ pub fn check_rules(text: &str) -> Parsed {
         } else {
             assert!(current.is_some() && fl.is_some(), "{at}: cost before fn=");
             let v = numbers(line, &at);
-            assert_eq!(v.len(), 8, "{at}: self cost line is `line` + 7 events");
+            assert_eq!(v.len(), 9, "{at}: self cost line is `line` + 8 events");
             add(p.own.entry(current.clone().unwrap()).or_default(), &v[1..]);
             add(&mut sum_own, &v[1..]);
         }
@@ -220,7 +220,7 @@ pub fn check_rules(text: &str) -> Parsed {
     assert_eq!(sum_own.to_vec(), totals, "totals == sum of self costs");
     p.totals.copy_from_slice(&totals);
     for (name, c) in p.incoming.iter().chain(p.outgoing.iter()) {
-        for e in 0..7 {
+        for e in 0..8 {
             assert!(
                 c[e] <= p.totals[e],
                 "{name}: call cost {c:?} > totals {:?}",
@@ -230,7 +230,7 @@ pub fn check_rules(text: &str) -> Parsed {
     }
     for name in fns.values() {
         let inc = p.inclusive(name);
-        for e in 0..7 {
+        for e in 0..8 {
             assert!(inc[e] <= p.totals[e], "{name}: inclusive {inc:?} > totals");
         }
     }
@@ -241,9 +241,9 @@ pub fn check_rules(text: &str) -> Parsed {
 #[derive(Debug)]
 pub struct Annotated {
     /// `None` when it printed no totals line, as it does for an all-zero profile.
-    pub totals: Option<[u64; 7]>,
+    pub totals: Option<[u64; 8]>,
     /// `(file:function, costs)` per function line.
-    pub functions: Vec<(String, [u64; 7])>,
+    pub functions: Vec<(String, [u64; 8])>,
 }
 
 fn parse_annotate_number(tok: &str) -> Option<u64> {
@@ -315,10 +315,10 @@ pub fn annotate(path: &Path, inclusive: bool) -> Annotated {
             continue;
         }
         let (nums, rest) = split_annotate_line(line);
-        if nums.len() != 7 {
+        if nums.len() != 8 {
             continue;
         }
-        let costs: [u64; 7] = nums.try_into().unwrap();
+        let costs: [u64; 8] = nums.try_into().unwrap();
         if rest.starts_with("PROGRAM TOTALS") {
             totals = Some(costs);
         } else if in_table {
@@ -370,8 +370,8 @@ pub fn check_with_readers(path: &Path) -> Parsed {
     let parsed = check_rules(&text);
     for inclusive in [false, true] {
         let a = annotate(path, inclusive);
-        if parsed.totals == [0; 7] {
-            assert!(a.totals.is_none_or(|t| t == [0; 7]), "{:?}", a.totals);
+        if parsed.totals == [0; 8] {
+            assert!(a.totals.is_none_or(|t| t == [0; 8]), "{:?}", a.totals);
         } else {
             assert_eq!(
                 a.totals,
@@ -380,13 +380,13 @@ pub fn check_with_readers(path: &Path) -> Parsed {
             );
         }
         assert!(
-            parsed.totals == [0; 7] || !a.functions.is_empty(),
+            parsed.totals == [0; 8] || !a.functions.is_empty(),
             "callgrind_annotate listed no function"
         );
         for (name, costs) in &a.functions {
             let (_file, function) = name.split_once(':').expect("file:function");
             let ours = if !inclusive {
-                parsed.own.get(function).copied().unwrap_or([0; 7])
+                parsed.own.get(function).copied().unwrap_or([0; 8])
             } else if let Some(incoming) = parsed.incoming.get(function) {
                 *incoming
             } else {
@@ -425,6 +425,7 @@ pub fn finished_task(
         wakes: 1,
         outcome,
         awaits: theseus_profiler::AwaitCosts::NONE,
+        kind: theseus_profiler::RecordKind::Task,
     }
 }
 

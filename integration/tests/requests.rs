@@ -1,0 +1,296 @@
+//! Ground truth for requests: an axum service with
+//! `theseus::tower::RequestLayer`, a loopback client, and each request's
+//! time checked under `[request] METHOD ROUTE`, the `#[theseus::profiled]`
+//! fn it awaits below it, and every format showing them.
+//!
+//! `.ci/run` runs this with and without `--cfg tokio_unstable`: with it,
+//! the requests hang below the connection tasks axum spawns.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+mod svg;
+
+use axum::extract::Path as UrlPath;
+use axum::routing::get;
+use common::callgrind::{parse, Profile as Callgrind};
+use common::ground::{assert_within, SERIAL};
+use common::readers::{check_with_real_readers, folded_lines, pprof_raw};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+use svg::svg_frames;
+use theseus::profiler::{Event, Format, Profile};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+const MS: u64 = 1_000_000;
+const REQUESTS: u64 = 30;
+const USERS: &str = "[request] GET /users/{id}";
+const SLOW: &str = "[request] GET /slow";
+const DB_QUERY: &str = "[frame] requests::db_query";
+const SLEEP: &str = "[await] tokio::time::Sleep";
+/// What a loaded machine may add to one request's polls beyond the work
+/// they do: a worker preempted outside the spin (lateness, as a timer's).
+const SLACK: u64 = MS / 2;
+
+/// What the handlers measured of themselves.
+static USER_NS: AtomicU64 = AtomicU64::new(0);
+static SLOW_NS: AtomicU64 = AtomicU64::new(0);
+static BURN_NS: AtomicU64 = AtomicU64::new(0);
+
+#[theseus::profiled]
+async fn db_query(id: u64) -> Result<String, String> {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // 2 ms of work, timed: a spin preempted near its end ends late.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(2) {
+        std::hint::spin_loop();
+    }
+    BURN_NS.fetch_add(start.elapsed().as_nanos() as u64, Relaxed);
+    Ok(format!("user {id}"))
+}
+
+async fn get_user(UrlPath(id): UrlPath<u64>) -> String {
+    let start = Instant::now();
+    let user = db_query(id).await.unwrap();
+    USER_NS.fetch_add(start.elapsed().as_nanos() as u64, Relaxed);
+    user
+}
+
+async fn slow() -> &'static str {
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    SLOW_NS.fetch_add(start.elapsed().as_nanos() as u64, Relaxed);
+    "slow"
+}
+
+/// Serves the two routes and sends `requests` requests to each over one
+/// keep-alive connection.
+async fn serve(requests: u64) {
+    let app = axum::Router::new()
+        .route("/users/{id}", get(get_user))
+        .route("/slow", get(slow))
+        .route_layer(theseus::tower::RequestLayer::new());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = theseus::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    let stream = TcpStream::connect(address).await.unwrap();
+    let mut stream = BufReader::new(stream);
+    for id in 0..requests {
+        let body = get_once(&mut stream, &format!("/users/{id}")).await;
+        assert_eq!(body, format!("user {id}"));
+    }
+    for _ in 0..requests {
+        assert_eq!(get_once(&mut stream, "/slow").await, "slow");
+    }
+    drop(stream);
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}
+
+/// Sends one HTTP/1.1 GET and reads the response's body.
+async fn get_once(stream: &mut BufReader<TcpStream>, path: &str) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+    stream
+        .get_mut()
+        .write_all(request.as_bytes())
+        .await
+        .unwrap();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        stream.read_line(&mut line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).await.unwrap();
+    String::from_utf8(body).unwrap()
+}
+
+/// The profile of `serve(requests)` on a fresh two-worker runtime.
+fn profiled_run(requests: u64) -> Profile {
+    let tracer = theseus::Tracer::new();
+    tracer.install();
+    let runtime = theseus::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    runtime.block_on(serve(requests));
+    drop(runtime);
+    tracer.uninstall();
+    tracer.to_profile()
+}
+
+fn write(profile: &Profile, format: Format, event: Event, path: &std::path::Path) {
+    let mut file = std::fs::File::create(path).unwrap();
+    profile.write(format, event, &mut file).unwrap();
+}
+
+/// `value` no lower than `expected` less `tolerance`, no higher than it
+/// plus `tolerance` and `late`.
+fn assert_between(what: &str, value: u64, expected: u64, tolerance: f64, late: u64) {
+    let low = (expected as f64 * (1.0 - tolerance)) as u64;
+    let high = (expected as f64 * (1.0 + tolerance)) as u64 + late;
+    assert!(
+        (low..=high).contains(&value),
+        "{what}: {:.3} ms, expected {:.3} ms (-{:.0}% .. +{:.0}% and {:.1} ms late)",
+        value as f64 / 1e6,
+        expected as f64 / 1e6,
+        tolerance * 100.0,
+        tolerance * 100.0,
+        late as f64 / 1e6
+    );
+    println!("{what}: {:.3} ms", value as f64 / 1e6);
+}
+
+#[test]
+fn requests_are_frames_named_by_route_with_their_waits_below() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // A first run sees every stack for the first time (an unwind each);
+    // the figures checked are those of the second.
+    profiled_run(2);
+    for counter in [&USER_NS, &SLOW_NS, &BURN_NS] {
+        counter.store(0, Relaxed);
+    }
+    let profile = profiled_run(REQUESTS);
+    let (user_ns, slow_ns, burn_ns) = (
+        USER_NS.load(Relaxed),
+        SLOW_NS.load(Relaxed),
+        BURN_NS.load(Relaxed),
+    );
+    let dir = common::Scratch::new("requests");
+    let path = dir.join("service.callgrind");
+    write(&profile, Format::Callgrind, Event::WallNs, &path);
+    let callgrind = parse(&std::fs::read_to_string(&path).unwrap());
+    assert_eq!(check_with_real_readers(&path), callgrind.totals);
+    check_requests(&profile, &callgrind, [user_ns, slow_ns, burn_ns]);
+    check_other_formats(&profile, &dir);
+}
+
+/// The sum of `event` over the stacks that go through a frame named
+/// `name` and, if given, end in one named `leaf`: `name`'s inclusive cost,
+/// from the stacks themselves.
+fn through(profile: &Profile, name: &str, leaf: Option<&str>, event: Event) -> u64 {
+    profile
+        .samples()
+        .iter()
+        .filter(|s| s.frames.iter().any(|f| f.name == name))
+        .filter(|s| leaf.is_none_or(|leaf| s.frames.last().is_some_and(|f| f.name == leaf)))
+        .map(|s| s.value(event))
+        .sum()
+}
+
+fn check_requests(profile: &Profile, callgrind: &Callgrind, measured: [u64; 3]) {
+    let [user_ns, slow_ns, burn_ns] = measured;
+    // Named by route, never by raw path.
+    let requests = callgrind.functions("[request]");
+    assert_eq!(requests, [SLOW, USERS], "{requests:?}");
+    assert!(callgrind.functions("/users/1").is_empty());
+    assert_eq!(callgrind.self_of(USERS, "Frames"), REQUESTS);
+    assert_eq!(callgrind.self_of(USERS, "Tasks"), 0);
+    assert_eq!(callgrind.self_of(SLOW, "Frames"), REQUESTS);
+    assert_eq!(callgrind.self_of(DB_QUERY, "Frames"), REQUESTS);
+
+    let users = |event| through(profile, USERS, None, event);
+    let late = user_ns.saturating_sub(REQUESTS * 22 * MS);
+    let wall = users(Event::WallNs);
+    assert_between(
+        "GET /users/{id} WallNs",
+        wall,
+        REQUESTS * 22 * MS,
+        0.05,
+        late,
+    );
+    assert_within(
+        "GET /users/{id} WallNs, against the handler's clock",
+        wall,
+        user_ns,
+        0.05,
+    );
+    assert!(burn_ns >= REQUESTS * 2 * MS);
+    assert_between(
+        "GET /users/{id} BusyNs",
+        users(Event::BusyNs),
+        burn_ns,
+        0.05,
+        REQUESTS * SLACK,
+    );
+
+    // The profiled fn below the request, with its sleep below it.
+    let below = |s: &&theseus::profiler::Sample| {
+        let at = |name| s.frames.iter().position(|f| f.name == name);
+        matches!((at(USERS), at(DB_QUERY)), (Some(r), Some(q)) if r < q)
+    };
+    let samples = profile.samples();
+    let queries: u64 = samples
+        .iter()
+        .filter(below)
+        .map(|s| s.value(Event::Frames))
+        .sum();
+    assert_eq!(queries, REQUESTS);
+    let slept = through(profile, DB_QUERY, Some(SLEEP), Event::IdleNs);
+    assert_between("db_query's sleep", slept, REQUESTS * 20 * MS, 0.05, late);
+
+    let late = slow_ns.saturating_sub(REQUESTS * 50 * MS);
+    let slept = through(profile, SLOW, Some(SLEEP), Event::IdleNs);
+    assert_between("GET /slow's sleep", slept, REQUESTS * 50 * MS, 0.05, late);
+
+    if cfg!(tokio_unstable) {
+        // Below the connection task axum spawned.
+        for sample in samples
+            .iter()
+            .filter(|s| s.frames.iter().any(|f| f.name == USERS))
+        {
+            let task = sample
+                .frames
+                .iter()
+                .position(|f| f.name.starts_with("[task] "));
+            let request = sample.frames.iter().position(|f| f.name == USERS);
+            assert!(task < request, "not below a task: {:?}", sample.frames);
+        }
+    }
+}
+
+/// pprof, folded stacks and the flame graph show the frames too.
+fn check_other_formats(profile: &Profile, dir: &std::path::Path) {
+    let pprof = dir.join("service.pb.gz");
+    write(profile, Format::Pprof, Event::WallNs, &pprof);
+    let raw = pprof_raw(&pprof);
+    assert_eq!(raw.total("Frames"), 3 * REQUESTS);
+    assert!(raw
+        .samples
+        .iter()
+        .any(|s| s.stack.iter().any(|f| f == USERS) && s.stack.iter().any(|f| f == DB_QUERY)));
+
+    let folded = dir.join("service.folded");
+    write(profile, Format::Folded, Event::Frames, &folded);
+    let lines = folded_lines(&folded);
+    let frames: u64 = lines
+        .iter()
+        .filter(|(stack, _)| stack.ends_with(USERS))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(frames, REQUESTS, "{lines:#?}");
+
+    let svg = dir.join("service.svg");
+    write(profile, Format::FlameGraph, Event::WallNs, &svg);
+    let shown = svg_frames(&svg);
+    for name in [USERS, SLOW, DB_QUERY] {
+        assert!(
+            shown.iter().any(|(frame, _)| frame == name),
+            "{name}: {shown:?}"
+        );
+    }
+}
