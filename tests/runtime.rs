@@ -238,8 +238,41 @@ fn block_on_inside_a_task_is_refused() {
             .await
             .unwrap_err()
     });
-    let message = *error.into_panic().downcast::<&str>().unwrap();
-    assert!(message.contains("inside a theseus runtime"), "{message}");
+    let panic = error.into_panic();
+    let message = match panic.downcast::<String>() {
+        Ok(message) => *message,
+        Err(panic) => panic.downcast::<&str>().unwrap().to_string(),
+    };
+    assert!(message.contains("from within a runtime"), "{message}");
+}
+
+/// tokio allows `block_on` on a thread that drives no tasks: a blocking
+/// closure's, or a worker's inside `block_in_place`. So does theseus, with
+/// the blocking closure itself profiled.
+#[test]
+fn block_on_inside_spawn_blocking_and_block_in_place_returns() {
+    let _tracer = common::ground::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tracer = theseus::Tracer::new();
+    tracer.install();
+    let runtime = Arc::new(multi_thread(2));
+    let (blocking, in_place) = (runtime.clone(), runtime.clone());
+    let (from_blocking, from_in_place) = with_deadline(Duration::from_secs(30), move || {
+        runtime.block_on(async move {
+            let from_blocking = theseus::spawn_blocking(move || {
+                blocking.block_on(async { theseus::spawn(async { 20 }).await.unwrap() })
+            })
+            .await
+            .unwrap();
+            let from_in_place = theseus::spawn(async move {
+                tokio::task::block_in_place(|| in_place.block_on(async { 22 }))
+            })
+            .await
+            .unwrap();
+            (from_blocking, from_in_place)
+        })
+    });
+    tracer.uninstall();
+    assert_eq!((from_blocking, from_in_place), (20, 22));
 }
 
 #[test]
