@@ -74,9 +74,13 @@ impl TaskCell {
         self.tokio_waker.set(waker);
     }
 
-    /// A wake through a waker tagged `tag` (see `waker`).
+    /// A wake through a waker tagged `tag` (see `waker`): passed on to
+    /// tokio only when it schedules the task, so that each poll tokio makes
+    /// after the first takes exactly one schedule (`TaskHeader::on_wake`).
     pub(crate) fn wake(&self, tag: u8) {
-        self.header.on_wake(tag);
+        if !self.header.on_wake(tag) {
+            return;
+        }
         if let Some(waker) = self.tokio_waker.get() {
             waker.wake_by_ref();
         }

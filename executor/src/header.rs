@@ -46,7 +46,7 @@
 use crate::clock;
 use crate::set_once::SetOnce;
 use crate::sync::{AtomicU32, AtomicU64, AtomicU8};
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use theseus_profiler::{AwaitCost, AwaitCosts, Outcome, StackId, TaskId, TaskRecord, MAX_AWAITS};
 
 /// `scheduled_at` while nothing is pending.
@@ -161,10 +161,18 @@ impl TaskHeader {
     }
 
     /// The task's waker was called. Returns whether this wake scheduled the
-    /// task (false: it was already scheduled).
+    /// task, and must be passed on to tokio; false: a schedule is pending,
+    /// and the poll start that takes it is still to come, so this wake is
+    /// that poll's too, and tokio must not hear of it (a second tokio wake
+    /// landing after that poll began would poll the task again, and that
+    /// poll would find no schedule: a wake lost from the counts).
     #[inline]
     pub(crate) fn on_wake(&self, tag: u8) -> bool {
-        if self.scheduled_at.load(Relaxed) != NOT_SCHEDULED {
+        // A read-modify-write, not a load: it reads the latest schedule,
+        // never one a poll start has already taken; and its release makes
+        // what this thread did before waking visible to the poll that
+        // takes the pending schedule (an acquire swap later in the order).
+        if self.scheduled_at.fetch_or(NOT_SCHEDULED, Release) != NOT_SCHEDULED {
             return false;
         }
         let at = if self.poll_started.load(Relaxed) != 0 {
@@ -172,13 +180,18 @@ impl TaskHeader {
         } else {
             clock::now()
         };
+        // Acquire: the poll start whose swap this follows set the task's
+        // tokio waker, which the caller uses next. Failing, it lost to
+        // another wake after the read above, whose schedule is pending and
+        // ordered after this thread's release.
         let scheduled = self
             .scheduled_at
-            .compare_exchange(NOT_SCHEDULED, at, Relaxed, Relaxed)
+            .compare_exchange(NOT_SCHEDULED, at, AcqRel, Relaxed)
             .is_ok();
         if scheduled {
-            // Stored before the wake reaches tokio, so the poll it causes
-            // sees it.
+            // Before the wake reaches tokio, and only tokio's wake makes
+            // the poll that takes this schedule (no other wake does while
+            // it is pending), so that poll reads this tag.
             self.woken_by.store(tag, Relaxed);
             self.wakes.fetch_add(1, Relaxed);
         }
@@ -206,7 +219,9 @@ impl TaskHeader {
         let now = clock::now();
         // A swap, not a load and a store: a wake racing with this poll's
         // start must either be consumed here or stay pending for the next.
-        let scheduled = self.scheduled_at.swap(NOT_SCHEDULED, Relaxed);
+        // Acquire: the wakes this schedule stood for, their writes; release:
+        // the tokio waker set before the first poll, to the next wake.
+        let scheduled = self.scheduled_at.swap(NOT_SCHEDULED, AcqRel);
         // Before `sched_ns`, for `record`.
         self.poll_started.store(now, Relaxed);
         if scheduled != NOT_SCHEDULED {
