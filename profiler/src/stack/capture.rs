@@ -3,7 +3,7 @@
 //! says how often it happens.
 
 use super::context::{current_stack, poll_boundary};
-use super::intern::{intern, FastMap, FrameKey, Leaf};
+use super::intern::{intern_task, FastMap, FrameKey, Leaf};
 use super::unwind::{sampler_signals_blocked, sp_is_callee_cfa, walk_poll};
 use super::StackId;
 use std::cell::RefCell;
@@ -226,7 +226,7 @@ fn cached(
             // Unwind without holding the lock; if two threads race on the
             // same key, both stacks are valid and the first one is kept.
             let captured = match mode {
-                CaptureMode::Location => intern(
+                CaptureMode::Location => intern_task(
                     parent,
                     &[FrameKey::Location(location), FrameKey::Leaf(leaf)],
                 ),
@@ -254,7 +254,7 @@ fn capture(parent: StackId, location: &'static Location<'static>, leaf: Leaf) ->
     }
     keys[n] = FrameKey::Location(location);
     keys[n + 1] = FrameKey::Leaf(leaf);
-    intern(parent, &keys[..n + 2])
+    intern_task(parent, &keys[..n + 2])
 }
 
 /// Fills `out` with the return addresses of this thread's stack, innermost
