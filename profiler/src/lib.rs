@@ -80,6 +80,7 @@ pub mod exit_signal;
 pub mod flamegraph;
 pub mod folded;
 pub mod format;
+mod forked;
 pub mod interval;
 pub mod output;
 pub mod pprof;

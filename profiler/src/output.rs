@@ -21,6 +21,7 @@
 //! the top stacks to standard error ([`crate::report`]).
 
 use crate::config::{Config, ConfigError};
+use crate::forked::Starter;
 use crate::snapshots::{snapshot_path, Ticker};
 use crate::{Event, Format, Profile, Tracer};
 use std::fs::{self, OpenOptions};
@@ -75,6 +76,9 @@ struct Inner {
     /// One write at a time: the final write, an interval's and a signal's
     /// snapshot may race. Holds the number of the last interval written.
     writing: Mutex<u64>,
+    /// The profile is this process's: a forked child writes none of it
+    /// (see `forked`).
+    started: Starter,
 }
 
 impl Inner {
@@ -189,6 +193,7 @@ impl Session {
             intervals: config.interval.is_some(),
             report: config.report,
             writing: Mutex::new(0),
+            started: Starter::this_process(),
         });
         let ticker = match config.interval {
             None => None,
@@ -255,6 +260,9 @@ impl Session {
 
     fn finish_in_place(&mut self) -> Destination {
         self.finished = true;
+        if !self.inner.started.is_this_process() {
+            return self.leave_to_the_parent();
+        }
         // Before the final write, which writes the last interval itself.
         if let Some(mut ticker) = self.ticker.take() {
             ticker.stop();
@@ -270,6 +278,22 @@ impl Session {
         // that waits for the write to finish.
         self.signals = None;
         written
+    }
+}
+
+impl Session {
+    /// In a forked child: the session is the parent's, which writes its
+    /// profile; the child lets go of the threads it does not have, and of
+    /// the tracer, and writes nothing. Says where the parent's goes.
+    fn leave_to_the_parent(&mut self) -> Destination {
+        if let Some(mut ticker) = self.ticker.take() {
+            ticker.stop();
+        }
+        drop(self.sampler.take());
+        forget_at_exit(&self.inner);
+        self.inner.tracer.uninstall();
+        self.signals = None;
+        Destination::Out(self.inner.out.clone())
     }
 }
 
@@ -354,7 +378,8 @@ extern "C" fn at_exit() {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
-            .and_then(|weak| weak.upgrade());
+            .and_then(|weak| weak.upgrade())
+            .filter(|inner| inner.started.is_this_process());
         if let Some(inner) = inner {
             inner.announce(&inner.write_profile());
         }

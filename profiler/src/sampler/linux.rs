@@ -6,6 +6,7 @@ mod handler;
 
 use super::ring::{Ring, SAMPLE_FRAMES};
 use super::{period_ns, DRAIN_INTERVAL};
+use crate::forked::Starter;
 use crate::stack::{self, unwind, FrameKey};
 use crate::StackId;
 use libc::c_int;
@@ -32,6 +33,9 @@ struct Running {
     /// Tells the drain thread to end.
     stop: Arc<(Mutex<bool>, Condvar)>,
     drainer: Option<JoinHandle<()>>,
+    /// The drain thread and the timers are this process's only: a forked
+    /// child inherits this state without them (see `forked`).
+    started: Starter,
 }
 
 // SAFETY: `libc::sigaction` holds a handler address and plain integers; it
@@ -107,6 +111,9 @@ impl Drop for Membership {
 
 pub(super) fn start(hz: u32) -> io::Result<u32> {
     let mut state = lock(&STATE);
+    if let Some(inherited) = state.take_if(|r| !r.started.is_this_process()) {
+        abandon_inherited(inherited);
+    }
     if let Some(running) = state.as_ref() {
         return Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
@@ -171,6 +178,7 @@ pub(super) fn start(hz: u32) -> io::Result<u32> {
         previous,
         stop,
         drainer: Some(drainer),
+        started: Starter::this_process(),
     });
     unwind::set_sampler_signal(Some(signal));
     crate::tracer::connect_cpu_source(drain);
@@ -186,6 +194,10 @@ pub(super) fn stop(generation: u32) {
     let Some(mut running) = state.take() else {
         return;
     };
+    if !running.started.is_this_process() {
+        abandon_inherited(running);
+        return;
+    }
     // No thread joins from now on (they check `STATE`, now empty), and the
     // ones that did lose their timers: no new signal is generated after this.
     stack::request_thread_setup(0, join_this_thread);
@@ -211,6 +223,20 @@ pub(super) fn stop(generation: u32) {
             lost / 1_000_000
         );
     }
+    restore_signal(running.signal, &running.previous);
+    unwind::set_sampler_signal(None);
+}
+
+/// In a forked child: lets go of the sampler it inherited from its parent,
+/// whose drain thread and timers it does not have (joining the one, or
+/// deleting the other's ids, which may name timers of its own by now, would
+/// be wrong), and gives the signal back.
+fn abandon_inherited(mut running: Running) {
+    std::mem::forget(running.drainer.take());
+    for member in lock(&MEMBERS).iter_mut() {
+        member.timer = None;
+    }
+    lock(&MEMBERS).clear();
     restore_signal(running.signal, &running.previous);
     unwind::set_sampler_signal(None);
 }
@@ -281,7 +307,10 @@ fn join_this_thread(generation: u32) -> u32 {
         return 0;
     }
     let state = lock(&STATE);
-    let Some(running) = state.as_ref().filter(|r| r.generation == generation) else {
+    let Some(running) = state
+        .as_ref()
+        .filter(|r| r.generation == generation && r.started.is_this_process())
+    else {
         // Stopped or restarted meanwhile: the next poll sees the new value.
         return generation;
     };
