@@ -79,14 +79,40 @@ struct Inner {
     /// The profile is this process's: a forked child writes none of it
     /// (see `forked`).
     started: Starter,
+    /// Set, under `writing`, when the final write begins: a signal that
+    /// comes after that waits for it and writes nothing more.
+    final_write: AtomicBool,
 }
 
 impl Inner {
     fn write_profile(&self) -> Destination {
         let mut written = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        self.write_locked(&mut written)
+    }
+
+    /// The last write of the session (it finishes, or the process exits):
+    /// no signal's snapshot follows it.
+    fn write_final(&self) -> Destination {
+        let mut written = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        self.final_write.store(true, Ordering::Relaxed);
+        self.write_locked(&mut written)
+    }
+
+    /// A signal's snapshot, unless the final write began (it may still be
+    /// going on: this waits for it): that one is the profile.
+    fn write_on_signal(&self) -> Option<Destination> {
+        let mut written = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.final_write.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(self.write_locked(&mut written))
+    }
+
+    /// Writes the profile, with `writing` held (`written`).
+    fn write_locked(&self, written: &mut u64) -> Destination {
         if self.intervals {
             // Reported on stderr by `write_interval`; the whole run goes on.
-            let _ = self.write_interval(&mut written);
+            let _ = self.write_interval(written);
         }
         let profile = self.tracer.to_profile();
         let destination = deliver(&self.out, &self.render(&profile));
@@ -194,6 +220,7 @@ impl Session {
             report: config.report,
             writing: Mutex::new(0),
             started: Starter::this_process(),
+            final_write: AtomicBool::new(false),
         });
         let ticker = match config.interval {
             None => None,
@@ -270,7 +297,7 @@ impl Session {
         if let Some(sampler) = self.sampler.take() {
             sampler.stop();
         }
-        let written = self.inner.write_profile();
+        let written = self.inner.write_final();
         self.inner.announce(&written);
         forget_at_exit(&self.inner);
         self.inner.tracer.uninstall();
@@ -318,8 +345,11 @@ fn start_sampler(hz: Option<u32>) -> Result<Option<crate::Sampler>, ConfigError>
 fn write_on_signals(inner: &Arc<Inner>) -> Option<crate::exit_signal::SignalGuard> {
     let weak = Arc::downgrade(inner);
     let write = Arc::new(move || {
-        if let Some(inner) = weak.upgrade() {
-            inner.announce(&inner.write_profile());
+        let written = weak
+            .upgrade()
+            .and_then(|inner| Some((inner.write_on_signal()?, inner)));
+        if let Some((destination, inner)) = written {
+            inner.announce(&destination);
         }
     });
     match crate::exit_signal::write_on_termination(write) {
@@ -381,7 +411,7 @@ extern "C" fn at_exit() {
             .and_then(|weak| weak.upgrade())
             .filter(|inner| inner.started.is_this_process());
         if let Some(inner) = inner {
-            inner.announce(&inner.write_profile());
+            inner.announce(&inner.write_final());
         }
     });
     if written.is_err() {
