@@ -5,7 +5,8 @@
 mod common;
 
 use common::ground::profile;
-use common::{multi_thread, with_deadline};
+use common::profiled::multi_thread;
+use common::with_deadline;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
