@@ -9,7 +9,9 @@
 //!
 //! - **a wake** ([`TaskHeader::on_wake`], from any thread): the first wake since
 //!   the last poll began marks the task scheduled; later wakes before the
-//!   poll are the same schedule, as in tokio, which queues a task once. A
+//!   poll are the same schedule, as in tokio, which queues a task once, and
+//!   are not passed on to tokio: each poll after the first then takes
+//!   exactly one schedule, however many threads wake the task at once. A
 //!   wake that arrives while the task is being polled means "scheduled when
 //!   this poll ends": it costs no clock read, and the time to the poll's end
 //!   stays busy time, never waiting time.

@@ -30,7 +30,8 @@ fn spawn_next_level() -> StackId {
 fn poll_task(stack: StackId) -> StackId {
     let marker = 0u8;
     let boundary = black_box(&marker) as *const u8 as usize;
-    let _scope = enter_poll(stack, boundary);
+    // SAFETY: `marker` is a local of this frame, which outlives the scope.
+    let _scope = unsafe { enter_poll(stack, boundary) };
     black_box(spawn_next_level())
 }
 

@@ -92,7 +92,8 @@ fn a_polling_threads_cpu_time_lands_on_the_running_stack_with_its_frames() {
     let (spent, timers_during) = std::thread::spawn(move || {
         let marker = 0u8;
         let boundary = black_box(&marker) as *const u8 as usize;
-        let _poll = enter_poll(stack, boundary);
+        // SAFETY: `marker` is a local of this frame, which outlives the scope.
+        let _poll = unsafe { enter_poll(stack, boundary) };
         (task_body(200_000_000), posix_timers())
     })
     .join()

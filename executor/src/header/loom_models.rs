@@ -22,6 +22,7 @@
 //! after `on_wake` and acquired before the poll).
 
 use super::*;
+use crate::cell::TaskCell;
 use loom::sync::atomic::{
     AtomicBool,
     Ordering::{Acquire, Release},
@@ -238,5 +239,199 @@ fn loom_models_record_while_polled_and_woken() {
         check_schedules(&header, u64::from(waker.join().unwrap()));
         let now = clock::now();
         check_record(&header, &header.record(Outcome::Unfinished, now), now);
+    });
+}
+
+/// tokio's side of a task, as far as the models need it: each wake it is
+/// told of queues one more poll (a wake while the task is queued would
+/// be merged, one while it runs polls it again; the protocol never lets
+/// either happen with a schedule already pending, which the models check).
+struct Tokio {
+    wakes: AtomicU64,
+}
+
+impl std::task::Wake for Tokio {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.wakes.fetch_add(1, Release);
+    }
+}
+
+/// A task cell whose tokio waker is `tokio`'s, as `Timed` sets it before
+/// the first poll.
+fn cell_with(tokio: &std::sync::Arc<Tokio>) -> std::sync::Arc<TaskCell> {
+    let cell = TaskCell::new(StackId::ROOT);
+    cell.set_tokio_waker(std::task::Waker::from(tokio.clone()));
+    cell
+}
+
+/// A poll as tokio makes one: it starts, must take exactly one schedule
+/// (a wake's, or the spawn's on the first poll), and ends.
+fn poll_taking_a_schedule(cell: &TaskCell, during: impl FnOnce(&TaskHeader)) {
+    let header = &cell.header;
+    let taken = header.taken.load(Relaxed);
+    let start = header.on_poll_start();
+    assert_eq!(
+        header.taken.load(Relaxed),
+        taken + 1,
+        "a poll tokio made took no schedule: its wake is lost from the counts"
+    );
+    during(header);
+    header.on_poll_end(start);
+}
+
+/// Polls the task for each wake tokio was told of until `done` is
+/// released and every wake told has its poll; returns the polls made.
+fn tokio_poller(cell: &TaskCell, tokio: &Tokio, done: &AtomicBool) -> u64 {
+    let mut polled = 1;
+    loop {
+        let told = tokio.wakes.load(Acquire);
+        if told + 1 > polled {
+            poll_taking_a_schedule(cell, |_| {});
+            polled += 1;
+        } else if done.load(Acquire) && tokio.wakes.load(Acquire) + 1 == polled {
+            return polled;
+        } else {
+            thread::yield_now();
+        }
+    }
+}
+
+/// Each poll after the first takes a schedule: two threads wake the task
+/// through `TaskCell::wake`, the waker's wake, twice each, racing each
+/// other, the task's polls and the poll starts that take their schedules,
+/// and tokio polls the task once for each wake passed on to it. A wake
+/// that finds a schedule pending is that schedule's, and is not passed on:
+/// passed on, it could land after the pending schedule was taken, and
+/// tokio's poll for it would find none.
+#[test]
+fn loom_models_each_poll_after_the_first_takes_a_schedule() {
+    explore(Some(3), || {
+        let tokio = std::sync::Arc::new(Tokio {
+            wakes: AtomicU64::new(0),
+        });
+        let cell = cell_with(&tokio);
+        let handed_over = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let poller = {
+            let (cell, tokio) = (cell.clone(), tokio.clone());
+            let (handed_over, done) = (handed_over.clone(), done.clone());
+            thread::spawn(move || {
+                poll_taking_a_schedule(&cell, |_| handed_over.store(true, Release));
+                tokio_poller(&cell, &tokio, &done)
+            })
+        };
+        let wakers: Vec<_> = (0..2)
+            .map(|_| {
+                let (cell, handed_over) = (cell.clone(), handed_over.clone());
+                thread::spawn(move || {
+                    wait_for(&handed_over);
+                    cell.wake(0);
+                    cell.wake(0);
+                })
+            })
+            .collect();
+        for waker in wakers {
+            waker.join().unwrap();
+        }
+        done.store(true, Release);
+        let polls = poller.join().unwrap();
+        let header = &cell.header;
+        assert_eq!(header.polls.load(Relaxed), polls);
+        // Every wake passed on was counted, and made one poll.
+        assert_eq!(header.wakes.load(Relaxed), tokio.wakes.load(Relaxed));
+        assert_eq!(polls, 1 + header.wakes.load(Relaxed));
+        assert!(!pending(header), "a schedule was left for no poll");
+        assert!(
+            polls >= 2,
+            "four wakes after the first poll began made no poll"
+        );
+        let now = clock::now();
+        check_record(header, &header.record(Outcome::Unfinished, now), now);
+    });
+}
+
+/// The await-point table: the first poll registers await point A and the
+/// second await point B. Two threads wake A at once, each through its own
+/// clone of A's waker; one of them then waits for B and wakes it. Each
+/// wait goes to the await point whose wake scheduled the poll that ended
+/// it: that poll reads the tag the winning wake stored, never an earlier
+/// one (a poll made by the losing wake, had it been passed on to tokio,
+/// could run before the winner stored its tag). A record read meanwhile
+/// never counts more waiting than there was.
+#[test]
+fn loom_models_waits_go_to_the_await_point_that_woke_the_task() {
+    const A: StackId = StackId(5);
+    const B: StackId = StackId(6);
+    explore(Some(2), || {
+        let tokio = std::sync::Arc::new(Tokio {
+            wakes: AtomicU64::new(0),
+        });
+        let cell = cell_with(&tokio);
+        let (a_handed, b_handed) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let poller = {
+            let (cell, tokio) = (cell.clone(), tokio.clone());
+            let (a_handed, b_handed) = (a_handed.clone(), b_handed.clone());
+            thread::spawn(move || {
+                poll_taking_a_schedule(&cell, |header| {
+                    assert_eq!(header.register_await(A), 1);
+                    a_handed.store(true, Release);
+                });
+                while tokio.wakes.load(Acquire) < 1 {
+                    thread::yield_now();
+                }
+                poll_taking_a_schedule(&cell, |header| {
+                    assert_eq!(header.register_await(B), 2);
+                    b_handed.store(true, Release);
+                });
+            })
+        };
+        let wakers: Vec<_> = [false, true]
+            .into_iter()
+            .map(|then_b| {
+                let (cell, a_handed, b_handed) = (cell.clone(), a_handed.clone(), b_handed.clone());
+                thread::spawn(move || {
+                    wait_for(&a_handed);
+                    cell.wake(1);
+                    if then_b {
+                        wait_for(&b_handed);
+                        cell.wake(2);
+                    }
+                })
+            })
+            .collect();
+        let now = clock::now();
+        let record = cell.header.record(Outcome::Unfinished, now);
+        check_record(&cell.header, &record, clock::now());
+        poller.join().unwrap();
+        for waker in wakers {
+            waker.join().unwrap();
+        }
+        let header = &cell.header;
+        let woken_by = header.woken_by.load(Relaxed);
+        // The third schedule (a late wake of A, or B's) is pending: the
+        // wakes were passed on to tokio, which polls the task once more.
+        assert!(pending(header));
+        poll_taking_a_schedule(&cell, |_| {});
+        let slots = header.awaits.get().expect("two await points");
+        let wakes = |i: usize| slots[i].wakes.load(Relaxed);
+        // The second poll was scheduled by a wake of A: its wait is A's.
+        assert!(wakes(0) >= 1, "A's wait went elsewhere: {}", wakes(0));
+        // The third by whichever wake came first after the second poll
+        // began; its wait went to that wake's await point.
+        assert_eq!(wakes(0) + wakes(1), header.wakes.load(Relaxed));
+        assert_eq!(header.wakes.load(Relaxed), 2, "B's wake is always counted");
+        assert_eq!(usize::from(woken_by), if wakes(1) == 1 { 2 } else { 1 });
+        let now = clock::now();
+        let record = header.record(Outcome::Completed, now);
+        check_record(header, &record, now);
+        let idle: u64 = record.awaits.iter().map(|a| a.idle_ns).sum();
+        assert!(record.busy_ns + record.sched_ns + idle <= record.wall_ns);
     });
 }
