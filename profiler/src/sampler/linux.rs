@@ -3,12 +3,14 @@
 //! handler, and what makes it safe there, is in `handler`.
 
 mod handler;
+mod innermost;
 
 use super::ring::{Ring, SAMPLE_FRAMES};
 use super::{period_ns, DRAIN_INTERVAL};
 use crate::forked::Starter;
 use crate::stack::{self, unwind, FrameKey};
 use crate::StackId;
+use innermost::{Innermost, EXACT_LIMIT};
 use libc::c_int;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -407,13 +409,22 @@ fn drain() {
     let mut by_stack: HashMap<StackId, u64> = HashMap::new();
     {
         let mut members = lock(&MEMBERS);
+        // Under `MEMBERS`, as every drain runs.
+        static INNERMOST: Mutex<Option<Innermost>> = Mutex::new(None);
+        let mut innermost = lock(&INNERMOST);
+        let innermost = innermost.get_or_insert_with(Innermost::default);
         for member in members.iter() {
             let period_ns = member.period_ns;
             // SAFETY: the only reader: drains run under the `MEMBERS` lock.
             unsafe {
                 member.ring.drain(|sample| {
                     let len = (sample.len as usize).min(SAMPLE_FRAMES);
-                    let id = sample_stack(StackId(sample.stack), &sample.ips[..len]);
+                    let mut ips = [0usize; SAMPLE_FRAMES];
+                    ips[..len].copy_from_slice(&sample.ips[..len]);
+                    if len > 0 {
+                        ips[0] = innermost.key(ips[0], EXACT_LIMIT);
+                    }
+                    let id = sample_stack(StackId(sample.stack), &ips[..len]);
                     let ns = u64::from(sample.weight).saturating_mul(period_ns);
                     let total = by_stack.entry(id).or_default();
                     *total = total.saturating_add(ns);
