@@ -111,20 +111,27 @@ impl Drop for Membership {
     }
 }
 
-pub(super) fn start(hz: u32) -> io::Result<u32> {
-    let mut state = lock(&STATE);
+/// An error if a sampler runs already; one a forked child inherited from
+/// its parent does not count, and is let go of.
+fn none_running(state: &mut Option<Running>) -> io::Result<()> {
     if let Some(inherited) = state.take_if(|r| !r.started.is_this_process()) {
         abandon_inherited(inherited);
     }
-    if let Some(running) = state.as_ref() {
-        return Err(io::Error::new(
+    match state.as_ref() {
+        None => Ok(()),
+        Some(running) => Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
             format!(
                 "theseus's sampler is already running (every {} ns of CPU time); stop it first",
                 running.period_ns
             ),
-        ));
+        )),
     }
+}
+
+pub(super) fn start(hz: u32) -> io::Result<u32> {
+    let mut state = lock(&STATE);
+    none_running(&mut state)?;
     // What a handler may not do for itself: the unwinder's one-time set-up
     // and the probe of its stack pointers, the address ranges to stay out of.
     handler::prepare();
