@@ -148,8 +148,14 @@ pub(crate) fn live_tasks() -> &'static LiveRegistry<TaskCell> {
     })
 }
 
+#[cfg(all(test, theseus_loom))]
+mod loom_models;
+
 #[cfg(test)]
 mod tests {
+    // Not under loom: the header's atomics are loom's there, usable only
+    // inside a loom model.
+    #![cfg(not(theseus_loom))]
     use super::*;
     use crate::Builder;
 

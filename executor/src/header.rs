@@ -352,6 +352,38 @@ impl TaskHeader {
     }
 }
 
+/// What the loom models of the task cell (`cell::loom_models`) read of the
+/// header's state.
+#[cfg(theseus_loom)]
+impl TaskHeader {
+    /// The schedules poll starts took.
+    pub(crate) fn schedules_taken(&self) -> u64 {
+        self.taken.load(Relaxed)
+    }
+
+    /// The polls ended and the wakes counted.
+    pub(crate) fn polls_and_wakes(&self) -> (u64, u64) {
+        (self.polls.load(Relaxed), self.wakes.load(Relaxed))
+    }
+
+    /// Whether a schedule is pending for the next poll.
+    pub(crate) fn is_scheduled(&self) -> bool {
+        self.scheduled_at.load(Relaxed) != NOT_SCHEDULED
+    }
+
+    /// The tag of the wake that made the last schedule.
+    pub(crate) fn woken_by(&self) -> u8 {
+        self.woken_by.load(Relaxed)
+    }
+
+    /// The wakes that ended waits at each await point so far.
+    pub(crate) fn await_wakes(&self) -> Vec<u64> {
+        self.awaits.get().map_or_else(Vec::new, |slots| {
+            slots.iter().map(|slot| slot.wakes.load(Relaxed)).collect()
+        })
+    }
+}
+
 /// When the task became ready to run for a schedule made at `at` (not
 /// `NOT_SCHEDULED`), given the end of its last poll: not before that end,
 /// which matters for a wake that read the clock before the poll ended but
