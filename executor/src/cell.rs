@@ -151,11 +151,11 @@ pub(crate) fn live_tasks() -> &'static LiveRegistry<TaskCell> {
 #[cfg(all(test, theseus_loom))]
 mod loom_models;
 
+// Not under loom: the header's atomics are loom's there, usable only
+// inside a loom model.
 #[cfg(test)]
+#[cfg(not(theseus_loom))]
 mod tests {
-    // Not under loom: the header's atomics are loom's there, usable only
-    // inside a loom model.
-    #![cfg(not(theseus_loom))]
     use super::*;
     use crate::Builder;
 
