@@ -566,3 +566,62 @@ fn a_misspelled_variable_gets_a_warning_naming_the_known_ones() {
     }
     assert!(out.exists(), "the warning stopped the program");
 }
+
+/// A SIGTERM that arrives while the final profile is being written (here:
+/// while the write waits for a reader of the FIFO it goes to, which never
+/// comes) still ends the program by SIGTERM once the write is given up,
+/// and the profile is written once, not again for the signal.
+#[test]
+fn sigterm_during_the_final_write_ends_the_program_by_sigterm() {
+    let dir = child::scratch_dir("sigterm-mid-write");
+    let fifo = dir.join("profile.fifo");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path, a plain mode.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    // The abandoned write goes to the fallback in the temporary directory.
+    let mut program = child::spawn(
+        "work",
+        &[
+            ("THESEUS_OUT", fifo.to_str().unwrap()),
+            ("TMPDIR", dir.to_str().unwrap()),
+        ],
+    );
+    let mut stdout = std::io::BufReader::new(program.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("work done") {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "ended early");
+    }
+    // `main` has returned: the final write is waiting for a reader.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: a signal to our own child.
+    assert_eq!(
+        unsafe { libc::kill(program.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = program.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            program.kill().unwrap();
+            panic!("the program did not end after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    program
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGTERM),
+        "{status:?}: the SIGTERM was swallowed\n{stderr}"
+    );
+    let writes = stderr.matches("theseus: profile written to").count();
+    assert_eq!(writes, 1, "{stderr}");
+}

@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{multi_thread, with_deadline};
+use common::profiled::multi_thread;
+use common::with_deadline;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -238,12 +239,48 @@ fn block_on_inside_a_task_is_refused() {
             .await
             .unwrap_err()
     });
-    let message = *error.into_panic().downcast::<&str>().unwrap();
-    assert!(message.contains("inside a theseus runtime"), "{message}");
+    let panic = error.into_panic();
+    let message = match panic.downcast::<String>() {
+        Ok(message) => *message,
+        Err(panic) => panic.downcast::<&str>().unwrap().to_string(),
+    };
+    assert!(message.contains("from within a runtime"), "{message}");
+}
+
+/// tokio allows `block_on` on a thread that drives no tasks: a blocking
+/// closure's, or a worker's inside `block_in_place`. So does theseus, with
+/// the blocking closure itself profiled.
+#[test]
+fn block_on_inside_spawn_blocking_and_block_in_place_returns() {
+    let _tracer = common::ground::SERIAL
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let tracer = theseus::Tracer::new();
+    tracer.install();
+    let runtime = Arc::new(multi_thread(2));
+    let (blocking, in_place) = (runtime.clone(), runtime.clone());
+    let (from_blocking, from_in_place) = with_deadline(Duration::from_secs(30), move || {
+        runtime.block_on(async move {
+            let from_blocking = theseus::spawn_blocking(move || {
+                blocking.block_on(async { theseus::spawn(async { 20 }).await.unwrap() })
+            })
+            .await
+            .unwrap();
+            let from_in_place = theseus::spawn(async move {
+                tokio::task::block_in_place(|| in_place.block_on(async { 22 }))
+            })
+            .await
+            .unwrap();
+            (from_blocking, from_in_place)
+        })
+    });
+    tracer.uninstall();
+    assert_eq!((from_blocking, from_in_place), (20, 22));
 }
 
 #[test]
 fn current_thread_flavor_runs_tasks_on_the_calling_thread() {
+    common::profiled::on();
     let runtime = theseus::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -403,6 +440,7 @@ fn a_wake_from_a_foreign_thread_unparks_a_worker_promptly() {
 
 #[theseus::test]
 async fn test_attribute_defaults_to_current_thread() {
+    common::profiled::on();
     let here = std::thread::current().id();
     let there = theseus::spawn(async { std::thread::current().id() })
         .await
@@ -412,6 +450,7 @@ async fn test_attribute_defaults_to_current_thread() {
 
 #[theseus::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_attribute_takes_tokio_options() -> Result<(), theseus::JoinError> {
+    common::profiled::on();
     let name = theseus::spawn(async { std::thread::current().name().map(str::to_string) }).await?;
     assert!(name.unwrap().starts_with("theseus-"));
     Ok(())
@@ -421,6 +460,7 @@ async fn test_attribute_takes_tokio_options() -> Result<(), theseus::JoinError> 
 /// the next `block_on` panicked (and the worker pointer dangled).
 #[test]
 fn a_current_thread_runtime_is_reusable_after_its_main_future_panicked() {
+    common::profiled::on();
     let runtime = theseus::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

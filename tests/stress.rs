@@ -1,10 +1,19 @@
 //! Stress tests for lost wake-ups: many tasks waking each other across
-//! threads. Each runs under a deadline, so a lost wake-up fails instead of
-//! hanging. Run them repeatedly with `cargo test --release -q stress`.
+//! threads, profiled (`common::profiled`: theseus's timed wrapper and waker
+//! in every task), and the counts of a wake storm checked exactly. Each runs
+//! under a deadline, so a lost wake-up fails instead of hanging. Run them
+//! repeatedly with `cargo test --release -q stress`.
 
 mod common;
 
-use common::{multi_thread, with_deadline};
+use common::ground::profile;
+use common::profiled::multi_thread;
+use common::with_deadline;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -215,4 +224,98 @@ fn stress_a_lone_worker_woken_from_outside() {
             });
         });
     }
+}
+
+/// How many times each task of the wake storm is polled.
+const STORM_POLLS: u64 = 20_000;
+
+/// One task of the wake storm: parks its waker in `slot` and waits for any
+/// thread to wake it, `STORM_POLLS - 1` times.
+async fn storm_task(slot: Arc<Mutex<Option<Waker>>>) {
+    for _ in 1..STORM_POLLS {
+        Parked {
+            slot: &slot,
+            parked: false,
+        }
+        .await;
+    }
+}
+
+/// Pending on its first poll, with the task's waker left in `slot`; ready
+/// on the next.
+struct Parked<'a> {
+    slot: &'a Mutex<Option<Waker>>,
+    parked: bool,
+}
+
+impl Future for Parked<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.parked {
+            return Poll::Ready(());
+        }
+        *self.slot.lock().unwrap() = Some(cx.waker().clone());
+        self.parked = true;
+        Poll::Pending
+    }
+}
+
+/// A wake storm: 8 threads wake 16 tasks as fast as they can, so that
+/// several wakes of one task race each other and the task's polls. Every
+/// poll after a task's first was caused by a wake, so the profile must
+/// count at least that many wakes: none may be lost from the counts, and
+/// none counted twice (at most one more per task, a wake that came during
+/// its last poll).
+#[test]
+fn stress_wake_storm_counts_every_wake_that_caused_a_poll() {
+    const TASKS: u64 = 16;
+    const WAKERS: usize = 8;
+    let profile = with_deadline(Duration::from_secs(120), || {
+        profile("wake-storm", 2, async {
+            let slots: Vec<_> = (0..TASKS)
+                .map(|_| Arc::new(Mutex::new(None::<Waker>)))
+                .collect();
+            let done = Arc::new(AtomicBool::new(false));
+            let wakers: Vec<_> = (0..WAKERS)
+                .map(|_| {
+                    let (slots, done) = (slots.clone(), done.clone());
+                    std::thread::spawn(move || {
+                        while !done.load(Relaxed) {
+                            for slot in &slots {
+                                let waker = slot.lock().unwrap().clone();
+                                if let Some(waker) = waker {
+                                    waker.wake();
+                                }
+                            }
+                            std::thread::yield_now();
+                        }
+                    })
+                })
+                .collect();
+            let tasks: Vec<_> = slots
+                .iter()
+                .map(|slot| theseus::spawn(storm_task(slot.clone())))
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            done.store(true, Relaxed);
+            for waker in wakers {
+                waker.join().unwrap();
+            }
+        })
+    });
+    let leaf = "[task] stress::storm_task";
+    let polls = profile.self_of(leaf, "Polls");
+    let wakes = profile.inclusive_of(leaf, "Wakes");
+    println!("wake storm: {polls} polls, {wakes} wakes, {TASKS} tasks");
+    assert_eq!(profile.self_of(leaf, "Tasks"), TASKS);
+    assert_eq!(polls, TASKS * STORM_POLLS);
+    assert!(
+        wakes >= polls - TASKS,
+        "{polls} polls of {TASKS} tasks, but only {wakes} wakes: {} polls had no wake",
+        polls - TASKS - wakes
+    );
+    assert!(wakes <= polls, "{wakes} wakes counted for {polls} polls");
 }

@@ -2,7 +2,8 @@
 
 mod common;
 
-use common::{multi_thread, with_deadline};
+use common::profiled::multi_thread;
+use common::with_deadline;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

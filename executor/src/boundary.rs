@@ -22,7 +22,9 @@ pub(crate) fn poll_as_task<R>(stack: StackId, poll: impl FnOnce() -> R) -> R {
     // The boundary: frames deeper than this local belong to the task.
     let marker = 0u8;
     let boundary = std::hint::black_box(&marker) as *const u8 as usize;
-    let _scope = theseus_profiler::enter_poll(stack, boundary);
+    // SAFETY: `marker` is a local of this frame, which encloses the whole
+    // poll (`call_below`) and outlives the scope, dropped on this thread.
+    let _scope = unsafe { theseus_profiler::enter_poll(stack, boundary) };
     call_below(poll)
 }
 

@@ -130,9 +130,13 @@ impl TaskCell {
         self.tokio_waker.set(waker);
     }
 
-    /// A wake through a waker tagged `tag` (see `waker`).
+    /// A wake through a waker tagged `tag` (see `waker`): passed on to
+    /// tokio only when it schedules the task, so that each poll tokio makes
+    /// after the first takes exactly one schedule (`TaskHeader::on_wake`).
     pub(crate) fn wake(&self, tag: u8) {
-        self.header.on_wake(tag);
+        if !self.header.on_wake(tag) {
+            return;
+        }
         if let Some(links) = &self.frame {
             let outer = links.outer.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(waker) = outer.as_ref() {
@@ -241,7 +245,13 @@ pub(crate) fn live_tasks() -> &'static LiveRegistry<TaskCell> {
     })
 }
 
+#[cfg(all(test, theseus_loom))]
+mod loom_models;
+
+// Not under loom: the header's atomics are loom's there, usable only
+// inside a loom model.
 #[cfg(test)]
+#[cfg(not(theseus_loom))]
 mod tests {
     use super::*;
     use crate::Builder;

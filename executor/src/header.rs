@@ -9,7 +9,9 @@
 //!
 //! - **a wake** ([`TaskHeader::on_wake`], from any thread): the first wake since
 //!   the last poll began marks the task scheduled; later wakes before the
-//!   poll are the same schedule, as in tokio, which queues a task once. A
+//!   poll are the same schedule, as in tokio, which queues a task once, and
+//!   are not passed on to tokio: each poll after the first then takes
+//!   exactly one schedule, however many threads wake the task at once. A
 //!   wake that arrives while the task is being polled means "scheduled when
 //!   this poll ends": it costs no clock read, and the time to the poll's end
 //!   stays busy time, never waiting time.
@@ -54,7 +56,7 @@ use crate::clock;
 use crate::set_once::SetOnce;
 use crate::sync::{AtomicU32, AtomicU64, AtomicU8};
 use std::sync::atomic::AtomicU64 as StdAtomicU64;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::OnceLock;
 use theseus_profiler::{
     AwaitCost, AwaitCosts, Outcome, RecordKind, StackId, TaskId, TaskRecord, MAX_AWAITS,
@@ -220,10 +222,18 @@ impl TaskHeader {
     }
 
     /// The task's waker was called. Returns whether this wake scheduled the
-    /// task (false: it was already scheduled).
+    /// task, and must be passed on to tokio; false: a schedule is pending,
+    /// and the poll start that takes it is still to come, so this wake is
+    /// that poll's too, and tokio must not hear of it (a second tokio wake
+    /// landing after that poll began would poll the task again, and that
+    /// poll would find no schedule: a wake lost from the counts).
     #[inline]
     pub(crate) fn on_wake(&self, tag: u8) -> bool {
-        if self.scheduled_at.load(Relaxed) != NOT_SCHEDULED {
+        // A read-modify-write, not a load: it reads the latest schedule,
+        // never one a poll start has already taken; and its release makes
+        // what this thread did before waking visible to the poll that
+        // takes the pending schedule (an acquire swap later in the order).
+        if self.scheduled_at.fetch_or(NOT_SCHEDULED, Release) != NOT_SCHEDULED {
             return false;
         }
         let at = if self.poll_started.load(Relaxed) != 0 {
@@ -231,13 +241,18 @@ impl TaskHeader {
         } else {
             clock::now()
         };
+        // Acquire: the poll start whose swap this follows set the task's
+        // tokio waker, which the caller uses next. Failing, it lost to
+        // another wake after the read above, whose schedule is pending and
+        // ordered after this thread's release.
         let scheduled = self
             .scheduled_at
-            .compare_exchange(NOT_SCHEDULED, at, Relaxed, Relaxed)
+            .compare_exchange(NOT_SCHEDULED, at, AcqRel, Relaxed)
             .is_ok();
         if scheduled {
-            // Stored before the wake reaches tokio, so the poll it causes
-            // sees it.
+            // Before the wake reaches tokio, and only tokio's wake makes
+            // the poll that takes this schedule (no other wake does while
+            // it is pending), so that poll reads this tag.
             self.woken_by.store(tag, Relaxed);
             self.wakes.fetch_add(1, Relaxed);
         }
@@ -265,7 +280,9 @@ impl TaskHeader {
         let now = clock::now();
         // A swap, not a load and a store: a wake racing with this poll's
         // start must either be consumed here or stay pending for the next.
-        let scheduled = self.scheduled_at.swap(NOT_SCHEDULED, Relaxed);
+        // Acquire: the wakes this schedule stood for, their writes; release:
+        // the tokio waker set before the first poll, to the next wake.
+        let scheduled = self.scheduled_at.swap(NOT_SCHEDULED, AcqRel);
         // Before `sched_ns`, for `record`.
         self.poll_started.store(now, Relaxed);
         if scheduled != NOT_SCHEDULED {
@@ -409,6 +426,38 @@ impl TaskHeader {
             less(&mut record.polls, &held.polls);
             less(&mut record.wakes, &held.wakes);
         }
+    }
+}
+
+/// What the loom models of the task cell (`cell::loom_models`) read of the
+/// header's state.
+#[cfg(theseus_loom)]
+impl TaskHeader {
+    /// The schedules poll starts took.
+    pub(crate) fn schedules_taken(&self) -> u64 {
+        self.taken.load(Relaxed)
+    }
+
+    /// The polls ended and the wakes counted.
+    pub(crate) fn polls_and_wakes(&self) -> (u64, u64) {
+        (self.polls.load(Relaxed), self.wakes.load(Relaxed))
+    }
+
+    /// Whether a schedule is pending for the next poll.
+    pub(crate) fn is_scheduled(&self) -> bool {
+        self.scheduled_at.load(Relaxed) != NOT_SCHEDULED
+    }
+
+    /// The tag of the wake that made the last schedule.
+    pub(crate) fn woken_by(&self) -> u8 {
+        self.woken_by.load(Relaxed)
+    }
+
+    /// The wakes that ended waits at each await point so far.
+    pub(crate) fn await_wakes(&self) -> Vec<u64> {
+        self.awaits.get().map_or_else(Vec::new, |slots| {
+            slots.iter().map(|slot| slot.wakes.load(Relaxed)).collect()
+        })
     }
 }
 

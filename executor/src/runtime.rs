@@ -97,17 +97,13 @@ impl Runtime {
     ///
     /// # Panics
     ///
-    /// If called from inside a runtime (a task, or another `block_on`): that
-    /// would block a thread that drives tasks. A panic of `future` itself
-    /// propagates from here, as under tokio, and the runtime stays usable.
+    /// Where tokio's does: on a thread that drives tasks (inside a task, or
+    /// another `block_on`), which it would block. It is allowed where tokio
+    /// allows it: in a `spawn_blocking` closure, or inside
+    /// `tokio::task::block_in_place`. A panic of `future` itself propagates
+    /// from here, as under tokio, and the runtime stays usable.
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
-        if tokio::task::try_id().is_some() {
-            panic!(
-                "cannot call `block_on` from inside a theseus runtime: it would block a thread \
-                 that drives tasks; `.await` the future instead"
-            );
-        }
         self.tokio().block_on(MainFuture { future })
     }
 

@@ -234,7 +234,10 @@ mod hooks {
         // margin are removed by name when the stack is resolved.
         let marker = 0u8;
         let boundary = std::hint::black_box(&marker) as *const u8 as usize + BOUNDARY_MARGIN;
-        let scope = theseus_profiler::enter_poll(cell.header.stack, boundary);
+        // SAFETY: a margin above this frame's local, within the frames of
+        // tokio's poll that call this hook and then the task's poll; the
+        // scope is dropped on this thread by `after_poll`, before they return.
+        let scope = unsafe { theseus_profiler::enter_poll(cell.header.stack, boundary) };
         let polled = cell.enter_polling();
         POLLING.with(|polling| {
             *polling.borrow_mut() = Some(Polling {

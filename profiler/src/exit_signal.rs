@@ -17,6 +17,15 @@
 //!   snapshot is written and the program goes on. When its main returns, the
 //!   final profile replaces the snapshot.
 //!
+//! A signal that arrives while the final profile is being written (the
+//! program's `main` returned) writes nothing more: it waits for that write
+//! to be done or given up, and then takes its course as above, even though
+//! the session gives the signals back right after its write.
+//!
+//! A child forked without exec has the handler but not the signal thread:
+//! its signals never go into the parent's pipe, and take their course at
+//! once, as they would without theseus (see `crate::forked`).
+//!
 //! A signal that was ignored (`SIG_IGN`) when the handling was set up stays
 //! ignored. `SIGPROF` and `ITIMER_PROF` are never touched: they belong to
 //! whichever CPU sampler runs in the process.
@@ -64,6 +73,15 @@ mod imp {
     /// the handler never waits on a full pipe (a full pipe already holds a
     /// pending wake-up).
     static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
+
+    /// The last signal the handler passed on to the signal thread, not yet
+    /// taken by it (0: none): what [`uninstall`] must not leave behind.
+    static RECEIVED: AtomicI32 = AtomicI32::new(0);
+
+    /// The process whose signal thread reads the pipe (0: none yet). A
+    /// forked child has the parent's pipe but not its thread: its signals
+    /// are its own (see `crate::forked`), and never go into the pipe.
+    static PIPE_OWNER: AtomicI32 = AtomicI32::new(0);
 
     /// The disposition each signal had before ours, read by the handler to
     /// chain to it. Each points to a leaked, never-freed `sigaction` that is
@@ -120,9 +138,12 @@ mod imp {
         // and restored so the interrupted code does not see it change.
         let saved = unsafe { *errno };
         let fd = PIPE_WRITE.load(Ordering::Relaxed);
-        if fd >= 0 {
-            let byte = sig as u8;
+        // SAFETY: getpid(2) is async-signal-safe and cannot fail.
+        let owner = PIPE_OWNER.load(Ordering::Relaxed) == unsafe { libc::getpid() };
+        if fd >= 0 && owner {
+            RECEIVED.store(sig, Ordering::Relaxed);
             loop {
+                let byte = sig as u8;
                 // SAFETY: write(2) is async-signal-safe; `byte` lives across
                 // the call and the length is 1.
                 let n = unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
@@ -131,6 +152,8 @@ mod imp {
                     break;
                 }
             }
+        } else if fd >= 0 {
+            as_if_never_installed(sig);
         }
         if let Some(i) = index_of(sig) {
             let previous = PREVIOUS[i].load(Ordering::Acquire);
@@ -158,6 +181,29 @@ mod imp {
         unsafe { *errno = saved };
     }
 
+    /// In a forked child: no signal thread will write a profile and then
+    /// let the signal take its course, so the signal takes it now, as it
+    /// would have without theseus. Where nobody else handles it (the
+    /// disposition is still ours, and was the default before), the default
+    /// is put back and the signal raised again: it is blocked while this
+    /// handler runs, and ends the process as soon as the handler returns.
+    /// Otherwise the handler before ours is chained to, as in any process.
+    /// Only async-signal-safe calls: sigaction(2) and raise(3).
+    fn as_if_never_installed(sig: c_int) {
+        let Some(i) = index_of(sig) else { return };
+        let previous = PREVIOUS[i].load(Ordering::Acquire);
+        if previous.is_null() {
+            return;
+        }
+        // SAFETY: published pointers are leaked and never modified.
+        let previous = unsafe { &*previous };
+        let ours = current(sig).is_ok_and(|now| now.sa_sigaction == our_handler());
+        if ours && previous.sa_sigaction == libc::SIG_DFL && set(sig, previous).is_ok() {
+            // SAFETY: raise(3) is async-signal-safe.
+            unsafe { libc::raise(sig) };
+        }
+    }
+
     /// The current disposition of `sig`.
     fn current(sig: c_int) -> io::Result<libc::sigaction> {
         // SAFETY: an all-zero sigaction is a valid value to be overwritten;
@@ -181,9 +227,13 @@ mod imp {
 
     /// Creates the pipe and the thread reading it, once per process.
     fn start_thread(state: &mut State) -> io::Result<()> {
-        if state.thread {
+        // SAFETY: getpid(2) cannot fail.
+        let pid = unsafe { libc::getpid() };
+        if state.thread && PIPE_OWNER.load(Ordering::Relaxed) == pid {
             return Ok(());
         }
+        // Not yet, or in a forked child that starts a session of its own:
+        // a pipe and a thread of its own, not the parent's.
         let mut fds = [0 as c_int; 2];
         // SAFETY: `fds` has room for the two descriptors pipe(2) returns.
         if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
@@ -210,7 +260,13 @@ mod imp {
             }
             return Err(e);
         }
-        PIPE_WRITE.store(write_fd, Ordering::Relaxed);
+        PIPE_OWNER.store(pid, Ordering::Relaxed);
+        let inherited = PIPE_WRITE.swap(write_fd, Ordering::Relaxed);
+        if inherited >= 0 {
+            // SAFETY: the child's copy of the parent's pipe, which only the
+            // handler wrote, and no longer does.
+            unsafe { libc::close(inherited) };
+        }
         state.thread = true;
         Ok(())
     }
@@ -233,36 +289,49 @@ mod imp {
         }
     }
 
-    /// Runs on the signal thread after `sig` arrived.
+    /// Runs on the signal thread after `sig` arrived. Holds `STATE` until
+    /// the signal has taken its course, so that the handling cannot be
+    /// given back ([`uninstall`], after a final write) in between: a signal
+    /// that arrives while the final profile is written waits for that
+    /// write, then still ends the process.
     fn handle(sig: c_int) {
-        let writer = STATE
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .writer
-            .as_ref()
-            .map(|(_, w)| w.clone());
-        if let Some(write) = writer {
+        let state = STATE.lock().unwrap_or_else(PoisonError::into_inner);
+        RECEIVED.store(0, Ordering::Relaxed);
+        if let Some((_, write)) = state.writer.as_ref() {
             // A failing writer must not keep the signal from taking effect.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write()));
         }
-        let Some(i) = index_of(sig) else { return };
-        let Ok(now) = current(sig) else { return };
+        if nobody_else_handles(sig) {
+            die_of(sig);
+        }
+        drop(state);
+    }
+
+    /// Whether `sig`'s disposition is still ours, with the default before
+    /// it: nobody but theseus handles it.
+    fn nobody_else_handles(sig: c_int) -> bool {
+        let Some(i) = index_of(sig) else { return false };
+        let Ok(now) = current(sig) else { return false };
         if now.sa_sigaction != our_handler() {
             // Someone installed a handler over ours: the program handles it.
-            return;
+            return false;
         }
+        let previous = PREVIOUS[i].load(Ordering::Acquire);
+        // SAFETY: published pointers are leaked and never modified.
+        // (A handler from before ours was chained to: the program handles it.)
+        !previous.is_null() && unsafe { &*previous }.sa_sigaction == libc::SIG_DFL
+    }
+
+    /// Ends the process by `sig`, as without theseus: the default action
+    /// back in place, the signal raised again.
+    fn die_of(sig: c_int) {
+        let Some(i) = index_of(sig) else { return };
         let previous = PREVIOUS[i].load(Ordering::Acquire);
         if previous.is_null() {
             return;
         }
         // SAFETY: published pointers are leaked and never modified.
-        let previous = unsafe { &*previous };
-        if previous.sa_sigaction != libc::SIG_DFL {
-            // A handler from before ours was chained to: the program handles it.
-            return;
-        }
-        // Nobody handles it: die of it, as without theseus.
-        if set(sig, previous).is_ok() {
+        if set(sig, unsafe { &*previous }).is_ok() {
             // SAFETY: plain system calls; the default action now applies.
             unsafe {
                 libc::kill(libc::getpid(), sig);
@@ -303,6 +372,11 @@ mod imp {
             return;
         }
         state.writer = None;
+        // A signal that came and was not taken yet by the signal thread
+        // (which waits for `STATE`): nobody writes for it any more, but it
+        // still takes its course, once the handling is given back.
+        let received = RECEIVED.swap(0, Ordering::Relaxed);
+        let dies = received != 0 && nobody_else_handles(received);
         for (i, &sig) in SIGNALS.iter().enumerate() {
             let Ok(now) = current(sig) else { continue };
             let previous = PREVIOUS[i].load(Ordering::Acquire);
@@ -310,6 +384,9 @@ mod imp {
                 // SAFETY: published pointers are leaked and never modified.
                 let _ = set(sig, unsafe { &*previous });
             }
+        }
+        if dies {
+            die_of(received);
         }
     }
 }

@@ -83,6 +83,7 @@ pub mod config;
 pub mod exit_signal;
 pub mod flamegraph;
 pub mod folded;
+mod forked;
 pub mod format;
 pub mod http;
 pub mod interval;

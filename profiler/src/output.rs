@@ -21,6 +21,7 @@
 //! the top stacks to standard error ([`crate::report`]).
 
 use crate::config::{Config, ConfigError};
+use crate::forked::Starter;
 use crate::snapshots::{snapshot_path, Ticker};
 use crate::{Event, Format, Profile, Tracer};
 use std::fs::{self, OpenOptions};
@@ -81,18 +82,47 @@ struct Inner {
     /// One write at a time: the final write, an interval's and a signal's
     /// snapshot may race. Holds the number of the last interval written.
     writing: Mutex<u64>,
+    /// The profile is this process's: a forked child writes none of it
+    /// (see `forked`).
+    started: Starter,
+    /// Set, under `writing`, when the final write begins: a signal that
+    /// comes after that waits for it and writes nothing more.
+    final_write: AtomicBool,
 }
 
 impl Inner {
     fn write_profile(&self) -> Destination {
         let mut written = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        self.write_locked(&mut written)
+    }
+
+    /// The last write of the session (it finishes, or the process exits):
+    /// no signal's snapshot follows it.
+    fn write_final(&self) -> Destination {
+        let mut written = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        self.final_write.store(true, Ordering::Relaxed);
+        self.write_locked(&mut written)
+    }
+
+    /// A signal's snapshot, unless the final write began (it may still be
+    /// going on: this waits for it): that one is the profile.
+    fn write_on_signal(&self) -> Option<Destination> {
+        let mut written = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.final_write.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(self.write_locked(&mut written))
+    }
+
+    /// Writes the profile, with `writing` held (`written`).
+    fn write_locked(&self, written: &mut u64) -> Destination {
         let mut profile = self.tracer.to_profile();
         if profile.is_empty() && *written == 0 {
             return Destination::Nothing;
         }
         if self.intervals {
             // Reported on stderr by `write_interval`; the whole run goes on.
-            let _ = self.write_interval(&mut written);
+            let _ = self.write_interval(written);
             // With what ended while the interval was cut.
             profile = self.tracer.to_profile();
         }
@@ -216,6 +246,8 @@ impl Session {
             intervals: config.interval.is_some(),
             report: config.report,
             writing: Mutex::new(0),
+            started: Starter::this_process(),
+            final_write: AtomicBool::new(false),
         });
         let ticker = match config.interval {
             None => None,
@@ -302,6 +334,9 @@ impl Session {
 
     fn finish_in_place(&mut self) -> Destination {
         self.finished = true;
+        if !self.inner.started.is_this_process() {
+            return self.leave_to_the_parent();
+        }
         // Before the final write, which writes the last interval itself.
         if let Some(mut ticker) = self.ticker.take() {
             ticker.stop();
@@ -312,7 +347,7 @@ impl Session {
         if let Some(mut http) = self.http.take() {
             http.stop();
         }
-        let written = self.inner.write_profile();
+        let written = self.inner.write_final();
         self.inner.announce(&written);
         forget_at_exit(&self.inner);
         self.inner.tracer.uninstall();
@@ -320,6 +355,22 @@ impl Session {
         // that waits for the write to finish.
         self.signals = None;
         written
+    }
+}
+
+impl Session {
+    /// In a forked child: the session is the parent's, which writes its
+    /// profile; the child lets go of the threads it does not have, and of
+    /// the tracer, and writes nothing. Says where the parent's goes.
+    fn leave_to_the_parent(&mut self) -> Destination {
+        if let Some(mut ticker) = self.ticker.take() {
+            ticker.stop();
+        }
+        drop(self.sampler.take());
+        forget_at_exit(&self.inner);
+        self.inner.tracer.uninstall();
+        self.signals = None;
+        Destination::Out(self.inner.out.clone())
     }
 }
 
@@ -344,8 +395,11 @@ fn start_sampler(hz: Option<u32>) -> Result<Option<crate::Sampler>, ConfigError>
 fn write_on_signals(inner: &Arc<Inner>) -> Option<crate::exit_signal::SignalGuard> {
     let weak = Arc::downgrade(inner);
     let write = Arc::new(move || {
-        if let Some(inner) = weak.upgrade() {
-            inner.announce(&inner.write_profile());
+        let written = weak
+            .upgrade()
+            .and_then(|inner| Some((inner.write_on_signal()?, inner)));
+        if let Some((destination, inner)) = written {
+            inner.announce(&destination);
         }
     });
     match crate::exit_signal::write_on_termination(write) {
@@ -404,9 +458,10 @@ extern "C" fn at_exit() {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
-            .and_then(|weak| weak.upgrade());
+            .and_then(|weak| weak.upgrade())
+            .filter(|inner| inner.started.is_this_process());
         if let Some(inner) = inner {
-            inner.announce(&inner.write_profile());
+            inner.announce(&inner.write_final());
         }
     });
     if written.is_err() {

@@ -17,6 +17,7 @@
 //! at once when the session ends; the session then writes the last
 //! (partial) interval itself, so the snapshots cover the whole run.
 
+use crate::forked::Starter;
 use crate::Format;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -57,6 +58,8 @@ pub fn snapshot_path(out: &Path, format: Format, seq: u64) -> PathBuf {
 pub(crate) struct Ticker {
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<JoinHandle<()>>,
+    /// The thread is this process's only: a forked child has none to stop.
+    started: Starter,
 }
 
 impl Ticker {
@@ -98,11 +101,18 @@ impl Ticker {
         Ok(Ticker {
             stop,
             thread: Some(thread),
+            started: Starter::this_process(),
         })
     }
 
     /// Stops the thread and waits for it (and a snapshot it is writing).
+    /// In a forked child, which has no such thread (nor a consistent lock
+    /// to tell it by), only forgets it.
     pub(crate) fn stop(&mut self) {
+        if !self.started.is_this_process() {
+            std::mem::forget(self.thread.take());
+            return;
+        }
         let (lock, condvar) = &*self.stop;
         *lock.lock().unwrap_or_else(PoisonError::into_inner) = true;
         condvar.notify_all();

@@ -167,14 +167,20 @@ mod tests {
     fn poll_scopes_nest_and_restore() {
         assert_eq!(current_stack(), StackId::ROOT);
         assert_eq!(poll_boundary(), 0);
+        let (outer, inner) = (0u8, 0u8);
+        let outer = std::hint::black_box(&outer) as *const u8 as usize;
+        let inner = std::hint::black_box(&inner) as *const u8 as usize;
         {
-            let _outer = enter_poll(StackId(7), 100);
-            assert_eq!((current_stack(), poll_boundary()), (StackId(7), 100));
+            // SAFETY: both boundaries are locals of this frame, which
+            // outlives the scopes.
+            let _outer = unsafe { enter_poll(StackId(7), outer) };
+            assert_eq!((current_stack(), poll_boundary()), (StackId(7), outer));
             {
-                let _inner = enter_poll(StackId(9), 50);
-                assert_eq!((current_stack(), poll_boundary()), (StackId(9), 50));
+                // SAFETY: as above.
+                let _inner = unsafe { enter_poll(StackId(9), inner) };
+                assert_eq!((current_stack(), poll_boundary()), (StackId(9), inner));
             }
-            assert_eq!((current_stack(), poll_boundary()), (StackId(7), 100));
+            assert_eq!((current_stack(), poll_boundary()), (StackId(7), outer));
         }
         assert_eq!((current_stack(), poll_boundary()), (StackId::ROOT, 0));
     }

@@ -92,7 +92,8 @@ fn a_polling_threads_cpu_time_lands_on_the_running_stack_with_its_frames() {
     let (spent, timers_during) = std::thread::spawn(move || {
         let marker = 0u8;
         let boundary = black_box(&marker) as *const u8 as usize;
-        let _poll = enter_poll(stack, boundary);
+        // SAFETY: `marker` is a local of this frame, which outlives the scope.
+        let _poll = unsafe { enter_poll(stack, boundary) };
         (task_body(200_000_000), posix_timers())
     })
     .join()
@@ -191,4 +192,69 @@ fn rates_out_of_range_say_what_is_accepted() {
             "{msg}"
         );
     }
+}
+
+/// A hot function of its own for each `N`: a body long enough that the
+/// sampler interrupts many distinct instructions in it.
+#[inline(never)]
+fn hot<const N: u64>(x: u64) -> u64 {
+    let mut h = x ^ N;
+    for i in 0..64u64 {
+        h = h.rotate_left((N % 61 + 1) as u32) ^ i.wrapping_mul(N | 1);
+        h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (h >> 29);
+        h = h.wrapping_add(i << (N % 13)) ^ h.rotate_right(17);
+        h = h.wrapping_mul(h | 1) ^ (N << 7);
+    }
+    h
+}
+
+macro_rules! hot_table {
+    ($($n:literal)*) => {
+        [$(hot::<$n> as fn(u64) -> u64),*]
+    };
+}
+
+/// How the sampler's stacks grow over a long run of many hot functions:
+/// the trie's node count every 5 s, at 10 kHz. Past the first 16,384
+/// distinct interrupted instructions, samples are keyed by function, so it
+/// levels off.
+///
+/// ```text
+/// cargo test --release -p theseus-profiler --test sampler -- --ignored --nocapture long_run
+/// ```
+#[test]
+#[ignore = "a measurement, not a check: run it in release by hand"]
+fn sampled_stacks_over_a_long_run() {
+    let _serial = serial();
+    let tracer = Tracer::new();
+    tracer.install();
+    let stack = spawn_stack(Location::caller(), "sampler_test::Hot");
+    let sampler = Sampler::start(Sampler::MAX_HZ).unwrap();
+    let table = hot_table!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63 64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79 80 81 82 83 84 85 86 87 88 89 90 91 92 93 94 95 96 97 98 99 100 101 102 103 104 105 106 107 108 109 110 111 112 113 114 115 116 117 118 119 120 121 122 123 124 125 126 127 128 129 130 131 132 133 134 135 136 137 138 139 140 141 142 143 144 145 146 147 148 149 150 151 152 153 154 155 156 157 158 159 160 161 162 163 164 165 166 167 168 169 170 171 172 173 174 175 176 177 178 179 180 181 182 183 184 185 186 187 188 189 190 191 192 193 194 195 196 197 198 199 200 201 202 203 204 205 206 207 208 209 210 211 212 213 214 215 216 217 218 219 220 221 222 223 224 225 226 227 228 229 230 231 232 233 234 235 236 237 238 239 240 241 242 243 244 245 246 247 248 249 250 251 252 253 254 255);
+    std::thread::spawn(move || {
+        let marker = 0u8;
+        let boundary = black_box(&marker) as *const u8 as usize;
+        // SAFETY: `marker` is a local of this frame, which outlives the scope.
+        let _poll = unsafe { enter_poll(stack, boundary) };
+        let start = std::time::Instant::now();
+        let mut h = 1u64;
+        for period in 1..=12u32 {
+            while start.elapsed() < std::time::Duration::from_secs(5) * period {
+                for f in &table {
+                    h = f(h);
+                }
+            }
+            // The drain runs every few ms; the count is as of then.
+            println!(
+                "after {:3} s: {} trie nodes",
+                5 * period,
+                theseus_profiler::interned_nodes()
+            );
+        }
+        black_box(h)
+    })
+    .join()
+    .unwrap();
+    sampler.stop();
+    tracer.uninstall();
 }

@@ -40,7 +40,8 @@ async fn worker() {}
 fn poll_with(stack: StackId, f: fn() -> StackId) -> StackId {
     let marker = 0u8;
     let boundary = black_box(&marker) as *const u8 as usize;
-    let _scope = enter_poll(stack, boundary);
+    // SAFETY: `marker` is a local of this frame, which outlives the scope.
+    let _scope = unsafe { enter_poll(stack, boundary) };
     black_box(f())
 }
 
@@ -317,7 +318,8 @@ fn spawn_stack_cost() {
         };
         let marker = 0u8;
         let boundary = black_box(&marker) as *const u8 as usize;
-        let _scope = enter_poll(StackId::ROOT, boundary);
+        // SAFETY: `marker` is a local of this frame, which outlives the scope.
+        let _scope = unsafe { enter_poll(StackId::ROOT, boundary) };
         black_box(deep());
         let start = std::time::Instant::now();
         for _ in 0..n {

@@ -3,11 +3,14 @@
 //! handler, and what makes it safe there, is in `handler`.
 
 mod handler;
+mod innermost;
 
 use super::ring::{Ring, SAMPLE_FRAMES};
 use super::{period_ns, DRAIN_INTERVAL};
+use crate::forked::Starter;
 use crate::stack::{self, unwind, FrameKey};
 use crate::StackId;
+use innermost::{Innermost, EXACT_LIMIT};
 use libc::c_int;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -32,6 +35,9 @@ struct Running {
     /// Tells the drain thread to end.
     stop: Arc<(Mutex<bool>, Condvar)>,
     drainer: Option<JoinHandle<()>>,
+    /// The drain thread and the timers are this process's only: a forked
+    /// child inherits this state without them (see `forked`).
+    started: Starter,
 }
 
 // SAFETY: `libc::sigaction` holds a handler address and plain integers; it
@@ -105,17 +111,27 @@ impl Drop for Membership {
     }
 }
 
-pub(super) fn start(hz: u32) -> io::Result<u32> {
-    let mut state = lock(&STATE);
-    if let Some(running) = state.as_ref() {
-        return Err(io::Error::new(
+/// An error if a sampler runs already; one a forked child inherited from
+/// its parent does not count, and is let go of.
+fn none_running(state: &mut Option<Running>) -> io::Result<()> {
+    if let Some(inherited) = state.take_if(|r| !r.started.is_this_process()) {
+        abandon_inherited(inherited);
+    }
+    match state.as_ref() {
+        None => Ok(()),
+        Some(running) => Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
             format!(
                 "theseus's sampler is already running (every {} ns of CPU time); stop it first",
                 running.period_ns
             ),
-        ));
+        )),
     }
+}
+
+pub(super) fn start(hz: u32) -> io::Result<u32> {
+    let mut state = lock(&STATE);
+    none_running(&mut state)?;
     // What a handler may not do for itself: the unwinder's one-time set-up
     // and the probe of its stack pointers, the address ranges to stay out of.
     handler::prepare();
@@ -171,6 +187,7 @@ pub(super) fn start(hz: u32) -> io::Result<u32> {
         previous,
         stop,
         drainer: Some(drainer),
+        started: Starter::this_process(),
     });
     unwind::set_sampler_signal(Some(signal));
     crate::tracer::connect_cpu_source(drain);
@@ -186,6 +203,10 @@ pub(super) fn stop(generation: u32) {
     let Some(mut running) = state.take() else {
         return;
     };
+    if !running.started.is_this_process() {
+        abandon_inherited(running);
+        return;
+    }
     // No thread joins from now on (they check `STATE`, now empty), and the
     // ones that did lose their timers: no new signal is generated after this.
     stack::request_thread_setup(0, join_this_thread);
@@ -211,6 +232,20 @@ pub(super) fn stop(generation: u32) {
             lost / 1_000_000
         );
     }
+    restore_signal(running.signal, &running.previous);
+    unwind::set_sampler_signal(None);
+}
+
+/// In a forked child: lets go of the sampler it inherited from its parent,
+/// whose drain thread and timers it does not have (joining the one, or
+/// deleting the other's ids, which may name timers of its own by now, would
+/// be wrong), and gives the signal back.
+fn abandon_inherited(mut running: Running) {
+    std::mem::forget(running.drainer.take());
+    for member in lock(&MEMBERS).iter_mut() {
+        member.timer = None;
+    }
+    lock(&MEMBERS).clear();
     restore_signal(running.signal, &running.previous);
     unwind::set_sampler_signal(None);
 }
@@ -281,7 +316,10 @@ fn join_this_thread(generation: u32) -> u32 {
         return 0;
     }
     let state = lock(&STATE);
-    let Some(running) = state.as_ref().filter(|r| r.generation == generation) else {
+    let Some(running) = state
+        .as_ref()
+        .filter(|r| r.generation == generation && r.started.is_this_process())
+    else {
         // Stopped or restarted meanwhile: the next poll sees the new value.
         return generation;
     };
@@ -378,13 +416,22 @@ fn drain() {
     let mut by_stack: HashMap<StackId, u64> = HashMap::new();
     {
         let mut members = lock(&MEMBERS);
+        // Under `MEMBERS`, as every drain runs.
+        static INNERMOST: Mutex<Option<Innermost>> = Mutex::new(None);
+        let mut innermost = lock(&INNERMOST);
+        let innermost = innermost.get_or_insert_with(Innermost::default);
         for member in members.iter() {
             let period_ns = member.period_ns;
             // SAFETY: the only reader: drains run under the `MEMBERS` lock.
             unsafe {
                 member.ring.drain(|sample| {
                     let len = (sample.len as usize).min(SAMPLE_FRAMES);
-                    let id = sample_stack(StackId(sample.stack), &sample.ips[..len]);
+                    let mut ips = [0usize; SAMPLE_FRAMES];
+                    ips[..len].copy_from_slice(&sample.ips[..len]);
+                    if len > 0 {
+                        ips[0] = innermost.key(ips[0], EXACT_LIMIT);
+                    }
+                    let id = sample_stack(StackId(sample.stack), &ips[..len]);
                     let ns = u64::from(sample.weight).saturating_mul(period_ns);
                     let total = by_stack.entry(id).or_default();
                     *total = total.saturating_add(ns);

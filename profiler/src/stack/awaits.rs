@@ -521,7 +521,8 @@ mod tests {
         let marker = 0u8;
         let boundary = std::hint::black_box(&marker) as *const u8 as usize;
         let task = crate::spawn_stack(std::panic::Location::caller(), "app::a_or_b");
-        let _scope = enter_poll(task, boundary);
+        // SAFETY: `marker` is a local of this frame, which outlives the scope.
+        let _scope = unsafe { enter_poll(task, boundary) };
         // Two different chains, each registered twice: `a` and `b` may
         // sit at the same depth, and must still be told apart.
         for _ in 0..2 {
@@ -578,7 +579,8 @@ mod tests {
         let marker = 0u8;
         let boundary = std::hint::black_box(&marker) as *const u8 as usize;
         let task = crate::spawn_stack(std::panic::Location::caller(), "app::named");
-        let _scope = enter_poll(task, boundary);
+        // SAFETY: `marker` is a local of this frame, which outlives the scope.
+        let _scope = unsafe { enter_poll(task, boundary) };
         let mut ids = Vec::new();
         for awaited in [
             None,

@@ -3,7 +3,7 @@
 //! says how often it happens.
 
 use super::context::{current_stack, poll_boundary};
-use super::intern::{intern, FastMap, FrameKey, FrameKind, Leaf};
+use super::intern::{intern_task, FastMap, FrameKey, FrameKind, Leaf};
 use super::signature::{read_chain, Signature};
 use super::unwind::{sampler_signals_blocked, sp_is_callee_cfa, walk_poll, walk_poll_with_sp};
 use super::StackId;
@@ -254,10 +254,10 @@ fn cached(
         None => {
             let capture = || match mode {
                 CaptureMode::Location if leaf.frame.is_some() => {
-                    (intern(parent, &[FrameKey::Leaf(leaf)]), None)
+                    (intern_task(parent, &[FrameKey::Leaf(leaf)]), None)
                 }
                 CaptureMode::Location => (
-                    intern(
+                    intern_task(
                         parent,
                         &[FrameKey::Location(location), FrameKey::Leaf(leaf)],
                     ),
@@ -352,7 +352,7 @@ fn capture_signed(
         keys.push(FrameKey::Location(location));
     }
     keys.push(FrameKey::Leaf(leaf));
-    (intern(parent, &keys), signature)
+    (intern_task(parent, &keys), signature)
 }
 
 /// The cache key bits of a leaf's frame kind (0: a task).
@@ -383,7 +383,7 @@ fn capture(parent: StackId, location: &'static Location<'static>, leaf: Leaf) ->
         len += 1;
     }
     keys[len] = FrameKey::Leaf(leaf);
-    intern(parent, &keys[..len + 1])
+    intern_task(parent, &keys[..len + 1])
 }
 
 /// Fills `out` with the return addresses of this thread's stack, innermost
@@ -432,7 +432,9 @@ mod tests {
         let marker = 0u8;
         let boundary = black_box(&marker) as *const u8 as usize;
         let task = crate::spawn_stack(Location::caller(), "app::handler");
-        let _scope = enter_poll(task, boundary);
+        // SAFETY: `marker` is a local of this frame, which outlives the
+        // scope and every spawn made under it.
+        let _scope = unsafe { enter_poll(task, boundary) };
         for _ in 0..2 {
             out.push(black_box(via_a()));
             out.push(black_box(via_b()));

@@ -121,8 +121,31 @@ pub struct PollScope {
 /// `request_thread_setup`). The returned guard puts the previous values
 /// back, which makes nested polls (a `block_on` inside a task) come out
 /// right.
+///
+/// # Safety
+///
+/// The profiler trusts `boundary`: it walks this thread's machine stack
+/// from a spawn, a waker's registration or (theseus's sampler) any
+/// instruction the thread is interrupted at, out to the boundary, and takes
+/// every frame below it for the task's, including from a signal handler.
+/// So `boundary` must be 0 (no poll) or an address inside a live frame of
+/// the calling thread's stack that encloses the whole poll (a local of the
+/// function that calls `poll`, or a little above it), and the returned
+/// scope must be dropped on this thread before that frame returns.
+///
+/// ```
+/// use theseus_profiler::{enter_poll, poll_boundary, StackId};
+///
+/// let marker = 0u8;
+/// let boundary = std::hint::black_box(&marker) as *const u8 as usize;
+/// // SAFETY: `marker` is a local of this frame, which outlives the scope.
+/// let scope = unsafe { enter_poll(StackId::ROOT, boundary) };
+/// assert_eq!(poll_boundary(), boundary);
+/// drop(scope);
+/// assert_eq!(poll_boundary(), 0);
+/// ```
 #[inline]
-pub fn enter_poll(stack: StackId, boundary: usize) -> PollScope {
+pub unsafe fn enter_poll(stack: StackId, boundary: usize) -> PollScope {
     POLL.with(|p| {
         let generation = SETUP_GENERATION.load(Relaxed);
         if p.set_up.get() != generation {
@@ -176,13 +199,9 @@ pub fn current_stack() -> StackId {
 /// own stacks at the same place.
 ///
 /// ```
-/// use theseus_profiler::{enter_poll, poll_boundary, StackId};
+/// use theseus_profiler::poll_boundary;
 ///
-/// assert_eq!(poll_boundary(), 0);
-/// let scope = enter_poll(StackId::ROOT, 0x7fff_0000);
-/// assert_eq!(poll_boundary(), 0x7fff_0000);
-/// drop(scope);
-/// assert_eq!(poll_boundary(), 0);
+/// assert_eq!(poll_boundary(), 0, "no poll runs here");
 /// ```
 #[inline]
 pub fn poll_boundary() -> usize {

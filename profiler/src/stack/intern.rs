@@ -224,6 +224,69 @@ pub(crate) fn intern(parent: StackId, keys: &[FrameKey]) -> StackId {
     id
 }
 
+/// How many tasks above a spawn [`intern_task`] looks through for one
+/// spawned alike.
+const FOLD_DEPTH: usize = 16;
+
+/// The stack of a task spawned in the task `parent`, whose own segment is
+/// `keys` (the spawning poll's frames, the spawn location, the leaf).
+///
+/// If `parent`, or one of the [`FOLD_DEPTH`] tasks above it, was spawned
+/// alike (its segment is `keys` too), that task's stack: a task that spawns
+/// its successor, generation after generation, runs in one recursive stack,
+/// as its profile shows it (recursion folded), and the trie, the capture
+/// and await caches and the aggregate keyed on it stay as large as the
+/// distinct stacks, never growing with the generations. Otherwise `parent`
+/// extended by `keys`.
+pub(crate) fn intern_task(parent: StackId, keys: &[FrameKey]) -> StackId {
+    let repeated = {
+        let trie = TRIE.read().unwrap_or_else(PoisonError::into_inner);
+        trie.spawned_alike(parent, keys)
+    };
+    repeated.unwrap_or_else(|| intern(parent, keys))
+}
+
+impl Trie {
+    /// `task`, or the nearest of the [`FOLD_DEPTH`] tasks above it, whose
+    /// segment is `keys`.
+    fn spawned_alike(&self, mut task: StackId, keys: &[FrameKey]) -> Option<StackId> {
+        for _ in 0..FOLD_DEPTH {
+            if task == StackId::ROOT {
+                return None;
+            }
+            if self.segment_is(task, keys) {
+                return Some(task);
+            }
+            task = self.task_above(task)?;
+        }
+        None
+    }
+
+    /// Whether the last segment of `id` (back to the task leaf above it, or
+    /// the root) is `keys`.
+    fn segment_is(&self, id: StackId, keys: &[FrameKey]) -> bool {
+        let mut cur = id;
+        for key in keys.iter().rev() {
+            match self.nodes.get(cur.0 as usize) {
+                Some(node) if cur != StackId::ROOT && node.key == *key => cur = node.parent,
+                _ => return false,
+            }
+        }
+        cur == StackId::ROOT || matches!(self.nodes[cur.0 as usize].key, FrameKey::Leaf(_))
+    }
+
+    /// The nearest task (a leaf node) above `id`, or the root.
+    fn task_above(&self, id: StackId) -> Option<StackId> {
+        let mut cur = self.nodes.get(id.0 as usize)?.parent;
+        while cur != StackId::ROOT
+            && !matches!(self.nodes.get(cur.0 as usize)?.key, FrameKey::Leaf(_))
+        {
+            cur = self.nodes[cur.0 as usize].parent;
+        }
+        Some(cur)
+    }
+}
+
 /// One poll's worth of a logical stack, as [`segment`] returns it.
 pub(crate) struct Segment {
     /// Outermost first: the return addresses of one poll, then (for a task
@@ -294,4 +357,47 @@ pub(crate) fn node_count() -> usize {
         .unwrap_or_else(PoisonError::into_inner)
         .nodes
         .len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment_of(line: u32, type_name: &'static str) -> Vec<FrameKey> {
+        // A distinct address per test, so no other test's stacks match.
+        vec![
+            FrameKey::Ip(0x7e57_0000 + line as usize),
+            FrameKey::Ip(0x7e57_1000 + line as usize),
+            FrameKey::Leaf(Leaf::task(type_name, false)),
+        ]
+    }
+
+    #[test]
+    fn tasks_spawned_alike_down_a_chain_share_one_stack() {
+        let (a, b, c) = (
+            segment_of(1, "fold::a"),
+            segment_of(2, "fold::b"),
+            segment_of(3, "fold::c"),
+        );
+        let first = intern_task(StackId::ROOT, &a);
+        assert_ne!(first, StackId::ROOT);
+        // A task that spawns its like: the same stack, generation after
+        // generation, and no new node.
+        let nodes = node_count();
+        assert_eq!(intern_task(first, &a), first);
+        assert_eq!(node_count(), nodes);
+        // A cycle through another spawn site folds back too.
+        let other = intern_task(first, &b);
+        assert_ne!(other, first);
+        assert_eq!(intern_task(other, &a), first);
+        assert_eq!(intern_task(first, &b), other);
+        // What was never spawned above is a new stack below.
+        let third = intern_task(other, &c);
+        assert_ne!(third, other);
+        assert_eq!(segment(third).unwrap().parent, other);
+        // Only whole segments match: a tail of a longer one does not.
+        let tail = intern_task(other, &a[1..]);
+        assert_ne!(tail, first);
+        assert_eq!(segment(tail).unwrap().parent, other);
+    }
 }
