@@ -11,6 +11,7 @@ mod common;
 use common::callgrind::Profile;
 use common::ground::{assert_within, profile};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const MS: u64 = 1_000_000;
@@ -49,13 +50,23 @@ fn measured() -> Measured {
     }
 }
 
-/// The profile of the second run of `main()`: the first one captures each
-/// stack (an unwind, the first time a spawn site, frame or await point is
-/// seen), which the figures checked here should not include.
-fn warm_profile<F: std::future::Future<Output = ()>>(name: &str, main: impl Fn() -> F) -> Profile {
+/// Held by every test that runs the functions feeding the counters above,
+/// so that one test's runs never add to another's figures.
+static MEASURING: Mutex<()> = Mutex::new(());
+
+/// The profile of the second run of `main()`, with what that run measured:
+/// the first one captures each stack (an unwind, the first time a spawn
+/// site, frame or await point is seen), which the figures checked here
+/// should not include.
+fn warm_profile<F: std::future::Future<Output = ()>>(
+    name: &str,
+    main: impl Fn() -> F,
+) -> (Profile, Measured) {
+    let _measuring = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     profile(name, 2, main());
     measured();
-    profile(name, 2, main())
+    let profile = profile(name, 2, main());
+    (profile, measured())
 }
 
 #[theseus::profiled]
@@ -122,13 +133,12 @@ fn assert_leaf_holds_the_task(profile: &Profile, leaf: &str, wall: u64) {
 #[test]
 fn a_frame_in_a_task_is_timed_below_its_leaf_and_leaves_the_task_its_own() {
     let wall = AtomicU64::new(0);
-    let profile = warm_profile("frames-in-a-task", || async {
+    let (profile, measured) = warm_profile("frames-in-a-task", || async {
         let start = Instant::now();
         theseus::spawn(handler()).await.unwrap();
         wall.store(start.elapsed().as_nanos() as u64, Relaxed);
     });
     let wall = wall.load(Relaxed);
-    let measured = measured();
     let task = "[task] frames::handler";
     assert_eq!(profile.self_of(task, "Tasks"), 1);
     assert_eq!(profile.self_of(task, "Frames"), 0);
@@ -211,13 +221,12 @@ async fn nests() {
 #[test]
 fn frames_nest_and_any_future_can_be_one() {
     let outer_ns = AtomicU64::new(0);
-    let profile = warm_profile("frames-nest", || async {
+    let (profile, measured) = warm_profile("frames-nest", || async {
         let start = Instant::now();
         theseus::spawn(nests()).await.unwrap();
         outer_ns.store(start.elapsed().as_nanos() as u64, Relaxed);
     });
     let outer_ns = outer_ns.load(Relaxed);
-    let measured = measured();
     let queried = measured.queried;
     let outer = "[frame] frames::outer_frame";
     assert_eq!(profile.self_of(outer, "Frames"), 1);
@@ -257,10 +266,10 @@ async fn queries() {
 /// timed, with their await points.
 #[test]
 fn a_frame_in_a_tokio_task_has_its_await_points() {
-    let profile = warm_profile("frames-in-tokio-spawn", || async {
+    let (profile, measured) = warm_profile("frames-in-tokio-spawn", || async {
         tokio::spawn(queries()).await.unwrap();
     });
-    assert_query_frames(&profile, CALLS, &measured());
+    assert_query_frames(&profile, CALLS, &measured);
 }
 
 struct Repo<T> {
@@ -283,6 +292,7 @@ impl<T: Copy + Into<u64> + Send + Sync> Repo<T> {
 
 #[test]
 fn methods_with_self_generics_and_results_are_frames() {
+    let _measuring = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let profile = profile("frames-methods", 2, async {
         let repo = Repo { scale: 3u8 };
         assert_eq!(repo.find(4).await, Ok(12));

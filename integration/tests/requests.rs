@@ -206,6 +206,13 @@ fn check_requests(profile: &Profile, callgrind: &Callgrind, measured: [u64; 3]) 
     let users = |event| through(profile, USERS, None, event);
     let late = user_ns.saturating_sub(REQUESTS * 22 * MS);
     let wall = users(Event::WallNs);
+    // The request's leaf holds the whole request in callgrind too: library
+    // frames below it that repeat names above it never fold it away.
+    assert_eq!(callgrind.inclusive_of(USERS, "WallNs"), wall);
+    assert_eq!(
+        callgrind.inclusive_of(SLOW, "WallNs"),
+        through(profile, SLOW, None, Event::WallNs)
+    );
     assert_between(
         "GET /users/{id} WallNs",
         wall,

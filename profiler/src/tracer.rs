@@ -551,13 +551,16 @@ impl Tracer {
     /// the intervals' cuts.
     ///
     /// ```
-    /// use theseus_profiler::{record, AwaitCosts, Outcome, StackId, TaskId, TaskRecord, Tracer};
+    /// use theseus_profiler::{
+    ///     record, AwaitCosts, Outcome, RecordKind, StackId, TaskId, TaskRecord, Tracer,
+    /// };
     ///
     /// let tracer = Tracer::new();
     /// tracer.install();
     /// let task = |wall_ns| TaskRecord {
     ///     id: TaskId::next(), stack: StackId::ROOT, wall_ns, busy_ns: 0, sched_ns: 0,
     ///     polls: 1, wakes: 0, outcome: Outcome::Completed, awaits: AwaitCosts::NONE,
+    ///     kind: RecordKind::Task,
     /// };
     /// record(&task(100));
     /// let outer = tracer.open_window();

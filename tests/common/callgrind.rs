@@ -259,9 +259,16 @@ pub fn is_task_leaf(function: &str) -> bool {
     function.starts_with("[task] ") || function.starts_with("[blocking] ")
 }
 
-/// Every wait at an await point sits below the leaf of a task: no path of
-/// calls from a function nobody calls reaches an `[await]` leaf without
-/// going through a task's leaf.
+/// Whether `function` is the leaf of a unit whose waits are its own: a
+/// task's, or a frame's (a marked future, a request), which is timed as a
+/// task is wherever it is polled.
+fn is_unit_leaf(function: &str) -> bool {
+    is_task_leaf(function) || function.starts_with("[frame] ") || function.starts_with("[request] ")
+}
+
+/// Every wait at an await point sits below the leaf of a task or of a
+/// frame: no path of calls from a function nobody calls reaches an
+/// `[await]` leaf without going through such a leaf.
 fn assert_waits_below_task_leaves(profile: &Profile) {
     let mut callees: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut called = std::collections::BTreeSet::new();
@@ -273,20 +280,20 @@ fn assert_waits_below_task_leaves(profile: &Profile) {
         .self_cost
         .keys()
         .map(String::as_str)
-        .filter(|f| !called.contains(f) && !is_task_leaf(f));
+        .filter(|f| !called.contains(f) && !is_unit_leaf(f));
     let mut seen = std::collections::BTreeSet::new();
     let mut todo: Vec<(&str, Vec<&str>)> = roots.map(|r| (r, vec![r])).collect();
     while let Some((function, path)) = todo.pop() {
         assert!(
             !function.starts_with("[await] "),
-            "a wait outside every task's leaf: {}",
+            "a wait outside every task's and frame's leaf: {}",
             path.join(" -> ")
         );
         if !seen.insert(function) {
             continue;
         }
         for &callee in callees.get(function).into_iter().flatten() {
-            if !is_task_leaf(callee) {
+            if !is_unit_leaf(callee) {
                 let mut longer = path.clone();
                 longer.push(callee);
                 todo.push((callee, longer));
