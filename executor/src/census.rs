@@ -14,8 +14,8 @@
 //! Built with `--cfg tokio_unstable`, theseus sees tokio's tasks through its
 //! hooks and has nothing to compare: the counters are left alone.
 
+use crate::id_hasher::id_number;
 use std::cell::Cell;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::Relaxed};
 
 const ROWS: usize = 16;
@@ -35,26 +35,7 @@ pub(crate) struct RuntimeSlot(u8);
 /// The counter of the runtime `handle` drives.
 #[inline]
 pub(crate) fn runtime_of(handle: &tokio::runtime::Handle) -> RuntimeSlot {
-    /// tokio's runtime id is a number it only shows through `Hash` and
-    /// `Display`: keep what it hashes.
-    #[derive(Default)]
-    struct Keep(u64);
-    impl Hasher for Keep {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, bytes: &[u8]) {
-            for &byte in bytes {
-                self.0 = self.0.rotate_left(8) ^ u64::from(byte);
-            }
-        }
-        fn write_u64(&mut self, n: u64) {
-            self.0 = n;
-        }
-    }
-    let mut id = Keep::default();
-    handle.id().hash(&mut id);
-    RuntimeSlot((id.finish() % RUNTIMES as u64) as u8)
+    RuntimeSlot((id_number(&handle.id()) % RUNTIMES as u64) as u8)
 }
 
 /// The counter of the runtime this thread is in; the first one outside

@@ -46,7 +46,8 @@
 //! - `boundary`: the marked frame below which a poll's frames are the task's.
 //! - `registry`: live tasks, for profiles written mid-run.
 //! - `tokio_tasks` and `census`: tasks spawned with `tokio::spawn`, timed
-//!   through tokio's hooks, or counted when they cannot be.
+//!   through tokio's hooks, or counted when they cannot be; `id_hasher`:
+//!   tokio's ids as the integers they are.
 //! - `frame`: [`profiled`] futures, timed like tasks wherever they are
 //!   polled, with their costs taken off the task polling them.
 //! - `join`: [`JoinHandle`], [`AbortHandle`] and [`task::yield_now`];
@@ -75,6 +76,7 @@ mod census;
 mod clock;
 mod frame;
 mod header;
+mod id_hasher;
 mod join;
 mod join_set;
 mod local_set;

@@ -129,9 +129,10 @@ pub(crate) fn spawning_theseus_task<R>(spawn: impl FnOnce() -> R) -> R {
 #[cfg(tokio_unstable)]
 mod hooks {
     use crate::cell::{PollingGuard, TaskCell};
+    use crate::id_hasher::{id_number, IdHasher};
     use std::cell::{Cell, RefCell};
     use std::collections::HashMap;
-    use std::hash::{BuildHasherDefault, Hasher};
+    use std::hash::BuildHasherDefault;
     use std::sync::{Arc, Mutex, MutexGuard};
     use theseus_profiler::{Outcome, PollScope};
     use tokio::runtime::TaskMeta;
@@ -168,24 +169,6 @@ mod hooks {
 
     const SHARDS: usize = 32;
 
-    /// tokio task ids are unique integers already: hash them as they are.
-    #[derive(Default)]
-    struct IdHasher(u64);
-
-    impl Hasher for IdHasher {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, bytes: &[u8]) {
-            for &byte in bytes {
-                self.0 = self.0.rotate_left(8) ^ u64::from(byte);
-            }
-        }
-        fn write_u64(&mut self, n: u64) {
-            self.0 = n;
-        }
-    }
-
     type Tasks = HashMap<Id, Arc<TaskCell>, BuildHasherDefault<IdHasher>>;
 
     /// The timed tokio tasks, by id.
@@ -193,9 +176,7 @@ mod hooks {
         [const { Mutex::new(HashMap::with_hasher(BuildHasherDefault::new())) }; SHARDS];
 
     fn shard(id: Id) -> MutexGuard<'static, Tasks> {
-        let mut hasher = IdHasher::default();
-        std::hash::Hash::hash(&id, &mut hasher);
-        TASKS[hasher.finish() as usize % SHARDS]
+        TASKS[id_number(&id) as usize % SHARDS]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }

@@ -42,6 +42,7 @@
 
 use super::context::{current_stack, poll_boundary};
 use super::intern::{intern, FastMap, FrameKey};
+use super::signature::{read_chain, Signature};
 use super::unwind::{sampler_signals_blocked, sp_is_callee_cfa, walk_poll_with_sp};
 use super::StackId;
 use std::cell::{Cell, RefCell};
@@ -274,7 +275,7 @@ type Key = (StackId, usize, Awaited);
 /// One await point as it lies on the stack: each frame's return address
 /// and its slot, as an offset from the capturing function's local.
 struct Candidate {
-    slots: Box<[(usize, usize)]>,
+    signature: Signature,
     id: StackId,
 }
 
@@ -282,18 +283,11 @@ impl Candidate {
     /// Whether the stack above `base` holds this candidate's chain now.
     #[inline]
     fn matches(&self, base: usize) -> bool {
-        self.slots.iter().all(|&(offset, ip)| {
-            // SAFETY: every offset was checked, when the candidate was
-            // made, to lie below the depth that is part of its key, and the
-            // key's depth is this capture's: `base + offset` lies between
-            // a local of `locate` and the poll boundary, in the frames of
-            // this thread's stack that called `locate` and are live until
-            // it returns. The slot is aligned for a `usize` (checked when
-            // made). The read is volatile, only compared, and no Rust
-            // reference to the word is made or used: it is how an unwinder
-            // reads a return address.
-            unsafe { std::ptr::read_volatile((base + offset) as *const usize) == ip }
-        })
+        // SAFETY: `base` is a local of `locate`, whose frame runs this, and
+        // every candidate under a key was made by `unwind_point` called from
+        // `locate`, with its base at the depth below the poll boundary that
+        // is part of the key, which is this capture's.
+        unsafe { self.signature.matches(base) }
     }
 }
 
@@ -442,41 +436,11 @@ fn unwind_point(
         // for as long as the walk lasts.
         unsafe { walk_poll_with_sp(boundary, callee_cfa, &mut frames) }
     };
-    let frames = &frames[..n];
-    let word = std::mem::size_of::<usize>();
-    // Frames above `base` (this function's caller outwards), each with the
-    // stack slot its return address was found in.
-    let mut kept: Vec<(usize, Option<usize>)> = Vec::with_capacity(n);
-    let mut lowest = base;
-    for (i, &(ip, sp)) in frames.iter().enumerate() {
-        // Where a frame's return address lies depends on what `sp` means
-        // (see `sp_is_callee_cfa`): just below this frame's own stack
-        // pointer, or below the next inner frame's.
-        let inner_sp = if i > 0 { frames[i - 1].1 } else { 0 };
-        let candidates = [sp.wrapping_sub(word), inner_sp.wrapping_sub(word)];
-        let slot = candidates.into_iter().find(|&slot| {
-            slot > lowest
-                && slot.checked_add(word).is_some_and(|end| end <= boundary)
-                && slot % word == 0
-                // SAFETY: `slot` lies between a local of `locate` (below
-                // `lowest`) and the poll boundary: in live frames of this
-                // thread's stack that called this function; aligned, read
-                // only to compare, as the unwinder itself just read it.
-                && unsafe { std::ptr::read_volatile(slot as *const usize) } == ip
-        });
-        match slot {
-            Some(slot) => {
-                lowest = slot;
-                kept.push((ip, Some(slot)));
-            }
-            // Frames at or below this function's own have no slot above
-            // `base`; they are the capture itself, not the await point.
-            None if sp <= base => {}
-            None => kept.push((ip, None)),
-        }
-    }
-    let mut keys = Vec::with_capacity(kept.len() + 1);
-    keys.extend(kept.iter().rev().map(|&(ip, _)| FrameKey::Ip(ip)));
+    // Frames at or below this function's own are the capture itself, not
+    // the await point: `read_chain` leaves them out.
+    let (ips, signature) = read_chain(&frames[..n], base, boundary);
+    let mut keys = Vec::with_capacity(ips.len() + 1);
+    keys.extend(ips.into_iter().map(FrameKey::Ip));
     // A joined task is named by its own spawn and leaf: the tasks above it
     // name nothing here, and awaits alike at every depth of a chain of
     // tasks then end in one key, resolved once.
@@ -486,14 +450,7 @@ fn unwind_point(
     };
     keys.push(FrameKey::Await(awaited));
     let id = intern(task, &keys);
-    let slots: Option<Box<[(usize, usize)]>> = kept
-        .iter()
-        .map(|&(ip, slot)| slot.map(|slot| (slot - base, ip)))
-        .collect();
-    let candidate = slots
-        .filter(|slots| !slots.is_empty())
-        .map(|slots| Candidate { slots, id });
-    (id, candidate)
+    (id, signature.map(|signature| Candidate { signature, id }))
 }
 
 #[cfg(test)]
