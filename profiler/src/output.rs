@@ -97,11 +97,15 @@ impl Inner {
     }
 
     /// The last write of the session (it finishes, or the process exits):
-    /// no signal's snapshot follows it.
+    /// no signal's snapshot follows it. Announced with `writing` still
+    /// held, so that a signal that came during the write, which ends the
+    /// process once the lock is free, never cuts the announcement off.
     fn write_final(&self) -> Destination {
         let mut written = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         self.final_write.store(true, Ordering::Relaxed);
-        self.write_locked(&mut written)
+        let destination = self.write_locked(&mut written);
+        self.announce(&destination);
+        destination
     }
 
     /// A signal's snapshot, unless the final write began (it may still be
@@ -348,7 +352,6 @@ impl Session {
             http.stop();
         }
         let written = self.inner.write_final();
-        self.inner.announce(&written);
         forget_at_exit(&self.inner);
         self.inner.tracer.uninstall();
         // After the write: a signal arriving during it still finds a handler
@@ -461,7 +464,7 @@ extern "C" fn at_exit() {
             .and_then(|weak| weak.upgrade())
             .filter(|inner| inner.started.is_this_process());
         if let Some(inner) = inner {
-            inner.announce(&inner.write_final());
+            inner.write_final();
         }
     });
     if written.is_err() {
