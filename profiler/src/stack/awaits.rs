@@ -42,8 +42,7 @@
 
 use super::context::{current_stack, poll_boundary};
 use super::intern::{intern, FastMap, FrameKey};
-use super::signature::{read_chain, Signature};
-use super::unwind::{sampler_signals_blocked, sp_is_callee_cfa, walk_poll_with_sp};
+use super::signature::{walk_chain, Signature};
 use super::StackId;
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -260,10 +259,6 @@ pub fn await_point() -> Option<StackId> {
     Some(locate(current_stack(), awaited, boundary, mode))
 }
 
-/// Most machine frames kept for one await point; a deeper poll loses its
-/// outermost frames (the walk goes from the capture outwards).
-const MAX_FRAMES: usize = 128;
-
 /// Most signatures kept under one key. More than a few means a key that
 /// tells await points apart badly; past this, new points are unwound each
 /// time (exact, only slower).
@@ -425,20 +420,7 @@ fn unwind_point(
     boundary: usize,
     base: usize,
 ) -> (StackId, Option<Candidate>) {
-    let mut frames = [(0usize, 0usize); MAX_FRAMES];
-    let callee_cfa = sp_is_callee_cfa();
-    let n = {
-        let _blocked = sampler_signals_blocked();
-        // SAFETY: `walk_poll_with_sp` needs this thread not to be inside
-        // the unwinder already. This is normal context (a waker clone inside
-        // a poll), not a signal handler, and the handlers that unwind (a CPU
-        // sampler's `SIGPROF`, theseus's own sampler's signal) are blocked
-        // for as long as the walk lasts.
-        unsafe { walk_poll_with_sp(boundary, callee_cfa, &mut frames) }
-    };
-    // Frames at or below this function's own are the capture itself, not
-    // the await point: `read_chain` leaves them out.
-    let (ips, signature) = read_chain(&frames[..n], base, boundary);
+    let (ips, signature) = walk_chain(base, boundary);
     let mut keys = Vec::with_capacity(ips.len() + 1);
     keys.extend(ips.into_iter().map(FrameKey::Ip));
     // A joined task is named by its own spawn and leaf: the tasks above it

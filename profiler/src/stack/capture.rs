@@ -4,8 +4,8 @@
 
 use super::context::{current_stack, poll_boundary};
 use super::intern::{intern_task, FastMap, FrameKey, FrameKind, Leaf};
-use super::signature::{read_chain, Signature};
-use super::unwind::{sampler_signals_blocked, sp_is_callee_cfa, walk_poll, walk_poll_with_sp};
+use super::signature::{walk_chain, Signature};
+use super::unwind::{sampler_signals_blocked, sp_is_callee_cfa, walk_poll};
 use super::StackId;
 use std::cell::RefCell;
 use std::fmt;
@@ -334,18 +334,7 @@ fn capture_signed(
     boundary: usize,
     base: usize,
 ) -> (StackId, Option<Signature>) {
-    let mut frames = [(0usize, 0usize); MAX_FRAMES];
-    let callee_cfa = sp_is_callee_cfa();
-    let n = {
-        let _blocked = sampler_signals_blocked();
-        // SAFETY: `walk_poll_with_sp` needs this thread not to be inside
-        // the unwinder already. This is normal context (a spawn call), not a
-        // signal handler, and the handlers that unwind (a CPU sampler's
-        // `SIGPROF`, theseus's own sampler's signal) are blocked for as long
-        // as the walk lasts.
-        unsafe { walk_poll_with_sp(boundary, callee_cfa, &mut frames) }
-    };
-    let (ips, signature) = read_chain(&frames[..n], base, boundary);
+    let (ips, signature) = walk_chain(base, boundary);
     let mut keys: Vec<FrameKey> = ips.into_iter().map(FrameKey::Ip).collect();
     // A frame's stack has no location key: see `capture`.
     if leaf.frame.is_none() {

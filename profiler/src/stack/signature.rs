@@ -9,6 +9,12 @@
 //! recorded address, the chain is the recorded one. That costs one load a
 //! frame, where unwinding costs a microsecond or more.
 
+use super::unwind::{sampler_signals_blocked, sp_is_callee_cfa, walk_poll_with_sp};
+
+/// Most machine frames kept for one chain; a deeper poll loses its
+/// outermost frames (the walk goes from the capture outwards).
+const MAX_FRAMES: usize = 128;
+
 /// Where each frame of a chain keeps its return address, as offsets from
 /// the base, with the address.
 pub(super) struct Signature {
@@ -38,13 +44,31 @@ impl Signature {
     }
 }
 
+/// Unwinds the current poll from here to `boundary` and reads the chain of
+/// frames above `base` with its signature (see [`read_chain`]). Frames at
+/// or below `base`, this walk's own and its caller's, are left out.
+pub(super) fn walk_chain(base: usize, boundary: usize) -> (Vec<usize>, Option<Signature>) {
+    let mut frames = [(0usize, 0usize); MAX_FRAMES];
+    let callee_cfa = sp_is_callee_cfa();
+    let n = {
+        let _blocked = sampler_signals_blocked();
+        // SAFETY: `walk_poll_with_sp` needs this thread not to be inside
+        // the unwinder already. Its callers run in normal context (a spawn
+        // call, a waker clone inside a poll), not in a signal handler, and
+        // the handlers that unwind (a CPU sampler's `SIGPROF`, theseus's
+        // own sampler's signal) are blocked for as long as the walk lasts.
+        unsafe { walk_poll_with_sp(boundary, callee_cfa, &mut frames) }
+    };
+    read_chain(&frames[..n], base, boundary)
+}
+
 /// The frames of a walk that lie above `base`, outermost first, and their
 /// signature: `frames` are `(ip, sp)` pairs, innermost first, as
 /// `walk_poll_with_sp` gives them, down to `boundary`. Frames at or below
 /// `base` are the walk's own and left out. The signature is `None` when some
 /// frame's return address could not be found on the stack (the frames are
 /// still exact, only not recognizable later) or when there are none.
-pub(super) fn read_chain(
+fn read_chain(
     frames: &[(usize, usize)],
     base: usize,
     boundary: usize,
