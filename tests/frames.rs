@@ -9,7 +9,7 @@
 mod common;
 
 use common::callgrind::Profile;
-use common::ground::{assert_within, profile};
+use common::ground::{assert_between, assert_within, profile};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -98,22 +98,6 @@ async fn handler() {
     }
     tokio::time::sleep(Duration::from_millis(30)).await;
     burn(3, &TASK_BURN_NS);
-}
-
-/// `value` within `tolerance` below and `tolerance` plus `late` above.
-fn assert_between(what: &str, value: u64, expected: u64, tolerance: f64, late: u64) {
-    let low = (expected as f64 * (1.0 - tolerance)) as u64;
-    let high = (expected as f64 * (1.0 + tolerance)) as u64 + late;
-    assert!(
-        (low..=high).contains(&value),
-        "{what}: {:.3} ms, expected {:.3} ms (-{:.0}% .. +{:.0}% and {:.1} ms late)",
-        value as f64 / 1e6,
-        expected as f64 / 1e6,
-        tolerance * 100.0,
-        tolerance * 100.0,
-        late as f64 / 1e6
-    );
-    println!("{what}: {:.3} ms", value as f64 / 1e6);
 }
 
 /// Every event of a task's leaf, inclusively, is the whole task's: the

@@ -386,10 +386,7 @@ fn cancelled_panicked_and_unfinished_tasks_are_shown_apart() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tracer = theseus::Tracer::new();
     tracer.install();
-    let runtime = theseus::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
+    let runtime = common::multi_thread(2);
     // Declared after the runtime, so it is dropped before it: if an assertion
     // fails, the unwind stops the spinner before the runtime waits for it.
     let stop = StopOnDrop::default();

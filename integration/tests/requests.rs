@@ -13,13 +13,14 @@ mod svg;
 use axum::extract::Path as UrlPath;
 use axum::routing::get;
 use common::callgrind::{parse, Profile as Callgrind};
-use common::ground::{assert_within, SERIAL};
+use common::ground::{assert_between, assert_within, SERIAL};
+use common::http_client::get_once;
 use common::readers::{check_with_real_readers, folded_lines, pprof_raw};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use svg::svg_frames;
 use theseus::profiler::{Event, Format, Profile};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 
 const MS: u64 = 1_000_000;
@@ -95,38 +96,11 @@ async fn serve(requests: u64) {
     server.await.unwrap();
 }
 
-/// Sends one HTTP/1.1 GET and reads the response's body.
-async fn get_once(stream: &mut BufReader<TcpStream>, path: &str) -> String {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
-    stream
-        .get_mut()
-        .write_all(request.as_bytes())
-        .await
-        .unwrap();
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        stream.read_line(&mut line).await.unwrap();
-        if line == "\r\n" {
-            break;
-        }
-        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = value.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).await.unwrap();
-    String::from_utf8(body).unwrap()
-}
-
 /// The profile of `serve(requests)` on a fresh two-worker runtime.
 fn profiled_run(requests: u64) -> Profile {
     let tracer = theseus::Tracer::new();
     tracer.install();
-    let runtime = theseus::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
+    let runtime = common::multi_thread(2);
     runtime.block_on(serve(requests));
     drop(runtime);
     tracer.uninstall();
@@ -136,23 +110,6 @@ fn profiled_run(requests: u64) -> Profile {
 fn write(profile: &Profile, format: Format, event: Event, path: &std::path::Path) {
     let mut file = std::fs::File::create(path).unwrap();
     profile.write(format, event, &mut file).unwrap();
-}
-
-/// `value` no lower than `expected` less `tolerance`, no higher than it
-/// plus `tolerance` and `late`.
-fn assert_between(what: &str, value: u64, expected: u64, tolerance: f64, late: u64) {
-    let low = (expected as f64 * (1.0 - tolerance)) as u64;
-    let high = (expected as f64 * (1.0 + tolerance)) as u64 + late;
-    assert!(
-        (low..=high).contains(&value),
-        "{what}: {:.3} ms, expected {:.3} ms (-{:.0}% .. +{:.0}% and {:.1} ms late)",
-        value as f64 / 1e6,
-        expected as f64 / 1e6,
-        tolerance * 100.0,
-        tolerance * 100.0,
-        late as f64 / 1e6
-    );
-    println!("{what}: {:.3} ms", value as f64 / 1e6);
 }
 
 #[test]

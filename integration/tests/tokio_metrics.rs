@@ -49,10 +49,7 @@ fn echo_profile(spawner: Spawner, monitor: &tokio_metrics::TaskMonitor) -> Profi
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tracer = theseus::Tracer::new();
     tracer.install();
-    let runtime = theseus::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
+    let runtime = common::multi_thread(2);
     let watched = monitor.clone();
     runtime.block_on(async move {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

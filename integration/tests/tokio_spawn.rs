@@ -29,10 +29,11 @@ fn child() {
 }
 
 mod service {
+    use super::common::http_client::get_once;
     use super::{CONNECTIONS, REQUESTS};
     use axum::routing::get;
     use std::time::Duration;
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::io::BufReader;
     use tokio::net::{TcpListener, TcpStream};
 
     async fn fast() -> &'static str {
@@ -79,30 +80,6 @@ mod service {
             let body = get_once(&mut stream, path).await;
             assert_eq!(body, &path[1..]);
         }
-    }
-
-    /// Sends one HTTP/1.1 GET and reads the response's body.
-    async fn get_once(stream: &mut BufReader<TcpStream>, path: &str) -> String {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
-        stream
-            .get_mut()
-            .write_all(request.as_bytes())
-            .await
-            .unwrap();
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            stream.read_line(&mut line).await.unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = value.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; length];
-        stream.read_exact(&mut body).await.unwrap();
-        String::from_utf8(body).unwrap()
     }
 }
 
@@ -279,10 +256,7 @@ mod unseen {
             let _waiting: Vec<_> = (0..4).map(|_| theseus::spawn(pending::<()>())).collect();
             let (done, second_done) = tokio::sync::oneshot::channel();
             std::thread::spawn(move || {
-                let second = theseus::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .build()
-                    .unwrap();
+                let second = crate::common::multi_thread(1);
                 second.block_on(async {
                     let _ticker = ticker();
                     let _waiting: Vec<_> = (0..3).map(|_| tokio::spawn(pending::<()>())).collect();

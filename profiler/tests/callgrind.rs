@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{check_rules, check_with_readers, Scratch};
+use common::callgrind::{parse, Profile};
+use common::{check_with_readers, Scratch};
 use theseus_profiler::{
     write_callgrind, Costs, Outcome, ProfileHeader, ProfileStack, ResolvedFrame,
 };
@@ -52,7 +53,7 @@ fn render(stacks: &[ProfileStack]) -> String {
 }
 
 /// Writes `stacks`, checks the rules and both readers, returns the parse.
-fn check_file(tag: &str, stacks: &[ProfileStack]) -> common::Parsed {
+fn check_file(tag: &str, stacks: &[ProfileStack]) -> Profile {
     let dir = Scratch::new(tag);
     let path = dir.join("profile.callgrind");
     std::fs::write(&path, render(stacks)).unwrap();
@@ -105,13 +106,13 @@ fn chain_costs_are_self_at_the_leaf_and_inclusive_along_the_stack() {
         }
     }
     assert_eq!(p.totals, all);
-    assert_eq!(p.own["[task] app::handle_conn"], total);
+    assert_eq!(p.own("[task] app::handle_conn"), total);
     assert_eq!(
-        p.own["[task] app::accept_loop (unfinished)"],
+        p.own("[task] app::accept_loop (unfinished)"),
         costs(5_000_000, 1).to_array()
     );
     assert_eq!(
-        p.own.get("app::accept_loop").copied().unwrap_or_default(),
+        p.own("app::accept_loop"),
         [0; 8],
         "no self cost above a leaf"
     );
@@ -122,26 +123,15 @@ fn chain_costs_are_self_at_the_leaf_and_inclusive_along_the_stack() {
         ("app::main", "app::accept_loop"),
         ("app::accept_loop", "[task] app::accept_loop (unfinished)"),
     ] {
-        assert_eq!(
-            p.calls[&(caller.to_string(), callee.to_string())],
-            101,
-            "{caller} -> {callee}"
-        );
+        assert_eq!(p.call_count(caller, callee), 101, "{caller} -> {callee}");
     }
     for (caller, callee) in [
         ("[task] app::accept_loop (unfinished)", "app::handle_conn"),
         ("app::handle_conn", "[task] app::handle_conn"),
     ] {
-        assert_eq!(
-            p.calls[&(caller.to_string(), callee.to_string())],
-            100,
-            "{caller} -> {callee}"
-        );
+        assert_eq!(p.call_count(caller, callee), 100, "{caller} -> {callee}");
     }
-    assert_eq!(
-        p.calls[&("app::main".to_string(), "[task] app::ticker".to_string())],
-        1
-    );
+    assert_eq!(p.call_count("app::main", "[task] app::ticker"), 1);
     // main's inclusive cost is everything under it: the total.
     assert_eq!(p.inclusive("app::main"), p.totals);
     assert_eq!(p.inclusive("app::handle_conn"), total);
@@ -186,21 +176,18 @@ fn recursion_through_tasks_keeps_each_task_with_its_waits() {
         waits(&[f(1), x, f(3), y, f(4), x, f(5), sleep], 5),
     ];
     let p = check_file("task-recursion", &stacks);
-    assert_eq!(p.own.get("app::f").copied().unwrap_or_default()[6], 0);
-    assert_eq!(p.own["[task] app::x"][6], 2);
-    assert_eq!(p.own["[task] app::y"][6], 1);
+    assert_eq!(p.own("app::f")[6], 0);
+    assert_eq!(p.own("[task] app::x")[6], 2);
+    assert_eq!(p.own("[task] app::y")[6], 1);
     // Every wait is below a task's leaf: the sleep's callers are leaves.
-    for (caller, callee) in p.calls.keys() {
+    for (caller, callee, _) in p.calls.keys() {
         if callee.starts_with("[await]") {
             assert!(caller.starts_with("[task]"), "{caller} -> {callee}");
         }
     }
-    for name in p.own.keys() {
+    for name in p.self_cost.keys() {
         assert!(p.inclusive(name)[0] <= p.totals[0], "{name}");
-        assert!(
-            p.incoming.get(name).map_or(0, |c| c[0]) <= p.totals[0],
-            "{name}"
-        );
+        assert!(p.incoming(name)[0] <= p.totals[0], "{name}");
     }
 }
 
@@ -262,7 +249,7 @@ fn recursion_never_makes_inclusive_exceed_the_total() {
     // and both readers see no function above the total.
     for s in &stacks {
         let p = check_file("recursion-one", std::slice::from_ref(s));
-        for name in p.own.keys().chain(p.outgoing.keys()) {
+        for name in p.self_cost.keys() {
             assert!(p.inclusive(name)[0] <= c.wall_ns, "{name}");
         }
     }
@@ -271,22 +258,14 @@ fn recursion_never_makes_inclusive_exceed_the_total() {
     assert_eq!(p.totals[6], 4);
     // fib's recursion collapses: fib calls its task once, never itself.
     assert_eq!(p.inclusive("app::fib"), one);
-    assert!(!p
-        .calls
-        .contains_key(&("app::fib".to_string(), "app::fib".to_string())));
-    assert_eq!(
-        p.calls[&("app::fib".to_string(), "[task] app::fib".to_string())],
-        1
-    );
+    assert_eq!(p.call_count("app::fib", "app::fib"), 0);
+    assert_eq!(p.call_count("app::fib", "[task] app::fib"), 1);
     // The innermost `b` (line 12) calls the leaf; `b` counts the task once.
-    assert_eq!(
-        p.calls[&("app::b".to_string(), "[task] app::leaf".to_string())],
-        1
-    );
-    assert!(p.incoming["app::b"][6] <= 2);
+    assert_eq!(p.call_count("app::b", "[task] app::leaf"), 1);
+    assert!(p.incoming("app::b")[6] <= 2);
     // The recursive walk task is attributed to `[task] app::walk` once.
-    assert_eq!(p.own["[task] app::walk"], one);
-    assert_eq!(p.incoming["[task] app::walk"], one);
+    assert_eq!(p.own("[task] app::walk"), one);
+    assert_eq!(p.incoming("[task] app::walk"), one);
     for name in [
         "app::a",
         "app::b",
@@ -312,10 +291,10 @@ fn outcomes_are_separate_suffixed_leaves() {
         stack(&frames, Outcome::Unfinished, costs(800, 8)),
     ];
     let p = check_file("outcomes", &stacks);
-    assert_eq!(p.own["[task] app::job"][6], 1);
-    assert_eq!(p.own["[task] app::job (cancelled)"][6], 2);
-    assert_eq!(p.own["[task] app::job (panicked)"][6], 4);
-    assert_eq!(p.own["[task] app::job (unfinished)"][6], 8);
+    assert_eq!(p.own("[task] app::job")[6], 1);
+    assert_eq!(p.own("[task] app::job (cancelled)")[6], 2);
+    assert_eq!(p.own("[task] app::job (panicked)")[6], 4);
+    assert_eq!(p.own("[task] app::job (unfinished)")[6], 8);
     assert_eq!(p.totals[6], 15);
     assert_eq!(p.inclusive("app::main")[6], 15);
 }
@@ -341,12 +320,12 @@ fn tasks_spawned_by_an_unfinished_task_hang_below_its_leaf() {
     ];
     let p = check_file("unfinished-parent", &stacks);
     assert!(
-        !p.own.contains_key("[task] app::serve"),
+        !p.self_cost.contains_key("[task] app::serve"),
         "{:?}",
-        p.own.keys()
+        p.self_cost.keys()
     );
     assert_eq!(
-        p.calls[&("[task] app::serve (unfinished)".into(), "app::serve".into())],
+        p.call_count("[task] app::serve (unfinished)", "app::serve"),
         3
     );
     assert_eq!(p.inclusive("[task] app::serve (unfinished)")[0], 1300);
@@ -390,7 +369,7 @@ fn odd_names_and_empty_stacks_stay_readable() {
         1
     );
     let p = check_file("odd", &stacks);
-    assert_eq!(p.own["[task] (unknown spawn site) (cancelled)"][0], 70);
+    assert_eq!(p.own("[task] (unknown spawn site) (cancelled)")[0], 70);
     assert_eq!(p.inclusive("app::main")[0], 80);
 }
 
@@ -405,7 +384,7 @@ fn output_is_deterministic_and_uses_compression() {
     assert_eq!(a.matches(") app::accept_loop\n").count(), 1, "{a}");
     assert!(a.contains("fl=(1) "));
     assert!(a.contains("cfn=("));
-    check_rules(&a);
+    parse(&a);
 }
 
 #[test]

@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{check_rules, check_with_readers, serial, Scratch};
+use common::callgrind::parse;
+use common::{check_with_readers, serial, Scratch};
 use std::sync::Arc;
 use theseus_profiler::{
     is_active, record, register_live_tasks, spawn_stack, LiveTasks, Outcome, StackId, TaskId,
@@ -210,11 +211,11 @@ fn live_tasks_are_written_as_unfinished_but_not_kept() {
     let mut out = Vec::new();
     t.write_data(&mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
-    let p = check_rules(&text);
+    let p = parse(&text);
     assert_eq!(p.totals[0], 9_000);
     assert_eq!(p.totals[6], 3);
     let unfinished: u64 = p
-        .own
+        .self_cost
         .iter()
         .filter(|(name, _)| name.ends_with(" (unfinished)"))
         .map(|(_, c)| c[6])
@@ -231,7 +232,7 @@ fn live_tasks_are_written_as_unfinished_but_not_kept() {
     drop(source);
     let mut out = Vec::new();
     t.write_data(&mut out).unwrap();
-    let p = check_rules(&String::from_utf8(out).unwrap());
+    let p = parse(&String::from_utf8(out).unwrap());
     assert_eq!(p.totals[6], 1);
     t.uninstall();
 }
@@ -282,10 +283,18 @@ fn a_tracer_profile_passes_the_readers() {
 #[test]
 fn nothing_is_recorded_without_a_tracer() {
     let _g = serial();
-    assert!(!is_active());
-    record(&rec(1, Outcome::Completed, 1));
     let t = Tracer::new();
-    assert_eq!(t.snapshot().len(), 0);
+    t.install();
+    record(&rec(1, Outcome::Completed, 1));
+    t.uninstall();
+    assert!(!is_active());
+    // Made with no tracer active, this record goes to none: not to the one
+    // this thread recorded into last, nor to the next one installed.
+    record(&rec(1, Outcome::Completed, 1));
+    assert_eq!(tasks(&t), 1);
+    t.install();
+    assert_eq!(tasks(&t), 1);
+    t.uninstall();
 }
 
 /// A live-task source whose tasks can be changed between cuts.

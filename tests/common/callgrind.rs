@@ -1,7 +1,9 @@
-//! A small callgrind reader for the tests: enough of the format to get each
+//! The tests' one callgrind reader: enough of the format to get each
 //! function's self cost and each call edge's count and inclusive cost, and
-//! strict about what theseus promises to write (header order, `fl=` before
-//! `fn=`, `cfi=` with `cfn=`, one cost line after `calls=`, integers only).
+//! strict about what theseus promises to write (header order, an `event:`
+//! line per event, `fl=` just before `fn=`, `cfi=` just before `cfn=`, one
+//! cost line after `calls=`, integers separated by single spaces, `totals:`
+//! last), with any number of events (`CpuNs` included).
 
 use std::collections::BTreeMap;
 
@@ -69,6 +71,54 @@ impl Profile {
             .sum()
     }
 
+    /// The self cost of every event of `function`: zeros when it has none.
+    pub fn own(&self, function: &str) -> Vec<u64> {
+        self.self_cost
+            .get(function)
+            .cloned()
+            .unwrap_or_else(|| vec![0; self.events.len()])
+    }
+
+    /// The sum of `function`'s calls' inclusive costs, every event.
+    pub fn outgoing(&self, function: &str) -> Vec<u64> {
+        self.sum_calls(|caller, _| caller == function)
+    }
+
+    /// The sum of the inclusive costs of the calls to `function`, every
+    /// event: gprof2dot's inclusive cost.
+    pub fn incoming(&self, function: &str) -> Vec<u64> {
+        self.sum_calls(|_, callee| callee == function)
+    }
+
+    /// `function`'s self cost and that of the calls it makes, every event:
+    /// callgrind_annotate's inclusive cost (zeros for a function not seen).
+    pub fn inclusive(&self, function: &str) -> Vec<u64> {
+        let mut sum = self.own(function);
+        for (a, b) in sum.iter_mut().zip(self.outgoing(function)) {
+            *a += b;
+        }
+        sum
+    }
+
+    /// How many calls from `caller` to `callee`, over every call line.
+    pub fn call_count(&self, caller: &str, callee: &str) -> u64 {
+        self.calls
+            .iter()
+            .filter(|((a, b, _), _)| a == caller && b == callee)
+            .map(|(_, (count, _))| count)
+            .sum()
+    }
+
+    fn sum_calls(&self, keep: impl Fn(&str, &str) -> bool) -> Vec<u64> {
+        let mut sum = vec![0; self.events.len()];
+        for ((caller, callee, _), (_, cost)) in &self.calls {
+            if keep(caller, callee) {
+                sum.iter_mut().zip(cost).for_each(|(a, b)| *a += b);
+            }
+        }
+        sum
+    }
+
     /// Names of functions that contain `needle`.
     pub fn functions(&self, needle: &str) -> Vec<&str> {
         self.self_cost
@@ -93,9 +143,12 @@ impl Profile {
 fn numbers(text: &str, what: &str) -> Vec<u64> {
     text.split(' ')
         .map(|n| {
-            n.parse().unwrap_or_else(|_| {
-                panic!("{what}: {n:?} is not a non-negative integer in {text:?}")
-            })
+            assert!(
+                !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()),
+                "{what}: {n:?} is not a non-negative integer, or not one space from the next, in {text:?}"
+            );
+            n.parse()
+                .unwrap_or_else(|_| panic!("{what}: {n:?} does not fit in 64 bits"))
         })
         .collect()
 }
@@ -124,13 +177,13 @@ fn name(value: &str, table: &mut BTreeMap<String, String>) -> String {
     }
 }
 
-pub fn parse(text: &str) -> Profile {
-    let mut profile = Profile::default();
-    let mut lines = text.lines();
+/// The header's lines up to `events:`, checked; the events they name.
+fn read_header<'a>(lines: &mut impl Iterator<Item = &'a str>) -> Vec<String> {
+    let creator = format!("creator: theseus {}", env!("CARGO_PKG_VERSION"));
     let header = [
         "# callgrind format",
         "version: 1",
-        "creator: ",
+        &creator,
         "pid: ",
         "cmd: ",
         "positions: line",
@@ -141,7 +194,51 @@ pub fn parse(text: &str) -> Profile {
             line.starts_with(expected),
             "header line {line:?}, expected {expected:?}"
         );
+        if let Some(pid) = line.strip_prefix("pid: ") {
+            numbers(pid, "pid");
+        }
     }
+    let mut described = Vec::new();
+    for line in lines.by_ref() {
+        if let Some(event) = line.strip_prefix("event: ") {
+            let (name, _) = event
+                .split_once(" : ")
+                .unwrap_or_else(|| panic!("not `event: NAME : description`: {line:?}"));
+            described.push(name.to_string());
+            continue;
+        }
+        if let Some(events) = line.strip_prefix("events: ") {
+            let events: Vec<String> = events.split(' ').map(str::to_string).collect();
+            assert_eq!(described, events, "one `event:` line per event, in order");
+            assert_eq!(
+                events.first().map(String::as_str),
+                Some("WallNs"),
+                "WallNs must come first"
+            );
+            return events;
+        }
+        panic!("unexpected line in header: {line:?}");
+    }
+    panic!("no events: line")
+}
+
+pub fn parse(text: &str) -> Profile {
+    assert!(text.ends_with('\n'), "the file ends with a newline");
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("totals: "),
+        "totals: is the last line: {last:?}"
+    );
+    let mut profile = Profile::default();
+    let mut lines = text.lines();
+    profile.events = read_header(&mut lines);
+    let summary = lines.next().expect("no summary");
+    profile.summary = numbers(
+        summary
+            .strip_prefix("summary: ")
+            .expect("summary: after events:"),
+        "summary",
+    );
     let mut files = BTreeMap::new();
     let mut functions = BTreeMap::new();
     let (mut fl, mut function, mut cfi, mut cfn) = (
@@ -151,28 +248,6 @@ pub fn parse(text: &str) -> Profile {
         None::<String>,
     );
     let mut pending_call: Option<(u64, u64)> = None;
-    for line in lines.by_ref() {
-        if line.starts_with("event:") {
-            continue;
-        }
-        if let Some(events) = line.strip_prefix("events: ") {
-            profile.events = events.split(' ').map(str::to_string).collect();
-            break;
-        }
-        panic!("unexpected line in header: {line:?}");
-    }
-    assert_eq!(
-        profile.events.first().map(String::as_str),
-        Some("WallNs"),
-        "WallNs must come first"
-    );
-    let summary = lines.next().expect("no summary");
-    profile.summary = numbers(
-        summary
-            .strip_prefix("summary: ")
-            .expect("summary: after events:"),
-        "summary",
-    );
     for line in lines {
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -181,10 +256,11 @@ pub fn parse(text: &str) -> Profile {
             fl = Some(name(value, &mut files));
             function = None;
         } else if let Some(value) = line.strip_prefix("fn=") {
-            assert!(fl.is_some(), "fn= without fl= before it: {line}");
+            let file = fl
+                .take()
+                .unwrap_or_else(|| panic!("fn= without fl= just before it: {line}"));
             function = Some(name(value, &mut functions));
-            let defined = (function.clone().unwrap(), fl.clone().unwrap());
-            profile.file_of.insert(defined.0, defined.1);
+            profile.file_of.insert(function.clone().unwrap(), file);
             profile
                 .self_cost
                 .entry(function.clone().unwrap())
@@ -195,7 +271,10 @@ pub fn parse(text: &str) -> Profile {
         {
             cfi = Some(name(value, &mut files));
         } else if let Some(value) = line.strip_prefix("cfn=") {
-            assert!(cfi.is_some(), "cfn= without cfi=: {line}");
+            assert!(
+                cfi.take().is_some(),
+                "cfn= without cfi= just before it: {line}"
+            );
             cfn = Some(name(value, &mut functions));
         } else if let Some(value) = line.strip_prefix("calls=") {
             assert!(cfn.is_some(), "calls= without cfn=: {line}");

@@ -54,10 +54,7 @@ fn profile_file_serially(
 ) -> (Profile, super::Scratch) {
     let tracer = theseus::Tracer::new();
     tracer.install();
-    let runtime = theseus::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .build()
-        .unwrap();
+    let runtime = super::multi_thread(workers);
     runtime.block_on(main);
     drop(runtime);
     tracer.uninstall();
@@ -89,6 +86,24 @@ pub fn assert_within(what: &str, measured: u64, expected: u64, tolerance: f64) {
     );
     assert!(error <= tolerance, "{report}");
     println!("{report}");
+}
+
+/// Checks `value` is no lower than `expected` less `tolerance`, no higher
+/// than it plus `tolerance` and `late` (what a loaded machine may add), and
+/// prints it.
+pub fn assert_between(what: &str, value: u64, expected: u64, tolerance: f64, late: u64) {
+    let low = (expected as f64 * (1.0 - tolerance)) as u64;
+    let high = (expected as f64 * (1.0 + tolerance)) as u64 + late;
+    assert!(
+        (low..=high).contains(&value),
+        "{what}: {:.3} ms, expected {:.3} ms (-{:.0}% .. +{:.0}% and {:.1} ms late)",
+        value as f64 / 1e6,
+        expected as f64 / 1e6,
+        tolerance * 100.0,
+        tolerance * 100.0,
+        late as f64 / 1e6
+    );
+    println!("{what}: {:.3} ms", value as f64 / 1e6);
 }
 
 /// Checks a time that a loaded machine can only lengthen (a timer fires

@@ -4,6 +4,7 @@
 pub mod callgrind;
 pub mod child;
 pub mod ground;
+pub mod http_client;
 pub mod profiled;
 pub mod readers;
 mod scratch;

@@ -1,5 +1,8 @@
-//! Runs the real callgrind readers on a profile and checks they accept it.
+//! Runs the real readers on a profile and reads what they print: the one
+//! harness every test checks a callgrind file with (and pprof's and the
+//! folded format's readers beside it).
 
+use super::callgrind::{self, Profile};
 use std::path::Path;
 use std::process::Command;
 
@@ -12,116 +15,216 @@ pub fn check_with_real_readers(path: &Path) -> Vec<u64> {
 
 /// As [`check_with_real_readers`], for a program that ran in `ran_in`: the
 /// readers run there too, as a user runs them where the program ran.
+///
+/// The file is read by [`callgrind::parse`] (every rule of the writer), and
+/// every function callgrind_annotate lists, its own cost and its inclusive
+/// cost, must be the one the parse gives it: a cost line it books to the
+/// wrong function (the one after a `calls=0` counts as the caller's own)
+/// would count twice.
 pub fn check_with_real_readers_in(path: &Path, ran_in: &Path) -> Vec<u64> {
-    let annotate = Command::new("callgrind_annotate")
-        .arg(path)
-        .output()
-        .expect("callgrind_annotate (from valgrind) must be installed: apt-get install valgrind");
-    let stderr = String::from_utf8_lossy(&annotate.stderr);
-    assert!(
-        annotate.status.success() && stderr.is_empty(),
-        "callgrind_annotate: {stderr}"
+    let profile = callgrind::parse(&std::fs::read_to_string(path).unwrap());
+    let width = profile.events.len();
+    let own = annotate(path, ran_in, false, width);
+    let totals = match own.totals {
+        Some(totals) => totals,
+        // It prints no totals line for a profile of zeros.
+        None => {
+            assert!(profile.totals.iter().all(|t| *t == 0), "no PROGRAM TOTALS");
+            profile.totals.clone()
+        }
+    };
+    assert_eq!(
+        totals, profile.totals,
+        "callgrind_annotate's totals are ours"
     );
-    let stdout = String::from_utf8_lossy(&annotate.stdout);
-    let totals_line = stdout
-        .lines()
-        .find(|line| line.ends_with("PROGRAM TOTALS"))
-        .unwrap_or_else(|| panic!("no PROGRAM TOTALS in callgrind_annotate output:\n{stdout}"));
-    // "9,589,082,158 (100.0%) 121,520,024 (100.0%) ... PROGRAM TOTALS"
-    let totals: Vec<u64> = totals_line
-        .split_whitespace()
-        .filter(|word| word.chars().next().is_some_and(|c| c.is_ascii_digit()))
-        .map(|word| word.replace(',', "").parse::<u64>().unwrap())
-        .collect();
-
-    // Every function's own cost, as callgrind_annotate reads it, adds up to
-    // the totals: a cost line it books to the wrong function (the one after
-    // a `calls=0` counts as the caller's own) would count twice.
-    let own = Command::new("callgrind_annotate")
-        .args(["--threshold=100", "--auto=no"])
-        .arg(path)
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&own.stdout);
-    let mut own_sum = vec![0u64; totals.len()];
-    for line in listing
-        .lines()
-        .skip_while(|l| !l.ends_with("file:function"))
-        .skip(2)
-    {
-        if line.trim().is_empty() || line.starts_with("--") {
-            break;
-        }
-        // "4,120,396,312 (47.44%)  0  20 (37.74%)  file:function": the
-        // numbers first, each perhaps with its share in brackets.
-        let numbers: Vec<u64> = line
-            .split_whitespace()
-            .filter(|w| w.chars().all(|c| c.is_ascii_digit() || c == ','))
-            .take(totals.len())
-            .map(|w| w.replace(',', "").parse::<u64>().unwrap())
-            .collect();
-        for (sum, n) in own_sum.iter_mut().zip(numbers) {
-            *sum += n;
-        }
+    let mut own_sum = vec![0u64; width];
+    for (name, costs) in &own.functions {
+        let (_file, function) = name.split_once(':').expect("file:function");
+        assert_eq!(
+            *costs,
+            profile.own(function),
+            "callgrind_annotate's own cost of {name}"
+        );
+        own_sum.iter_mut().zip(costs).for_each(|(a, b)| *a += b);
     }
     assert_eq!(
         own_sum, totals,
-        "callgrind_annotate's own costs do not add up to the totals:\n{listing}"
+        "callgrind_annotate's own costs add up to the totals"
     );
-
-    // The inclusive view, run where the program ran, as a user would:
-    // every function must appear once (callgrind_annotate names functions
-    // by file and name, so a file spelled two ways splits one into two).
-    let inclusive = Command::new("callgrind_annotate")
-        .arg("--inclusive=yes")
-        .arg(path)
-        .current_dir(ran_in)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&inclusive.stderr);
     assert!(
-        inclusive.status.success() && stderr.is_empty(),
-        "callgrind_annotate --inclusive=yes: {stderr}"
+        totals.iter().all(|t| *t == 0) || !own.functions.is_empty(),
+        "callgrind_annotate listed no function"
     );
-    let stdout = String::from_utf8_lossy(&inclusive.stdout);
+    check_inclusive(&profile, &annotate(path, ran_in, true, width));
+    gprof2dot(path);
+    totals
+}
+
+/// Every function appears once in the inclusive view (callgrind_annotate
+/// names functions by file and name, so a file spelled two ways splits one
+/// into two), with the inclusive cost the parse gives it: its callers'
+/// calls to it, or for a root its own cost and its calls'.
+fn check_inclusive(profile: &Profile, inclusive: &Annotated) {
     let mut seen = std::collections::BTreeMap::new();
-    for line in stdout
-        .lines()
-        .skip_while(|l| !l.ends_with("file:function"))
-        .skip(2)
-    {
-        if line.trim().is_empty() || line.starts_with("--") {
-            break;
-        }
-        let Some(file_function) = line.split("  ").last() else {
-            continue;
-        };
-        let Some((file, function)) = file_function.trim().split_once(':') else {
-            continue;
-        };
+    for (name, costs) in &inclusive.functions {
+        let (file, function) = name.split_once(':').expect("file:function");
         if let Some(other) = seen.insert(function.to_string(), file.to_string()) {
             panic!("callgrind_annotate shows {function:?} twice, in {other:?} and {file:?}");
         }
+        let called = profile
+            .calls
+            .keys()
+            .any(|(_, callee, _)| callee == function);
+        let ours = if called {
+            profile.incoming(function)
+        } else {
+            profile.inclusive(function)
+        };
+        assert_eq!(
+            *costs, ours,
+            "callgrind_annotate's inclusive cost of {name}"
+        );
+        for (cost, total) in costs.iter().zip(&profile.totals) {
+            assert!(cost <= total, "{name}: inclusive {costs:?} over the totals");
+        }
     }
     assert!(
-        !seen.is_empty(),
-        "no functions in the inclusive view:\n{stdout}"
+        profile.totals.iter().all(|t| *t == 0) || !seen.is_empty(),
+        "no functions in the inclusive view"
     );
+}
 
-    let gprof2dot = Command::new("gprof2dot")
-        .args(["-f", "callgrind", "-o"])
-        .arg(path.with_extension("dot"))
+/// What callgrind_annotate printed.
+struct Annotated {
+    /// `None` when it printed no totals line, as it does for a profile of zeros.
+    totals: Option<Vec<u64>>,
+    /// `(file:function, costs)` per function line.
+    functions: Vec<(String, Vec<u64>)>,
+}
+
+/// Runs callgrind_annotate on `path` in `ran_in`, every function listed:
+/// it must exit 0 and print nothing on standard error.
+fn annotate(path: &Path, ran_in: &Path, inclusive: bool, width: usize) -> Annotated {
+    let output = Command::new("callgrind_annotate")
+        .arg(format!(
+            "--inclusive={}",
+            if inclusive { "yes" } else { "no" }
+        ))
+        .args(["--threshold=100", "--auto=no"])
+        .arg(path)
+        .current_dir(ran_in)
+        .output()
+        .expect("callgrind_annotate (from valgrind) must be installed: apt-get install valgrind");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stderr.is_empty(),
+        "callgrind_annotate --inclusive={inclusive}: {stderr}\n{stdout}"
+    );
+    let mut annotated = Annotated {
+        totals: None,
+        functions: Vec::new(),
+    };
+    // The function table follows the `... file:function` heading and a
+    // rule, and ends at the first empty line.
+    let mut in_table = false;
+    let mut lines = stdout.lines();
+    while let Some(line) = lines.next() {
+        if line.ends_with(" file:function") && annotated.functions.is_empty() {
+            lines.next();
+            in_table = true;
+            continue;
+        }
+        if in_table && line.trim().is_empty() {
+            in_table = false;
+            continue;
+        }
+        let (costs, rest) = split_annotate_line(line);
+        if rest.starts_with("PROGRAM TOTALS") && costs.len() == width {
+            annotated.totals = Some(costs);
+        } else if in_table {
+            assert_eq!(costs.len(), width, "{width} costs in {line:?}");
+            annotated.functions.push((rest, costs));
+        }
+    }
+    annotated
+}
+
+/// A number as callgrind_annotate prints it: `1,234`, or `.` for zero.
+fn annotate_number(word: &str) -> Option<u64> {
+    if word == "." {
+        return Some(0);
+    }
+    let digits: String = word.chars().filter(|c| *c != ',').collect();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The leading numbers of a callgrind_annotate line, its `(12.5%)` shares
+/// skipped, and the rest of the line.
+fn split_annotate_line(line: &str) -> (Vec<u64>, String) {
+    let mut numbers = Vec::new();
+    let mut rest = line.trim_start();
+    while !rest.is_empty() {
+        // A share is padded to its width: `( 0.98%)` is two words.
+        if let Some(share) = rest.strip_prefix('(') {
+            if let Some(close) = share.find("%)") {
+                if share[..close].trim().parse::<f64>().is_ok() {
+                    rest = share[close + 2..].trim_start();
+                    continue;
+                }
+            }
+        }
+        let end = rest.find(' ').unwrap_or(rest.len());
+        match annotate_number(&rest[..end]) {
+            Some(n) => numbers.push(n),
+            None => break,
+        }
+        rest = rest[end..].trim_start();
+    }
+    (numbers, rest.to_string())
+}
+
+/// Runs gprof2dot on `path`, no node or edge left out: it must exit 0,
+/// print nothing on standard error, and print a graph (written nowhere: the
+/// test's directory keeps only what the program wrote).
+fn gprof2dot(path: &Path) {
+    let output = gprof2dot_command()
+        .args(["-f", "callgrind", "-n", "0", "-e", "0"])
         .arg(path)
         .output()
-        .expect("gprof2dot must be installed: pip install gprof2dot");
-    let stderr = String::from_utf8_lossy(&gprof2dot.stderr);
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        gprof2dot.status.success() && stderr.is_empty(),
+        output.status.success() && stderr.is_empty(),
         "gprof2dot: {stderr}"
     );
-    let dot = std::fs::read_to_string(path.with_extension("dot")).unwrap();
-    assert!(dot.starts_with("digraph"), "gprof2dot wrote no graph");
-    totals
+    assert!(
+        output.stdout.starts_with(b"digraph"),
+        "gprof2dot printed no graph"
+    );
+}
+
+/// gprof2dot on the path, or as a Python module.
+fn gprof2dot_command() -> Command {
+    let works = |command: &mut Command| {
+        command
+            .arg("--help")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works(&mut Command::new("gprof2dot")) {
+        return Command::new("gprof2dot");
+    }
+    let mut module = Command::new("python3");
+    module.args(["-m", "gprof2dot"]);
+    assert!(
+        works(Command::new("python3").args(["-m", "gprof2dot"])),
+        "gprof2dot not found on PATH nor as `python3 -m gprof2dot`: pip install gprof2dot"
+    );
+    module
 }
 
 /// What `go tool pprof -raw` prints of a profile.
