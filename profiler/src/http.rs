@@ -26,8 +26,6 @@ mod page;
 mod query;
 mod route;
 
-pub use route::{PAGE_PATH, PROFILE_PATH};
-
 use crate::profile::{Event, Profile};
 use crate::Window;
 use hyper::server::conn::http1;
@@ -38,6 +36,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::oneshot;
+
+/// The profile endpoint, as Go's `net/http/pprof` names its own.
+pub const PROFILE_PATH: &str = "/debug/pprof/theseus";
+
+/// The page.
+pub const PAGE_PATH: &str = "/debug/theseus/";
 
 /// How long a connection may take to send its request's head.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);

@@ -5,7 +5,7 @@
 //! in any browser, and refreshing is submitting the form again.
 
 use super::query::MAX_SECONDS;
-use super::route::PROFILE_PATH;
+use super::PROFILE_PATH;
 use crate::format::Format;
 use crate::profile::{Event, Profile};
 use std::fmt::Write as _;

@@ -2,7 +2,7 @@
 //! or 5xx with a one-line reason; and the bound on windows waiting at once.
 
 use super::query::{self, Pull};
-use super::{page, Source, MAX_WINDOWS};
+use super::{page, Source, MAX_WINDOWS, PAGE_PATH, PROFILE_PATH};
 use crate::format::Format;
 use crate::profile::{Event, Profile};
 use bytes::Bytes;
@@ -12,12 +12,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-
-/// The profile endpoint, as Go's `net/http/pprof` names its own.
-pub const PROFILE_PATH: &str = "/debug/pprof/theseus";
-
-/// The page.
-pub const PAGE_PATH: &str = "/debug/theseus/";
 
 /// The page's window when it asks for none, in seconds.
 const PAGE_SECONDS: u64 = 10;

@@ -32,33 +32,44 @@
 //! one file wherever it is awaited; the line of each await is the line of
 //! the call to it from the program's innermost frame.
 
-use super::awaits::Awaited;
 use super::filters::{crate_file, crate_of_file, impl_parts, is_internal, is_plumbing, is_startup};
+use super::intern::Awaited;
 use super::names::{function_name, is_bare, mark_names_degraded};
 use super::spawned::qualified_name;
 use super::symbolize::{symbolize, Symbol};
-use super::ResolvedFrame;
+use super::{ResolvedFrame, StackId};
 
 /// What an await point's leaf is called: `[await] ` and what was awaited.
 pub(crate) const AWAIT_PREFIX: &str = "[await] ";
 
 /// Appends the chain of the await point whose poll frames are `ips`
-/// (outermost first) and its leaf.
-pub(super) fn append(ips: &[usize], awaited: Awaited, out: &mut Vec<ResolvedFrame>) {
+/// (outermost first) and its leaf; an await on a task is named by
+/// `task_name`, which resolves that task's stack.
+pub(super) fn append(
+    ips: &[usize],
+    awaited: Awaited,
+    task_name: fn(StackId) -> String,
+    out: &mut Vec<ResolvedFrame>,
+) {
     let symbols: Vec<_> = ips.iter().map(|&ip| symbolize(ip)).collect();
     let frames: Vec<&Symbol> = symbols.iter().flat_map(|s| s.iter()).collect();
-    append_frames(&frames, awaited, out);
+    append_frames(&frames, awaited, task_name, out);
 }
 
 /// [`append`], for the poll's frames symbolized.
-fn append_frames(frames: &[&Symbol], awaited: Awaited, out: &mut Vec<ResolvedFrame>) {
+fn append_frames(
+    frames: &[&Symbol],
+    awaited: Awaited,
+    task_name: fn(StackId) -> String,
+    out: &mut Vec<ResolvedFrame>,
+) {
     // The program's own code ends the chain, and what it called is what
     // it awaited; without debug info to tell, the chain's innermost frame.
     let innermost_kept = innermost_own(frames).or_else(|| frames.iter().rposition(|f| in_chain(f)));
     let inside = innermost_kept.map_or(0, |i| i + 1);
     let entry = frames[inside..].iter().find(|f| is_entry_point(f));
     let name = match awaited {
-        Awaited::Task(task) => awaited_task_name(task),
+        Awaited::Task(task) => task_name(task),
         Awaited::Named(name) => name.to_string(),
         Awaited::Frames => entry
             .or_else(|| innermost_kept.map(|i| &frames[i]))
@@ -183,14 +194,6 @@ fn is_tokio(name: &str, file: Option<&str>) -> bool {
         return tokio(name) || tokio(self_ty) || (generic_self && trait_.is_some_and(tokio));
     }
     file.is_some_and(|f| crate_file(f, "tokio-").is_some())
-}
-
-/// The leaf name of an await on the task whose last segment is `task` (see
-/// `intern::last_segment`): that task's own leaf, as it resolves.
-fn awaited_task_name(task: crate::StackId) -> String {
-    super::resolve::resolve(task)
-        .pop()
-        .map_or_else(|| "[task] (unknown)".to_string(), |leaf| leaf.function)
 }
 
 /// What a frame's function says was awaited; see the module docs.
@@ -360,7 +363,12 @@ mod tests {
             sym("poll", sleep, 450),
         ];
         let mut out = Vec::new();
-        append_frames(&poll.iter().collect::<Vec<_>>(), Awaited::Frames, &mut out);
+        append_frames(
+            &poll.iter().collect::<Vec<_>>(),
+            Awaited::Frames,
+            |_| unreachable!("no task awaited"),
+            &mut out,
+        );
         let names: Vec<&str> = out.iter().map(|f| f.function.as_str()).collect();
         assert_eq!(names[0], "app::serve", "{names:?}");
         assert_eq!(names.len(), 2, "{names:?}");

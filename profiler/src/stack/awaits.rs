@@ -41,7 +41,7 @@
 //! on the task's leaf, as before await points existed.
 
 use super::context::{current_stack, poll_boundary};
-use super::intern::{intern, FastMap, FrameKey};
+use super::intern::{intern, Awaited, FastMap, FrameKey};
 use super::signature::{walk_chain, Signature};
 use super::StackId;
 use std::cell::{Cell, RefCell};
@@ -50,21 +50,6 @@ use std::marker::PhantomData;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
-
-/// What a task awaits, as far as the code being polled says: the last key
-/// of an await point's stack.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Awaited {
-    /// Nothing said: the frames tell (the awaited future's own frame).
-    Frames,
-    /// Another task, through its join handle: the task's logical stack
-    /// (in an interned await point, only its last segment: see
-    /// `unwind_point`).
-    Task(StackId),
-    /// Something the executor names, whose frames would not (its own
-    /// `yield_now` is theseus's code, which resolution removes).
-    Named(&'static str),
-}
 
 thread_local! {
     /// What the code being polled on this thread says it awaits.

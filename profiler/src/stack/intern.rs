@@ -7,7 +7,6 @@
 //! memory grows with the number of distinct stacks, never with the number
 //! of spawns.
 
-use super::awaits::Awaited;
 use super::StackId;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -26,6 +25,21 @@ pub(crate) enum FrameKey {
     /// The end of an await point: the `Ip` keys before it, back to the
     /// task's leaf, are the frames of the poll that registered the waker.
     Await(Awaited),
+}
+
+/// What a task awaits, as far as the code being polled says: the last key
+/// of an await point's stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Awaited {
+    /// Nothing said: the frames tell (the awaited future's own frame).
+    Frames,
+    /// Another task, through its join handle: the task's logical stack
+    /// (in an interned await point, only its last segment: see
+    /// `unwind_point`).
+    Task(StackId),
+    /// Something the executor names, whose frames would not (its own
+    /// `yield_now` is theseus's code, which resolution removes).
+    Named(&'static str),
 }
 
 /// What a task leaf is made of: the type of what was spawned, and whether it

@@ -66,7 +66,7 @@ pub(crate) fn resolve_segment(keys: &[FrameKey], cwd: Option<&Path>) -> Vec<Reso
                 out.push(leaf);
             }
             FrameKey::Await(what) => {
-                awaited::append(&ips, what, &mut out);
+                awaited::append(&ips, what, awaited_task_name, &mut out);
                 ips.clear();
             }
         }
@@ -85,7 +85,10 @@ fn marked_function(leaf: &ResolvedFrame) -> Option<&str> {
     leaf.function.strip_prefix(super::spawned::FRAME_PREFIX)
 }
 
-/// `file` as a profile shows it.
-pub(super) fn shown_file(file: &str, cwd: Option<&Path>) -> String {
-    source_file::shown(file, cwd)
+/// The leaf name of an await on the task whose last segment is `task` (see
+/// `intern::last_segment`): that task's own leaf, as it resolves.
+fn awaited_task_name(task: StackId) -> String {
+    resolve(task)
+        .pop()
+        .map_or_else(|| "[task] (unknown)".to_string(), |leaf| leaf.function)
 }

@@ -19,9 +19,9 @@ use super::names::{
     base_name, function_name, is_bare, is_closure_segment, is_generated, leaf_name,
     mark_names_degraded, qualify_bare,
 };
-use super::resolve::shown_file;
 use super::symbolize::{symbolize, Symbol};
 use super::ResolvedFrame;
+use crate::source_file;
 use std::panic::Location;
 use std::path::Path;
 use std::sync::Arc;
@@ -378,6 +378,11 @@ fn is_type_erased(shown: &str) -> bool {
     ]
     .iter()
     .any(|p| shown.starts_with(p))
+}
+
+/// `file` as a profile shows it.
+fn shown_file(file: &str, cwd: Option<&Path>) -> String {
+    source_file::shown(file, cwd)
 }
 
 #[cfg(test)]
