@@ -11,6 +11,7 @@ use crate::{AwaitMode, CaptureMode, Event, Format};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// The output file used when `THESEUS_OUT` is not set, relative to the
@@ -156,12 +157,12 @@ impl Config {
     fn read_measurement(&mut self, get: &Lookup<'_>) -> Result<(), ConfigError> {
         let stacks = "default (capture once per spawn site and reuse), \
                       full (capture every spawn) or location (spawn call's file and line only)";
-        if let Some(mode) = setting(get, "THESEUS_STACKS", stacks, |v| v.parse().ok())? {
+        if let Some(mode) = setting(get, CaptureMode::VARIABLE, stacks, |v| v.parse().ok())? {
             self.stacks = mode;
         }
         let awaits = "default (split idle time by await point, unwinding once per await \
                       point), full (unwind at every await) or off (no await points)";
-        if let Some(mode) = setting(get, crate::AWAITS_ENV, awaits, |v| v.parse().ok())? {
+        if let Some(mode) = setting(get, AwaitMode::VARIABLE, awaits, |v| v.parse().ok())? {
             self.awaits = mode;
         }
         let rates = format!(
@@ -180,6 +181,107 @@ impl Config {
         Ok(())
     }
 }
+
+/// A setting that picks one of a few modes by name: `THESEUS_STACKS`
+/// ([`CaptureMode`]) and `THESEUS_AWAITS` ([`AwaitMode`]). Each parses with
+/// [`parse_mode`], and a value naming none of its modes is the one
+/// [`ParseModeError`].
+///
+/// ```
+/// use theseus_profiler::config::{parse_mode, Mode};
+/// use theseus_profiler::AwaitMode;
+/// assert_eq!(parse_mode::<AwaitMode>(" Full "), Ok(AwaitMode::Full));
+/// assert_eq!(AwaitMode::VARIABLE, "THESEUS_AWAITS");
+/// ```
+pub trait Mode: Copy + Sized + 'static {
+    /// The environment variable that selects it.
+    const VARIABLE: &'static str;
+    /// Every mode, the default first.
+    const ALL: &'static [Self];
+    /// The name the variable accepts for this mode.
+    fn name(self) -> &'static str;
+}
+
+impl Mode for CaptureMode {
+    const VARIABLE: &'static str = "THESEUS_STACKS";
+    const ALL: &'static [CaptureMode] = &[
+        CaptureMode::Cached,
+        CaptureMode::Full,
+        CaptureMode::Location,
+    ];
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Mode for AwaitMode {
+    const VARIABLE: &'static str = "THESEUS_AWAITS";
+    const ALL: &'static [AwaitMode] = &[AwaitMode::Cached, AwaitMode::Full, AwaitMode::Off];
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// The mode of `M` that `value` names, ignoring case and surrounding
+/// blanks.
+pub fn parse_mode<M: Mode>(value: &str) -> Result<M, ParseModeError> {
+    let wanted = value.trim().to_ascii_lowercase();
+    M::ALL
+        .iter()
+        .copied()
+        .find(|mode| mode.name() == wanted)
+        .ok_or_else(|| ParseModeError {
+            variable: M::VARIABLE,
+            value: value.to_string(),
+            accepted: M::ALL.iter().map(|mode| mode.name()).collect(),
+        })
+}
+
+impl FromStr for CaptureMode {
+    type Err = ParseModeError;
+
+    /// `default`, `full` or `location`: see [`parse_mode`].
+    fn from_str(s: &str) -> Result<CaptureMode, ParseModeError> {
+        parse_mode(s)
+    }
+}
+
+impl FromStr for AwaitMode {
+    type Err = ParseModeError;
+
+    /// `default`, `full` or `off`: see [`parse_mode`].
+    fn from_str(s: &str) -> Result<AwaitMode, ParseModeError> {
+        parse_mode(s)
+    }
+}
+
+/// A value that names no mode of its [`Mode`]: says the variable, the
+/// value and the names it accepts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseModeError {
+    variable: &'static str,
+    value: String,
+    accepted: Vec<&'static str>,
+}
+
+impl fmt::Display for ParseModeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let accepted: Vec<String> = self
+            .accepted
+            .iter()
+            .map(|name| format!("`{name}`"))
+            .collect();
+        write!(
+            f,
+            "invalid {} value {:?}: expected one of {}",
+            self.variable,
+            self.value,
+            accepted.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for ParseModeError {}
 
 /// Every variable theseus reads (`THESEUS_WORKERS` by the runtime, the
 /// others here): another `THESEUS_*` name is most likely a misspelling of
@@ -313,6 +415,38 @@ fn parse_duration(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn await_modes_parse_and_errors_name_the_variable_and_choices() {
+        assert_eq!("default".parse(), Ok(AwaitMode::Cached));
+        assert_eq!(" Full ".parse(), Ok(AwaitMode::Full));
+        assert_eq!("OFF".parse(), Ok(AwaitMode::Off));
+        let err = "fast".parse::<AwaitMode>().unwrap_err().to_string();
+        for needle in ["THESEUS_AWAITS", "\"fast\"", "default", "full", "off"] {
+            assert!(err.contains(needle), "{err:?} lacks {needle}");
+        }
+        for mode in [AwaitMode::Cached, AwaitMode::Full, AwaitMode::Off] {
+            assert_eq!(mode.to_string().parse(), Ok(mode));
+        }
+    }
+
+    #[test]
+    fn capture_modes_parse_and_errors_name_the_variable_and_choices() {
+        assert_eq!("default".parse(), Ok(CaptureMode::Cached));
+        assert_eq!(" Full ".parse(), Ok(CaptureMode::Full));
+        assert_eq!("location".parse(), Ok(CaptureMode::Location));
+        let err = "fast".parse::<CaptureMode>().unwrap_err().to_string();
+        for needle in ["THESEUS_STACKS", "\"fast\"", "default", "full", "location"] {
+            assert!(err.contains(needle), "{err:?} lacks {needle}");
+        }
+        for mode in [
+            CaptureMode::Cached,
+            CaptureMode::Full,
+            CaptureMode::Location,
+        ] {
+            assert_eq!(mode.to_string().parse(), Ok(mode));
+        }
+    }
 
     fn with_hz(value: &str) -> Result<Config, ConfigError> {
         let value = OsString::from(value);

@@ -102,7 +102,7 @@ mod tree;
 
 pub use aggregate::{Aggregate, Costs};
 pub use callgrind::{write_callgrind, write_callgrind_with_cpu};
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, ParseModeError};
 pub use format::{Format, ParseFormatError};
 pub use notes::{add_note, Note};
 pub use output::{Destination, Session};
@@ -117,11 +117,8 @@ pub use record::{
 };
 pub use stack::{
     await_mode, await_point, awaiting, awaiting_task, set_await_mode, AwaitMode, AwaitScope,
-    ParseAwaitModeError, AWAITS_ENV,
 };
-pub use stack::{
-    capture_mode, interned_nodes, poll_boundary, set_capture_mode, ParseCaptureModeError,
-};
+pub use stack::{capture_mode, interned_nodes, poll_boundary, set_capture_mode};
 pub use stack::{
     current_stack, enter_poll, frame_stack, intern_name, resolve, spawn_blocking_stack,
     spawn_stack, tokio_spawn_stack, CaptureMode, FrameKind, PollScope, ResolvedFrame, StackId,

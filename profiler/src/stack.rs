@@ -67,9 +67,8 @@ pub(crate) mod unwind;
 
 pub use awaits::{
     await_mode, await_point, awaiting, awaiting_task, set_await_mode, AwaitMode, AwaitScope,
-    ParseAwaitModeError, AWAITS_ENV,
 };
-pub use capture::{capture_mode, set_capture_mode, CaptureMode, ParseCaptureModeError};
+pub use capture::{capture_mode, set_capture_mode, CaptureMode};
 pub use context::{current_stack, enter_poll, poll_boundary, PollScope};
 pub use frame::{frame_stack, intern_name, FrameKind};
 

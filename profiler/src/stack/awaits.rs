@@ -47,7 +47,6 @@ use super::StackId;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
@@ -110,9 +109,6 @@ pub enum AwaitMode {
     Off,
 }
 
-/// The environment variable that selects the [`AwaitMode`].
-pub const AWAITS_ENV: &str = "THESEUS_AWAITS";
-
 impl AwaitMode {
     /// The name `THESEUS_AWAITS` accepts for this mode.
     pub fn as_str(self) -> &'static str {
@@ -120,23 +116,6 @@ impl AwaitMode {
             AwaitMode::Cached => "default",
             AwaitMode::Full => "full",
             AwaitMode::Off => "off",
-        }
-    }
-
-    /// The mode `THESEUS_AWAITS` asks for: [`AwaitMode::Cached`] when it is
-    /// unset or empty, an error naming the variable, the value and the
-    /// accepted values when it holds anything else.
-    pub fn from_env() -> Result<AwaitMode, ParseAwaitModeError> {
-        match std::env::var_os(AWAITS_ENV) {
-            None => Ok(AwaitMode::Cached),
-            Some(v) => {
-                let v = v.to_string_lossy();
-                if v.trim().is_empty() {
-                    Ok(AwaitMode::Cached)
-                } else {
-                    v.parse()
-                }
-            }
         }
     }
 }
@@ -147,41 +126,7 @@ impl fmt::Display for AwaitMode {
     }
 }
 
-/// A `THESEUS_AWAITS` value that names no [`AwaitMode`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParseAwaitModeError {
-    value: String,
-}
-
-impl fmt::Display for ParseAwaitModeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid {AWAITS_ENV} value {:?}: expected one of `default`, `full`, `off`",
-            self.value
-        )
-    }
-}
-
-impl std::error::Error for ParseAwaitModeError {}
-
-impl FromStr for AwaitMode {
-    type Err = ParseAwaitModeError;
-
-    /// `default`, `full` or `off`, ignoring case and surrounding blanks.
-    fn from_str(s: &str) -> Result<AwaitMode, ParseAwaitModeError> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "default" => Ok(AwaitMode::Cached),
-            "full" => Ok(AwaitMode::Full),
-            "off" => Ok(AwaitMode::Off),
-            _ => Err(ParseAwaitModeError {
-                value: s.to_string(),
-            }),
-        }
-    }
-}
-
-/// 0 until set or read from the environment, else `1 +` the mode's index.
+/// 0 until set (the default), else `1 +` the mode's index.
 static MODE: AtomicU8 = AtomicU8::new(0);
 
 fn mode_code(mode: AwaitMode) -> u8 {
@@ -197,31 +142,15 @@ pub fn set_await_mode(mode: AwaitMode) {
     MODE.store(mode_code(mode), Relaxed);
 }
 
-/// The await mode in force. Until [`set_await_mode`] is called it is read
-/// once from `THESEUS_AWAITS`; a bad value there is reported on stderr and
-/// the default used (a session started from the environment reports it as
-/// a start-up error instead).
+/// The await mode in force: [`AwaitMode::Cached`] until [`set_await_mode`]
+/// is called (a [`crate::Session`] calls it with `THESEUS_AWAITS`, read by
+/// [`crate::config`]).
 #[inline]
 pub fn await_mode() -> AwaitMode {
     match MODE.load(Relaxed) {
-        1 => AwaitMode::Cached,
         2 => AwaitMode::Full,
         3 => AwaitMode::Off,
-        _ => await_mode_from_env(),
-    }
-}
-
-/// The first [`await_mode`] of a process that never set one.
-#[cold]
-#[inline(never)]
-fn await_mode_from_env() -> AwaitMode {
-    let mode = AwaitMode::from_env().unwrap_or_else(|e| {
-        eprintln!("theseus: {e}; using `default`");
-        AwaitMode::Cached
-    });
-    match MODE.compare_exchange(0, mode_code(mode), Relaxed, Relaxed) {
-        Ok(_) => mode,
-        Err(_) => await_mode(),
+        _ => AwaitMode::Cached,
     }
 }
 
@@ -424,20 +353,6 @@ fn unwind_point(
 mod tests {
     use super::*;
     use crate::enter_poll;
-
-    #[test]
-    fn modes_parse_and_errors_name_the_variable_and_choices() {
-        assert_eq!("default".parse(), Ok(AwaitMode::Cached));
-        assert_eq!(" Full ".parse(), Ok(AwaitMode::Full));
-        assert_eq!("OFF".parse(), Ok(AwaitMode::Off));
-        let err = "fast".parse::<AwaitMode>().unwrap_err().to_string();
-        for needle in ["THESEUS_AWAITS", "\"fast\"", "default", "full", "off"] {
-            assert!(err.contains(needle), "{err:?} lacks {needle}");
-        }
-        for mode in [AwaitMode::Cached, AwaitMode::Full, AwaitMode::Off] {
-            assert_eq!(mode.to_string().parse(), Ok(mode));
-        }
-    }
 
     /// Stands in for a task's poll: a boundary, then a call chain.
     #[inline(never)]

@@ -10,7 +10,6 @@ use super::StackId;
 use std::cell::RefCell;
 use std::fmt;
 use std::panic::Location;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
@@ -55,23 +54,6 @@ impl CaptureMode {
             CaptureMode::Location => "location",
         }
     }
-
-    /// The mode `THESEUS_STACKS` asks for: [`CaptureMode::Cached`] when it
-    /// is unset or empty, an error naming the variable and the accepted
-    /// values when it holds anything else.
-    pub fn from_env() -> Result<CaptureMode, ParseCaptureModeError> {
-        match std::env::var_os(ENV_VAR) {
-            None => Ok(CaptureMode::Cached),
-            Some(v) => {
-                let v = v.to_string_lossy();
-                if v.trim().is_empty() {
-                    Ok(CaptureMode::Cached)
-                } else {
-                    v.parse()
-                }
-            }
-        }
-    }
 }
 
 impl fmt::Display for CaptureMode {
@@ -80,45 +62,8 @@ impl fmt::Display for CaptureMode {
     }
 }
 
-/// The environment variable that selects the [`CaptureMode`].
-const ENV_VAR: &str = "THESEUS_STACKS";
-
-/// A `THESEUS_STACKS` value that names no [`CaptureMode`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParseCaptureModeError {
-    value: String,
-}
-
-impl fmt::Display for ParseCaptureModeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid {ENV_VAR} value {:?}: expected one of `default`, `full`, `location`",
-            self.value
-        )
-    }
-}
-
-impl std::error::Error for ParseCaptureModeError {}
-
-impl FromStr for CaptureMode {
-    type Err = ParseCaptureModeError;
-
-    /// `default`, `full` or `location`, ignoring case and surrounding blanks.
-    fn from_str(s: &str) -> Result<CaptureMode, ParseCaptureModeError> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "default" => Ok(CaptureMode::Cached),
-            "full" => Ok(CaptureMode::Full),
-            "location" => Ok(CaptureMode::Location),
-            _ => Err(ParseCaptureModeError {
-                value: s.to_string(),
-            }),
-        }
-    }
-}
-
-/// The process-wide mode: 0 until set or read from the environment, else
-/// `1 + ` the mode's index.
+/// The process-wide mode: 0 until set (the default), else `1 + ` the
+/// mode's index.
 static MODE: AtomicU8 = AtomicU8::new(0);
 
 fn mode_code(mode: CaptureMode) -> u8 {
@@ -135,26 +80,14 @@ pub fn set_capture_mode(mode: CaptureMode) {
     MODE.store(mode_code(mode), Relaxed);
 }
 
-/// The capture mode in force. Until [`set_capture_mode`] is called it is
-/// read once from `THESEUS_STACKS`; a bad value there is reported on stderr
-/// and the default used (call [`CaptureMode::from_env`] at start-up to
-/// report it as an error instead).
+/// The capture mode in force: [`CaptureMode::Cached`] until
+/// [`set_capture_mode`] is called (a [`crate::Session`] calls it with
+/// `THESEUS_STACKS`, read by [`crate::config`]).
 pub fn capture_mode() -> CaptureMode {
     match MODE.load(Relaxed) {
-        1 => CaptureMode::Cached,
         2 => CaptureMode::Full,
         3 => CaptureMode::Location,
-        _ => {
-            let mode = CaptureMode::from_env().unwrap_or_else(|e| {
-                eprintln!("theseus: {e}; using `default`");
-                CaptureMode::Cached
-            });
-            // A concurrent `set_capture_mode` wins over the environment.
-            match MODE.compare_exchange(0, mode_code(mode), Relaxed, Relaxed) {
-                Ok(_) => mode,
-                Err(_) => capture_mode(),
-            }
-        }
+        _ => CaptureMode::Cached,
     }
 }
 
@@ -441,23 +374,5 @@ mod tests {
         ids.clear();
         poll_like(&mut ids);
         assert_eq!(ids, [a1, b1, a1, b1]);
-    }
-
-    #[test]
-    fn modes_parse_and_errors_name_the_variable_and_choices() {
-        assert_eq!("default".parse(), Ok(CaptureMode::Cached));
-        assert_eq!(" Full ".parse(), Ok(CaptureMode::Full));
-        assert_eq!("location".parse(), Ok(CaptureMode::Location));
-        let err = "fast".parse::<CaptureMode>().unwrap_err().to_string();
-        for needle in ["THESEUS_STACKS", "\"fast\"", "default", "full", "location"] {
-            assert!(err.contains(needle), "{err:?} lacks {needle}");
-        }
-        for mode in [
-            CaptureMode::Cached,
-            CaptureMode::Full,
-            CaptureMode::Location,
-        ] {
-            assert_eq!(mode.to_string().parse(), Ok(mode));
-        }
     }
 }
