@@ -59,7 +59,7 @@
 //! | the trie of stack ids | `stack::intern` |
 //! | symbolization of return addresses | `stack::symbolize` |
 //! | frame cleaning and naming | `stack::filters`, `stack::names`, `stack::spawned`, `stack::awaited` |
-//! | task records, live tasks | `record` |
+//! | task records, live tasks | `task_record` |
 //! | summing records by stack | [`aggregate`]; intervals: [`interval`] |
 //! | installed tracers, per-thread ledgers | `tracer` |
 //! | stack ids to a tree of frames | `tree` (`tree::resolve`) |
@@ -91,12 +91,12 @@ mod notes;
 pub mod output;
 pub mod pprof;
 pub mod profile;
-mod record;
 pub mod report;
 pub mod sampler;
 pub mod snapshots;
 pub mod source_file;
 mod stack;
+mod task_record;
 mod tracer;
 mod tree;
 
@@ -111,10 +111,6 @@ pub use sampler::Sampler;
 pub use tracer::{is_active, record, Tracer, Window};
 pub use tree::{CpuStack, NodeId, ProfileStack, ProfileTree};
 
-pub use record::{
-    register_live_tasks, AwaitCost, AwaitCosts, LiveTasks, Outcome, RecordKind, TaskId, TaskRecord,
-    MAX_AWAITS,
-};
 pub use stack::{
     await_mode, await_point, awaiting, awaiting_task, set_await_mode, AwaitMode, AwaitScope,
 };
@@ -122,4 +118,8 @@ pub use stack::{capture_mode, interned_nodes, poll_boundary, set_capture_mode};
 pub use stack::{
     current_stack, enter_poll, frame_stack, intern_name, resolve, spawn_blocking_stack,
     spawn_stack, tokio_spawn_stack, CaptureMode, FrameKind, PollScope, ResolvedFrame, StackId,
+};
+pub use task_record::{
+    register_live_tasks, AwaitCost, AwaitCosts, LiveTasks, Outcome, RecordKind, TaskId, TaskRecord,
+    MAX_AWAITS,
 };

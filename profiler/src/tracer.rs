@@ -366,7 +366,7 @@ impl Ledger {
     fn gather(&mut self) -> (Finished, Vec<TaskRecord>) {
         let routing = self.pending.routing.reported.clone();
         self.set_routing(true, routing);
-        let live = crate::record::live_records();
+        let live = crate::task_record::live_records();
         let mut finished = self.pending.take();
         for thread in &self.threads {
             finished.absorb(lock(&thread.finished).take());
@@ -471,7 +471,7 @@ impl Tracer {
     /// Finished tasks and, as unfinished, live ones.
     fn whole_run(&self) -> Aggregate {
         let mut aggregate = self.snapshot();
-        for rec in crate::record::live_records() {
+        for rec in crate::task_record::live_records() {
             aggregate.add_record(&rec);
         }
         aggregate
