@@ -54,7 +54,7 @@ pub fn one(kind: Kind, tasks: usize, workers: usize) {
     let end = status_kib("VmRSS");
     let peak_run = status_kib("VmHWM");
     let profile = (kind.profiling() != crate::runtimes::Profiling::Off).then(|| {
-        let snapshot = tracer.snapshot();
+        let snapshot = tracer.aggregate();
         let stacks: HashSet<_> = snapshot.iter().map(|(stack, _, _)| stack).collect();
         let mut bytes = Vec::new();
         tracer.write_data(&mut bytes).expect("writing to memory");

@@ -51,7 +51,7 @@ pub fn run(kind: Kind, workload: Workload, n: usize, workers: usize) {
     let tracer = Tracer::new();
     run_on(kind, workers, &tracer, Count { workload, n });
     if kind.profiling() != crate::runtimes::Profiling::Off {
-        let tasks = tracer.snapshot().total().tasks;
+        let tasks = tracer.aggregate().total().tasks;
         eprintln!("theseus-bench: {tasks} tasks recorded");
     }
 }

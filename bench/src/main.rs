@@ -365,7 +365,7 @@ fn table(rounds: usize, workers: usize, only: Option<&str>) {
             theseus_medians(w, Kind::TheseusAwaitsFull) / off,
         );
     }
-    let snapshot = tracer.snapshot();
+    let snapshot = tracer.aggregate();
     let stacks: HashSet<_> = snapshot.iter().map(|(stack, _, _)| stack).collect();
     let mut profile = Vec::new();
     tracer.write_data(&mut profile).expect("writing to memory");

@@ -292,7 +292,7 @@ impl Collector {
         ledger.pending.absorb(finished);
     }
 
-    fn snapshot(&self) -> Aggregate {
+    fn aggregate(&self) -> Aggregate {
         let ledger = lock(&self.ledger);
         let mut all = ledger.cut.clone();
         ledger.pending.add_to(&mut all);
@@ -454,8 +454,8 @@ impl Tracer {
 
     /// The costs of the finished tasks recorded so far, merged over all
     /// threads (live tasks not included).
-    pub fn snapshot(&self) -> Aggregate {
-        self.collector.snapshot()
+    pub fn aggregate(&self) -> Aggregate {
+        self.collector.aggregate()
     }
 
     /// The profile as resolved stacks: finished tasks, plus the tasks still
@@ -470,7 +470,7 @@ impl Tracer {
 
     /// Finished tasks and, as unfinished, live ones.
     fn whole_run(&self) -> Aggregate {
-        let mut aggregate = self.snapshot();
+        let mut aggregate = self.aggregate();
         for rec in crate::task_record::live_records() {
             aggregate.add_record(&rec);
         }

@@ -28,7 +28,7 @@ fn rec(stack: u32, outcome: Outcome, wall: u64) -> TaskRecord {
 }
 
 fn tasks(t: &Tracer) -> u64 {
-    t.snapshot().total().tasks
+    t.aggregate().total().tasks
 }
 
 #[test]
@@ -100,8 +100,8 @@ fn a_million_records_of_a_few_stacks_take_the_room_of_a_thousand() {
         t.uninstall();
         t
     };
-    let small = run(1_000).snapshot();
-    let big = run(1_000_000).snapshot();
+    let small = run(1_000).aggregate();
+    let big = run(1_000_000).aggregate();
     assert_eq!(small.len(), 10);
     assert_eq!(big.len(), small.len());
     assert_eq!(big.total().tasks, 1_000_000);
@@ -142,7 +142,7 @@ fn records_of_exited_threads_survive_and_merge() {
         done_rx.recv().unwrap();
     });
     rx.recv().unwrap();
-    let snap = t.snapshot();
+    let snap = t.aggregate();
     assert_eq!(snap.total().tasks, 8001);
     assert_eq!(snap.len(), 4);
     assert_eq!(
@@ -151,7 +151,7 @@ fn records_of_exited_threads_survive_and_merge() {
     );
     done_tx.send(()).unwrap();
     live.join().unwrap();
-    assert_eq!(t.snapshot().total().tasks, 8001);
+    assert_eq!(t.aggregate().total().tasks, 8001);
     t.uninstall();
 }
 
@@ -222,7 +222,7 @@ fn live_tasks_are_written_as_unfinished_but_not_kept() {
         .sum();
     assert_eq!(unfinished, 2);
     // Not added to the aggregate: the tasks may still finish and be recorded.
-    assert_eq!(t.snapshot().total().tasks, 1);
+    assert_eq!(t.aggregate().total().tasks, 1);
     let profile = t.profile();
     assert!(profile
         .iter()
