@@ -309,7 +309,7 @@ impl Session {
 
     /// Writes the profile so far (finished tasks, and live ones as
     /// unfinished), atomically, without ending the session.
-    pub fn write_snapshot(&self) -> Destination {
+    pub fn write_profile_so_far(&self) -> Destination {
         self.inner.write_profile()
     }
 
