@@ -464,7 +464,7 @@ impl Tracer {
     /// [`crate::resolve`], once per distinct stack. Each stack is given in
     /// full, so this costs the sum of their depths; [`Tracer::to_profile`]
     /// shares their prefixes instead.
-    pub fn profile(&self) -> Vec<ProfileStack> {
+    pub fn stacks(&self) -> Vec<ProfileStack> {
         resolve_tree(&self.whole_run(), Vec::new()).stacks()
     }
 
@@ -483,7 +483,7 @@ impl Tracer {
     /// while no task ran are one stack of a single frame,
     /// [`crate::sampler::NO_TASK`]. Samples still buffered are collected
     /// first.
-    pub fn cpu_profile(&self) -> Vec<CpuStack> {
+    pub fn cpu_stacks(&self) -> Vec<CpuStack> {
         resolve_tree(&Aggregate::new(), self.cpu_entries()).cpu_stacks()
     }
 
@@ -497,8 +497,8 @@ impl Tracer {
             .collect()
     }
 
-    /// The whole run as a [`Profile`]: [`Tracer::profile`] and
-    /// [`Tracer::cpu_profile`], from when the tracer was made until now.
+    /// The whole run as a [`Profile`]: [`Tracer::stacks`] and
+    /// [`Tracer::cpu_stacks`], from when the tracer was made until now.
     /// Resolving a stack costs only what it adds to its parent task's
     /// stack, so a chain of tasks thousands deep costs time and memory
     /// linear in it.
@@ -579,8 +579,8 @@ impl Tracer {
         }
     }
 
-    /// Writes the profile ([`Tracer::profile`]) in callgrind format, with
-    /// the sampled CPU time ([`Tracer::cpu_profile`]) as the `CpuNs` event
+    /// Writes the profile ([`Tracer::stacks`]) in callgrind format, with
+    /// the sampled CPU time ([`Tracer::cpu_stacks`]) as the `CpuNs` event
     /// when a [`crate::Sampler`] has run in this process.
     pub fn write_data<W: Write + ?Sized>(&self, out: &mut W) -> io::Result<()> {
         self.to_profile()

@@ -117,7 +117,10 @@ fn a_session_writes_its_profile_and_leaves_nothing_else() {
     assert_eq!(session.path(), out);
     assert!(theseus_profiler::is_active());
     common::some_records();
-    assert_eq!(session.write_profile_so_far(), Destination::Out(out.clone()));
+    assert_eq!(
+        session.write_profile_so_far(),
+        Destination::Out(out.clone())
+    );
     let snapshot = check_with_readers(&out);
     assert_eq!(snapshot.totals[6], 2);
     common::some_records();

@@ -104,7 +104,7 @@ fn a_polling_threads_cpu_time_lands_on_the_running_stack_with_its_frames() {
         assert_eq!(posix_timers(), Some(before));
     }
     sampler.stop();
-    let cpu = tracer.cpu_profile();
+    let cpu = tracer.cpu_stacks();
     tracer.uninstall();
 
     let leaf = "[task] sampler_test::Burner";

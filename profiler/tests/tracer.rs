@@ -223,8 +223,8 @@ fn live_tasks_are_written_as_unfinished_but_not_kept() {
     assert_eq!(unfinished, 2);
     // Not added to the aggregate: the tasks may still finish and be recorded.
     assert_eq!(t.aggregate().total().tasks, 1);
-    let profile = t.profile();
-    assert!(profile
+    let stacks = t.stacks();
+    assert!(stacks
         .iter()
         .any(|s| s.outcome == Outcome::Unfinished && s.costs.tasks == 2));
 
