@@ -504,7 +504,7 @@ impl Tracer {
     /// linear in it.
     pub fn to_profile(&self) -> Profile {
         let cpu = self.cpu_entries();
-        profile_of(&self.whole_run(), cpu, self.collector.created)
+        profile_since(&self.whole_run(), cpu, self.collector.created)
     }
 
     /// Ends the current interval and returns its [`Profile`]; the next
@@ -541,7 +541,7 @@ impl Tracer {
     /// ```
     pub fn take_interval(&self) -> Profile {
         let (aggregate, cpu, started) = self.collector.cut();
-        profile_of(&aggregate, cpu, started)
+        profile_since(&aggregate, cpu, started)
     }
 
     /// Opens a [`Window`] now: the profile of the time from now until it
@@ -590,7 +590,7 @@ impl Tracer {
 
 /// The profile of `aggregate` and the CPU samples `cpu`, over the time from
 /// `started` until now.
-fn profile_of(
+fn profile_since(
     aggregate: &Aggregate,
     cpu: Vec<(StackId, u64)>,
     (start, began): (SystemTime, Instant),
@@ -619,7 +619,7 @@ impl Window {
     pub fn close(mut self) -> Profile {
         self.open = false;
         match self.collector.close_window(self.number) {
-            Some((aggregate, cpu, started)) => profile_of(&aggregate, cpu, started),
+            Some((aggregate, cpu, started)) => profile_since(&aggregate, cpu, started),
             None => Profile::empty(),
         }
     }
