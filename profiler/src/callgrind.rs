@@ -14,7 +14,7 @@
 //!   `events:` (the last header line), then `summary:`. Body, then `totals:`.
 //! - Events are `WallNs BusyNs SchedNs IdleNs Polls Wakes Tasks Frames`, integer
 //!   nanoseconds or counts; `WallNs` first because gprof2dot reads only the
-//!   first event. Profiles with CPU samples ([`write_callgrind_with_cpu`])
+//!   first event. Profiles with CPU samples ([`Profile::sampled`])
 //!   add `CpuNs` last.
 //! - Files and functions use name compression, `(id) name` at first use and
 //!   `(id)` after. Every `fn=` follows a `fl=`, every `cfn=` a `cfi=`.
@@ -49,7 +49,7 @@
 //! no suffix.
 //!
 //! **Await points** are stacks that run on past a task's leaf
-//! ([`ProfileStack::task_leaf`]): their chain of frames is a callee of the
+//! ([`ProfileStack::task_leaf`](crate::ProfileStack::task_leaf)): their chain of frames is a callee of the
 //! leaf, which carries the outcome suffix, so a cancelled task's waits hang
 //! under its `(cancelled)` leaf. Their costs are waits the task's own costs
 //! no longer hold, so the leaf's inclusive cost is still the whole task's.
@@ -58,7 +58,7 @@
 //! counts the waits, each ended by a wake or, for a wait no wake has ended
 //! yet, one.
 //!
-//! **CPU samples** ([`CpuStack`]) are attributed the same way, with their
+//! **CPU samples** ([`CpuStack`](crate::CpuStack)) are attributed the same way, with their
 //! `CpuNs` as self cost at the innermost sampled frame and as inclusive cost
 //! on every edge above it, so one tree shows where tasks waited and where
 //! they burned CPU. A sample is not a call: its edges add nothing to
@@ -83,7 +83,6 @@
 mod graph;
 
 use crate::profile::{clean_name, Event, Profile, ProfileHeader, EVENT_COUNT};
-use crate::tree::{CpuStack, ProfileStack};
 use graph::Function;
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -92,32 +91,13 @@ use std::io::{self, Write};
 const WIDTH: usize = EVENT_COUNT;
 
 /// Writes `profile` in callgrind format, with [`Event::CpuNs`] as the last
-/// event when [`Profile::sampled`]. The output is deterministic: the same
-/// stacks in any order give the same bytes.
-pub fn write<W: Write + ?Sized>(out: &mut W, profile: &Profile) -> io::Result<()> {
-    let graph = Graph::build(&profile.tree, profile.events().len());
-    let mut out = io::BufWriter::new(out);
-    graph.write(&mut out, &profile.header)?;
-    out.flush()
-}
-
-/// Writes `stacks` as a callgrind profile (see the module docs for the rules
-/// and the attribution of costs). The output is deterministic: the same
-/// stacks in any order give the same bytes.
-pub fn write_callgrind<W: Write + ?Sized>(
-    out: &mut W,
-    header: &ProfileHeader,
-    stacks: &[ProfileStack],
-) -> io::Result<()> {
-    write(out, &profile_of(header, stacks, &[], false))
-}
-
-/// Writes `stacks` and the CPU samples `cpu` as one callgrind profile, with
-/// [`Event::CpuNs`] after the task events (written even when `cpu` is empty,
-/// so every profile of a sampled program has the same events).
+/// event when [`Profile::sampled`] (written even when no sample was taken,
+/// so every profile of a sampled program has the same events). See the
+/// module docs for the rules and the attribution of costs. The output is
+/// deterministic: the same stacks in any order give the same bytes.
 ///
 /// ```
-/// use theseus_profiler::{write_callgrind_with_cpu, CpuStack, ProfileHeader, ResolvedFrame};
+/// use theseus_profiler::{callgrind, CpuStack, Profile, ProfileHeader, ResolvedFrame};
 ///
 /// let frame = |function: &str, line| ResolvedFrame {
 ///     function: function.to_string(),
@@ -128,32 +108,21 @@ pub fn write_callgrind<W: Write + ?Sized>(
 ///     frames: vec![frame("[task] app::work", 10), frame("app::work", 12), frame("app::hash", 30)],
 ///     cpu_ns: 3_000_000,
 /// }];
-/// let header = ProfileHeader { pid: 1, cmd: "app".to_string() };
+/// let profile = Profile {
+///     header: ProfileHeader { pid: 1, cmd: "app".to_string() },
+///     ..Profile::from_stacks(&[], &cpu, true)
+/// };
 /// let mut out = Vec::new();
-/// write_callgrind_with_cpu(&mut out, &header, &[], &cpu).unwrap();
+/// callgrind::write(&mut out, &profile).unwrap();
 /// let text = String::from_utf8(out).unwrap();
 /// assert!(text.contains("events: WallNs BusyNs SchedNs IdleNs Polls Wakes Tasks Frames CpuNs\n"));
 /// assert!(text.contains("\ntotals: 0 0 0 0 0 0 0 0 3000000\n"));
 /// ```
-pub fn write_callgrind_with_cpu<W: Write + ?Sized>(
-    out: &mut W,
-    header: &ProfileHeader,
-    stacks: &[ProfileStack],
-    cpu: &[CpuStack],
-) -> io::Result<()> {
-    write(out, &profile_of(header, stacks, cpu, true))
-}
-
-fn profile_of(
-    header: &ProfileHeader,
-    stacks: &[ProfileStack],
-    cpu: &[CpuStack],
-    sampled: bool,
-) -> Profile {
-    Profile {
-        header: header.clone(),
-        ..Profile::from_stacks(stacks, cpu, sampled)
-    }
+pub fn write<W: Write + ?Sized>(out: &mut W, profile: &Profile) -> io::Result<()> {
+    let graph = Graph::build(&profile.tree, profile.events().len());
+    let mut out = io::BufWriter::new(out);
+    graph.write(&mut out, &profile.header)?;
+    out.flush()
 }
 
 /// The call graph built from all stacks, functions indexed by name order.

@@ -101,7 +101,6 @@ mod tracer;
 mod tree;
 
 pub use aggregate::{Aggregate, Costs};
-pub use callgrind::{write_callgrind, write_callgrind_with_cpu};
 pub use config::{Config, ConfigError, ParseModeError};
 pub use format::{Format, ParseFormatError};
 pub use notes::{add_note, Note};

@@ -6,7 +6,7 @@ mod common;
 use common::callgrind::{parse, Profile};
 use common::{check_with_readers, Scratch};
 use theseus_profiler::{
-    write_callgrind, Costs, Outcome, ProfileHeader, ProfileStack, ResolvedFrame,
+    callgrind, Costs, Outcome, Profile as Written, ProfileHeader, ProfileStack, ResolvedFrame,
 };
 
 fn frame(function: &str, file: &str, line: u32) -> ResolvedFrame {
@@ -48,7 +48,11 @@ fn header() -> ProfileHeader {
 
 fn render(stacks: &[ProfileStack]) -> String {
     let mut out = Vec::new();
-    write_callgrind(&mut out, &header(), stacks).unwrap();
+    let profile = Written {
+        header: header(),
+        ..Written::from_stacks(stacks, &[], false)
+    };
+    callgrind::write(&mut out, &profile).unwrap();
     String::from_utf8(out).unwrap()
 }
 
