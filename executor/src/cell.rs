@@ -116,7 +116,7 @@ impl TaskCell {
     /// live and as ended.
     pub(crate) fn finish(&self, outcome: Outcome, now: u64) {
         live_tasks().remove(self);
-        theseus_profiler::record(&self.header.record(outcome, now));
+        theseus_profiler::record(&self.header.to_record(outcome, now));
     }
 
     /// The tokio waker of the task, once its first poll gave it.
@@ -228,7 +228,7 @@ impl LiveEntry for TaskCell {
     }
 
     fn live_record(&self, now: u64) -> TaskRecord {
-        self.header.record(Outcome::Unfinished, now)
+        self.header.to_record(Outcome::Unfinished, now)
     }
 }
 

@@ -169,7 +169,7 @@ fn poll_frame<F: Future>(
 /// Records the frame's end: its costs leave its owner's, then its record
 /// goes to the profiler.
 fn finish(cell: &TaskCell, outcome: Outcome, now: u64) {
-    let mut record = cell.header.record(outcome, now);
+    let mut record = cell.header.to_record(outcome, now);
     record.kind = RecordKind::Frame;
     if let Some(owner) = cell.owner() {
         owner.header.hold(&mut record, now);

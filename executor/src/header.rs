@@ -46,7 +46,7 @@
 //!
 //! When the task ends, the header becomes one [`TaskRecord`], its waits by
 //! await point included: nothing per poll ever crosses to the profiler. A
-//! record read mid-run ([`TaskHeader::record`])
+//! record read mid-run ([`TaskHeader::to_record`])
 //! never counts one moment twice, as both busy and waiting, or a poll as
 //! both done and in progress: the poller writes in an order, with three
 //! release stores (plain stores on x86), that the reader reads back in
@@ -176,7 +176,7 @@ impl TaskHeader {
     /// measure less what its frames took. Called on any thread, once per
     /// frame.
     pub(crate) fn hold(&self, frame: &mut TaskRecord, now: u64) {
-        let own = self.record(Outcome::Unfinished, now);
+        let own = self.to_record(Outcome::Unfinished, now);
         frame.wall_ns = frame.wall_ns.min(own.wall_ns);
         frame.busy_ns = frame.busy_ns.min(own.busy_ns);
         frame.sched_ns = frame.sched_ns.min(own.sched_ns);
@@ -268,7 +268,7 @@ impl TaskHeader {
         if let Some(slot) = slot {
             bump(&slot.wakes, 1);
             // After the swap of `scheduled_at` that took this wait, for
-            // `record`: a reader that sees it no longer sees the schedule.
+            // `to_record`: a reader that sees it no longer sees the schedule.
             slot.idle_ns
                 .store(slot.idle_ns.load(Relaxed) + idle_ns, Release);
         }
@@ -283,7 +283,7 @@ impl TaskHeader {
         // Acquire: the wakes this schedule stood for, their writes; release:
         // the tokio waker set before the first poll, to the next wake.
         let scheduled = self.scheduled_at.swap(NOT_SCHEDULED, AcqRel);
-        // Before `sched_ns`, for `record`.
+        // Before `sched_ns`, for `to_record`.
         self.poll_started.store(now, Relaxed);
         if scheduled != NOT_SCHEDULED {
             let ended = self.poll_ended.load(Relaxed);
@@ -328,7 +328,7 @@ impl TaskHeader {
     #[inline]
     pub(crate) fn on_poll_end(&self, start: u64) -> u64 {
         let now = clock::now();
-        // In this order, for `record`.
+        // In this order, for `to_record`.
         self.poll_ended.store(now, Relaxed);
         self.poll_started.store(0, Release);
         bump_published(&self.busy_ns, clock::nanos_between(start, now));
@@ -344,7 +344,7 @@ impl TaskHeader {
     /// holds a wait, `scheduled_at` no longer does; once `poll_started`
     /// shows a poll ended, `poll_ended` is its end (the poller's release
     /// stores of all three, the acquire loads here).
-    pub(crate) fn record(&self, outcome: Outcome, now: u64) -> TaskRecord {
+    pub(crate) fn to_record(&self, outcome: Outcome, now: u64) -> TaskRecord {
         // The await points first: a wait added to one (after the poll start
         // took its schedule) is then no longer pending below.
         let mut awaits = AwaitCosts::NONE;
@@ -481,7 +481,7 @@ fn bump(counter: &AtomicU64, by: u64) {
 }
 
 /// [`bump`], publishing the writer's earlier stores to a reader that loads
-/// the counter with `Acquire` ([`TaskHeader::record`]). A plain store on x86.
+/// the counter with `Acquire` ([`TaskHeader::to_record`]). A plain store on x86.
 #[inline]
 fn bump_published(counter: &AtomicU64, by: u64) {
     counter.store(counter.load(Relaxed) + by, Release);
@@ -503,7 +503,7 @@ mod tests {
         assert!(!header.on_wake(0), "already scheduled");
         let start = header.on_poll_start();
         header.on_poll_end(start);
-        let record = header.record(Outcome::Completed, clock::now());
+        let record = header.to_record(Outcome::Completed, clock::now());
         assert_eq!((record.polls, record.wakes), (2, 1));
     }
 
@@ -516,7 +516,7 @@ mod tests {
         let end = header.on_poll_end(start);
         let next = header.on_poll_start();
         header.on_poll_end(next);
-        let record = header.record(Outcome::Completed, clock::now());
+        let record = header.to_record(Outcome::Completed, clock::now());
         // The 20 ms poll is busy time; waiting began only at its end.
         assert!(record.busy_ns >= 20_000_000, "{record:?}");
         assert!(
@@ -540,7 +540,7 @@ mod tests {
             .scheduled_at
             .compare_exchange(NOT_SCHEDULED, woken_at, Relaxed, Relaxed)
             .is_ok());
-        let pending = header.record(Outcome::Unfinished, clock::now());
+        let pending = header.to_record(Outcome::Unfinished, clock::now());
         let next = header.on_poll_start();
         let waited = header.sched_ns.load(Relaxed) - waited_before;
         // Waiting began at the poll's end, not during the poll.
@@ -556,7 +556,7 @@ mod tests {
         let header = TaskHeader::new(StackId::ROOT);
         let start = header.on_poll_start();
         header.on_poll_end(start);
-        let record = header.record(Outcome::Cancelled, clock::now());
+        let record = header.to_record(Outcome::Cancelled, clock::now());
         assert_eq!((record.polls, record.wakes), (1, 0));
     }
 }

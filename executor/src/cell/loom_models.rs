@@ -112,7 +112,7 @@ fn poll_the_rest(cell: &TaskCell, tokio: &Tokio, mut polls: u64) -> u64 {
 /// What any record promises: no time counted twice.
 fn check_record(cell: &TaskCell) {
     let now = clock::now();
-    let record = cell.header.record(Outcome::Unfinished, now);
+    let record = cell.header.to_record(Outcome::Unfinished, now);
     let idle: u64 = record.awaits.iter().map(|a| a.idle_ns).sum();
     assert!(
         record.busy_ns + record.sched_ns + idle <= record.wall_ns,

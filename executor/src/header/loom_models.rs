@@ -139,7 +139,7 @@ fn loom_models_wakes_around_polls() {
             "waited {waited} ns, counted from after the wake ({woken_by}) and the poll's end ({e1}) (next poll at {s2})"
         );
         let now = clock::now();
-        let record = header.record(Outcome::Unfinished, now);
+        let record = header.to_record(Outcome::Unfinished, now);
         check_record(&header, &record, now);
         // A wake during the last poll waits from its end.
         let waiting = record.sched_ns - header.sched_ns.load(Relaxed);
@@ -176,7 +176,7 @@ fn loom_models_two_wakers_race() {
             "waited {waited} ns, counted from before the poll ended ({e1}, next poll at {s2})"
         );
         let e2 = header.on_poll_end(s2);
-        let record = header.record(Outcome::Completed, e2);
+        let record = header.to_record(Outcome::Completed, e2);
         check_record(&header, &record, e2);
     });
 }
@@ -203,7 +203,7 @@ fn loom_models_record_while_polled() {
             })
         };
         let now = clock::now();
-        let record = header.record(Outcome::Unfinished, now);
+        let record = header.to_record(Outcome::Unfinished, now);
         check_record(&header, &record, clock::now());
         assert!(record.polls <= 2 && record.wakes <= 2, "{record:?}");
         poller.join().unwrap();
@@ -232,11 +232,11 @@ fn loom_models_record_while_polled_and_woken() {
             thread::spawn(move || header.on_wake(0))
         };
         let now = clock::now();
-        let record = header.record(Outcome::Unfinished, now);
+        let record = header.to_record(Outcome::Unfinished, now);
         check_record(&header, &record, clock::now());
         poller.join().unwrap();
         check_schedules(&header, u64::from(waker.join().unwrap()));
         let now = clock::now();
-        check_record(&header, &header.record(Outcome::Unfinished, now), now);
+        check_record(&header, &header.to_record(Outcome::Unfinished, now), now);
     });
 }
