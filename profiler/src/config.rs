@@ -7,7 +7,9 @@
 //! rather than after an hour of running with the wrong settings; a
 //! misspelled name gets a warning naming the variables theseus reads.
 
-use crate::{AwaitMode, CaptureMode, Event, Format};
+use crate::format::Format;
+use crate::profile::Event;
+use crate::stack::{AwaitMode, CaptureMode};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
@@ -168,11 +170,11 @@ impl Config {
         let rates = format!(
             "an integer from 1 to {} (CPU samples per second of each thread's \
              CPU time, e.g. 99 or 997), or 0 to leave the sampler off",
-            crate::Sampler::MAX_HZ
+            crate::sampler::Sampler::MAX_HZ
         );
         let rate = |v: &str| match v.trim().parse::<u32>().ok()? {
             0 => Some(None),
-            hz if hz <= crate::Sampler::MAX_HZ => Some(Some(hz)),
+            hz if hz <= crate::sampler::Sampler::MAX_HZ => Some(Some(hz)),
             _ => None,
         };
         if let Some(hz) = setting(get, "THESEUS_SAMPLE_HZ", &rates, rate)? {

@@ -48,7 +48,9 @@ pub fn lines(profile: &Profile, event: Event) -> Vec<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Costs, Outcome, ProfileStack};
+    use crate::aggregate::Costs;
+    use crate::task_record::Outcome;
+    use crate::tree::ProfileStack;
 
     fn stack(names: &[&str], outcome: Outcome, wall_ns: u64) -> ProfileStack {
         let costs = Costs {

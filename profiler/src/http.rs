@@ -27,7 +27,7 @@ mod query;
 mod route;
 
 use crate::profile::{Event, Profile};
-use crate::Window;
+use crate::tracer::Window;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::io;

@@ -41,7 +41,9 @@
 //! nor ended there: what was reported of it is kept for one more cut.
 
 use crate::aggregate::KeyHasher;
-use crate::{Aggregate, AwaitCosts, Costs, Outcome, StackId, TaskId, TaskRecord};
+use crate::aggregate::{Aggregate, Costs};
+use crate::stack::StackId;
+use crate::task_record::{AwaitCosts, Outcome, TaskId, TaskRecord};
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
@@ -306,7 +308,7 @@ mod tests {
             wakes: 0,
             outcome,
             awaits: AwaitCosts::NONE,
-            kind: crate::RecordKind::Task,
+            kind: crate::task_record::RecordKind::Task,
         }
     }
 

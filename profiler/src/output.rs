@@ -22,8 +22,10 @@
 
 use crate::config::{Config, ConfigError};
 use crate::forked::Starter;
+use crate::format::Format;
+use crate::profile::{Event, Profile};
 use crate::snapshots::{snapshot_path, Ticker};
-use crate::{Event, Format, Profile, Tracer};
+use crate::tracer::Tracer;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -61,7 +63,7 @@ pub struct Session {
     /// theseus's CPU sampler, when `THESEUS_SAMPLE_HZ` asked for it;
     /// stopped before the final write, so the write itself is not sampled
     /// and every buffered sample is in the profile.
-    sampler: Option<crate::Sampler>,
+    sampler: Option<crate::sampler::Sampler>,
     /// Kept for its `Drop`, which gives the signals back.
     signals: Option<crate::exit_signal::SignalGuard>,
     /// The interval snapshot thread, with `THESEUS_INTERVAL`.
@@ -235,8 +237,8 @@ impl Session {
                 ConfigError::unusable("THESEUS_INTERVAL", interval_text(interval), problem)
             })?;
         }
-        crate::set_capture_mode(config.stacks);
-        crate::set_await_mode(config.awaits);
+        crate::stack::set_capture_mode(config.stacks);
+        crate::stack::set_await_mode(config.awaits);
 
         let tracer = Tracer::new();
         tracer.install();
@@ -379,11 +381,11 @@ impl Session {
 
 /// theseus's CPU sampler at `hz`, if asked for; a sampler that cannot
 /// start is an error naming `THESEUS_SAMPLE_HZ`.
-fn start_sampler(hz: Option<u32>) -> Result<Option<crate::Sampler>, ConfigError> {
+fn start_sampler(hz: Option<u32>) -> Result<Option<crate::sampler::Sampler>, ConfigError> {
     let Some(hz) = hz else {
         return Ok(None);
     };
-    crate::Sampler::start(hz).map(Some).map_err(|e| {
+    crate::sampler::Sampler::start(hz).map(Some).map_err(|e| {
         ConfigError::unusable(
             "THESEUS_SAMPLE_HZ",
             hz.to_string(),
@@ -803,7 +805,7 @@ impl crate::http::Source for Served {
         self.0.upgrade().map(|inner| inner.tracer.to_profile())
     }
 
-    fn open_window(&self) -> Option<crate::Window> {
+    fn open_window(&self) -> Option<crate::tracer::Window> {
         self.0.upgrade().map(|inner| inner.tracer.open_window())
     }
 }

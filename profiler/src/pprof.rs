@@ -25,7 +25,7 @@
 //!   in time.
 
 use crate::profile::{Event, Frame, Profile};
-use crate::Outcome;
+use crate::task_record::Outcome;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::collections::HashMap;

@@ -26,7 +26,10 @@
 //! report all show the same logical stacks under the same names, and their
 //! numbers agree.
 
-use crate::{Costs, NodeId, Outcome, ProfileTree, ResolvedFrame};
+use crate::aggregate::Costs;
+use crate::stack::ResolvedFrame;
+use crate::task_record::Outcome;
+use crate::tree::{NodeId, ProfileTree};
 use std::fmt;
 
 pub use crate::tree::{CpuStack, ProfileStack};

@@ -198,7 +198,9 @@ fn cut_left(text: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Costs, Outcome, ProfileStack};
+    use crate::aggregate::Costs;
+    use crate::task_record::Outcome;
+    use crate::tree::ProfileStack;
 
     fn stack(names: &[&str], outcome: Outcome, wall_ns: u64, busy_ns: u64) -> ProfileStack {
         let costs = Costs {

@@ -18,7 +18,7 @@
 //! (partial) interval itself, so the snapshots cover the whole run.
 
 use crate::forked::Starter;
-use crate::Format;
+use crate::format::Format;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;

@@ -29,10 +29,13 @@
 //! tracer never calls into a sampler by name: the sampler feeds the tracer,
 //! not the other way round.
 
+use crate::aggregate::Aggregate;
+use crate::format::Format;
 use crate::interval::{Cursor, Finished, Reported, Routing, Stretch};
 use crate::profile::Profile;
+use crate::stack::StackId;
+use crate::task_record::TaskRecord;
 use crate::tree::{resolve_tree, CpuStack, ProfileStack};
-use crate::{Aggregate, Format, StackId, TaskRecord};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{self, Write};

@@ -16,7 +16,9 @@ mod resolve;
 pub(crate) use resolve::resolve_tree;
 pub use resolve::NO_TASK;
 
-use crate::{Costs, Outcome, ResolvedFrame};
+use crate::aggregate::Costs;
+use crate::stack::ResolvedFrame;
+use crate::task_record::Outcome;
 use std::collections::HashMap;
 
 /// The costs of all tasks that share one resolved stack and outcome, or of

@@ -20,7 +20,8 @@
 use super::{add_into, Graph, WIDTH};
 use crate::profile::{cpu_values, task_values, Frame};
 use crate::source_file;
-use crate::{NodeId, Outcome, ProfileTree};
+use crate::task_record::Outcome;
+use crate::tree::{NodeId, ProfileTree};
 use std::collections::{BTreeMap, HashMap};
 
 /// One function of the output.

@@ -328,13 +328,13 @@ fn unwind_this_poll(boundary: usize, out: &mut [usize; MAX_FRAMES]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::enter_poll;
+    use crate::stack::enter_poll;
     use std::hint::black_box;
 
     /// A helper that spawns: one spawn line, whoever calls it.
     #[inline(never)]
     fn spawn_worker() -> StackId {
-        crate::spawn_stack(Location::caller(), "app::worker")
+        crate::stack::spawn_stack(Location::caller(), "app::worker")
     }
 
     #[inline(never)]
@@ -353,7 +353,7 @@ mod tests {
     fn poll_like(out: &mut Vec<StackId>) {
         let marker = 0u8;
         let boundary = black_box(&marker) as *const u8 as usize;
-        let task = crate::spawn_stack(Location::caller(), "app::handler");
+        let task = crate::stack::spawn_stack(Location::caller(), "app::handler");
         // SAFETY: `marker` is a local of this frame, which outlives the
         // scope and every spawn made under it.
         let _scope = unsafe { enter_poll(task, boundary) };

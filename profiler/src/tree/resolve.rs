@@ -8,8 +8,10 @@
 //! full would cost `n * n / 2`. Each distinct segment is resolved to frames
 //! once, however many stacks share it.
 
+use crate::aggregate::{Aggregate, Costs};
 use crate::stack::{self, FastMap, FrameKey};
-use crate::{Aggregate, Costs, Outcome, ResolvedFrame, StackId};
+use crate::stack::{ResolvedFrame, StackId};
+use crate::task_record::Outcome;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
