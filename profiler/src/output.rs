@@ -2,7 +2,7 @@
 //! output path at start, install a tracer, write the profile at the end (and
 //! on SIGINT/SIGTERM), atomically, and never lose it silently.
 //!
-//! The file itself is delivered by `delivery` ([`write_atomically`]: a
+//! The file itself is delivered by `delivery` (`write_atomically`: a
 //! reader never sees half a profile, a device, a FIFO or a link is written
 //! through, and a failing output falls back to the temporary directory,
 //! then to standard error); what the session says besides where it went
@@ -19,7 +19,7 @@
 mod delivery;
 mod messages;
 
-pub use delivery::{check_writable, fallback_path, write_atomically, Destination};
+pub use delivery::Destination;
 pub use messages::open_command;
 
 use crate::config::{Config, ConfigError};
@@ -28,7 +28,7 @@ use crate::format::Format;
 use crate::profile::{Event, Profile};
 use crate::snapshots::{snapshot_path, Ticker};
 use crate::tracer::Tracer;
-use delivery::deliver;
+use delivery::{check_writable, deliver, write_atomically};
 use messages::full_names_hint;
 use std::fs;
 use std::io;

@@ -127,7 +127,7 @@ fn target_of(path: &Path) -> io::Result<Target> {
 /// is writable; it is not opened, since opening a FIFO waits for a reader.
 /// A symlink is checked as its target. The error says what is wrong and how
 /// to fix it.
-pub fn check_writable(path: &Path) -> Result<(), String> {
+pub(super) fn check_writable(path: &Path) -> Result<(), String> {
     if names_a_directory(path) {
         return Err(format!(
             "names a directory (it ends with `/`, `/.` or `..`); set THESEUS_OUT to a file \
@@ -210,7 +210,7 @@ fn writable(_path: &Path) -> io::Result<()> {
 ///   seconds for one), never replaced;
 /// - a symbolic link: its target, as above; the link stays;
 /// - a directory, a block device or a socket: an error, nothing written.
-pub fn write_atomically(
+pub(super) fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
@@ -323,7 +323,7 @@ fn open_fifo(path: &Path) -> io::Result<fs::File> {
 }
 
 /// The file used when the output path cannot be written.
-pub fn fallback_path() -> PathBuf {
+pub(super) fn fallback_path() -> PathBuf {
     std::env::temp_dir().join(format!("theseus-{}.callgrind", std::process::id()))
 }
 
@@ -358,5 +358,112 @@ pub(super) fn deliver(out: &Path, bytes: &[u8]) -> Destination {
             let _ = writeln!(stderr, "----- END theseus profile -----");
             Destination::Stderr
         }
+    }
+}
+
+// A test's own temporary directory, as the workspace's tests have it.
+#[cfg(test)]
+#[path = "../../../tests/common/scratch.rs"]
+mod scratch;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::scratch::Scratch;
+
+    /// Names in a directory, sorted.
+    fn list(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_start_up_check_refuses_what_cannot_hold_a_profile_and_leaves_nothing() {
+        let dir = Scratch::new("unwritable-check");
+        let file = dir.join("a-file");
+        fs::write(&file, "x").unwrap();
+        for bad in [
+            dir.join("missing-dir").join("out.callgrind"),
+            file.join("out.callgrind"),
+            dir.to_path_buf(),
+        ] {
+            assert!(check_writable(&bad).is_err());
+        }
+        assert!(check_writable(&dir.join("ok.callgrind")).is_ok());
+        assert_eq!(
+            list(&dir),
+            vec!["a-file"],
+            "the check leaves nothing behind"
+        );
+    }
+
+    /// Writing a profile into a socket (or onto a disk) is never what was
+    /// meant: the check says what the path is, and a write fails.
+    #[cfg(unix)]
+    #[test]
+    fn sockets_are_refused_by_the_check_and_never_written() {
+        let dir = Scratch::new("refused-write");
+        let socket = dir.join("socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let error = check_writable(&socket).unwrap_err();
+        assert!(error.contains("socket"), "{error}");
+        assert!(write_atomically(&socket, |w| w.write_all(b"x")).is_err());
+    }
+
+    #[test]
+    fn the_fallback_is_in_the_temporary_directory_named_by_the_process() {
+        let name = format!("theseus-{}.callgrind", std::process::id());
+        assert_eq!(fallback_path(), std::env::temp_dir().join(name));
+    }
+
+    #[test]
+    fn atomic_write_never_leaves_a_partial_file() {
+        let dir = Scratch::new("atomic");
+        let path = dir.join("profile");
+        write_atomically(&path, |w| w.write_all(b"good and complete\n")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "good and complete\n"
+        );
+
+        // A writer that fails half-way: the good file stays, no temporary remains.
+        let err = write_atomically(&path, |w| {
+            w.write_all(b"half of a ")?;
+            Err(std::io::Error::other("disk full"))
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "disk full");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "good and complete\n"
+        );
+        assert_eq!(list(&dir), vec!["profile"]);
+
+        // A writer that panics half-way: the same.
+        let result = std::panic::catch_unwind(|| {
+            let _ = write_atomically(&path, |w| {
+                w.write_all(b"half")?;
+                panic!("crash mid-write");
+            });
+        });
+        assert!(result.is_err());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "good and complete\n"
+        );
+        assert_eq!(list(&dir), vec!["profile"]);
+
+        // A rename that fails (a non-empty directory in the way): no temporary left.
+        let blocked = dir.join("blocked");
+        std::fs::create_dir(&blocked).unwrap();
+        std::fs::write(blocked.join("inside"), "x").unwrap();
+        assert!(write_atomically(&blocked, |w| w.write_all(b"data")).is_err());
+        assert_eq!(list(&dir), vec!["blocked", "profile"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
