@@ -1,5 +1,7 @@
 //! Output formats, chosen by the output path's extension or by
-//! `THESEUS_FORMAT`, all written from one [`Profile`].
+//! `THESEUS_FORMAT`, all written from one [`Profile`](crate::Profile) (by
+//! its `write`, in `writers.rs`: this module names the formats and knows no
+//! writer, so the settings that read a format depend on none).
 //!
 //! | extension | format | writer |
 //! |---|---|---|
@@ -10,12 +12,10 @@
 //!
 //! Extensions are matched without regard to case. Callgrind stays the
 //! default because its readers show every event at once and the call graph;
-//! the others show one event at a time ([`Event`], `THESEUS_EVENT`), except
+//! the others show one event at a time ([`Event`](crate::Event), `THESEUS_EVENT`), except
 //! pprof, which carries every event and opens on the chosen one.
 
-use crate::profile::{Event, Profile};
 use std::fmt;
-use std::io::{self, Write};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -125,27 +125,6 @@ impl FromStr for Format {
             .ok_or_else(|| ParseFormatError {
                 value: s.to_string(),
             })
-    }
-}
-
-impl Profile {
-    /// Writes this profile in `format`. `event` is the one event shown by
-    /// the formats that show one (folded stacks and the flame graph), and
-    /// the sample type pprof opens on; callgrind always has every event.
-    /// An `event` the profile does not have ([`Event::CpuNs`] without the
-    /// sampler) is written as zeros: folded stacks then have no line.
-    pub fn write<W: Write + ?Sized>(
-        &self,
-        format: Format,
-        event: Event,
-        out: &mut W,
-    ) -> io::Result<()> {
-        match format {
-            Format::Callgrind => crate::callgrind::write(out, self),
-            Format::Pprof => crate::pprof::write(out, self, event),
-            Format::Folded => crate::folded::write(out, self, event),
-            Format::FlameGraph => crate::flamegraph::write(out, self, event),
-        }
     }
 }
 

@@ -64,7 +64,7 @@
 //! | installed tracers, per-thread ledgers | `tracer` |
 //! | stack ids to a tree of frames | `tree` (`tree::resolve`) |
 //! | the profile every writer reads | [`profile`] |
-//! | writers | [`callgrind`], [`pprof`], [`folded`], [`flamegraph`], [`report`]; chosen by [`format`](mod@format) |
+//! | writers | [`callgrind`], [`pprof`], [`folded`], [`flamegraph`], [`report`]; the formats named by [`format`](mod@format), each given its writer by `writers` |
 //! | a program's session: settings, files, exit | [`config`], [`output`], [`snapshots`], [`exit_signal`] |
 //! | profiles pulled over HTTP (`THESEUS_HTTP`) | [`http`] (`http::route`, `http::query`, `http::page`) |
 //! | theseus's CPU sampler | [`sampler`] |
@@ -99,6 +99,7 @@ mod stack;
 mod task_record;
 mod tracer;
 mod tree;
+mod writers;
 
 pub use aggregate::{Aggregate, Costs};
 pub use config::{Config, ConfigError, ParseModeError};
