@@ -38,13 +38,20 @@ async fn handle(_request: Request<Incoming>) -> Result<Response<String>, Infalli
     Ok(Response::new("slept".to_string()))
 }
 
-/// Accepts one connection and serves it in a task of its own, as a server
-/// does, with the executor given to hyper-util's `auto` builder.
-async fn accept_one(listener: TcpListener) {
+/// Accepts one connection and serves it with `service` in a task of its
+/// own, as a server does, with the executor given to hyper-util's `auto`
+/// builder.
+async fn accept_one<S>(listener: TcpListener, service: S)
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<axum::body::Body>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
     let (stream, _) = listener.accept().await.unwrap();
     theseus::spawn(async move {
         let builder = hyper_util::server::conn::auto::Builder::new(theseus::hyper::Executor);
-        let service = hyper::service::service_fn(handle);
         builder
             .serve_connection(TokioIo::new(stream), service)
             .await
@@ -54,12 +61,37 @@ async fn accept_one(listener: TcpListener) {
     .unwrap();
 }
 
-/// Serves one HTTP/2 connection, and sends it `requests` requests at once
-/// from a client whose connection task hyper spawns.
+/// The handler as a hyper service.
+fn plain_service() -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<axum::body::Body>,
+    Error = Infallible,
+    Future = impl Send,
+> + Send {
+    hyper::service::service_fn(|request| async {
+        let response = handle(request).await?;
+        Ok(response.map(axum::body::Body::from))
+    })
+}
+
+/// Serves one HTTP/2 connection with the handler, and sends it `requests`
+/// requests at once from a client whose connection task hyper spawns.
 async fn serve(requests: u64) {
+    serve_with(plain_service(), "/", requests).await
+}
+
+/// [`serve`] with `service`, each request to `path`.
+async fn serve_with<S>(service: S, path: &'static str, requests: u64)
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<axum::body::Body>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let server = theseus::spawn(accept_one(listener));
+    let server = theseus::spawn(accept_one(listener, service));
     let stream = TcpStream::connect(address).await.unwrap();
     let (sender, connection) =
         hyper::client::conn::http2::handshake(theseus::hyper::Executor, TokioIo::new(stream))
@@ -70,7 +102,8 @@ async fn serve(requests: u64) {
         .map(|_| {
             let mut sender = sender.clone();
             theseus::spawn(async move {
-                let request = Request::get("http://test/").body(String::new()).unwrap();
+                let uri = format!("http://test{path}");
+                let request = Request::get(uri).body(String::new()).unwrap();
                 let response = sender.send_request(request).await.unwrap();
                 let body = response.into_body().collect().await.unwrap().to_bytes();
                 assert_eq!(&body[..], b"slept");
@@ -195,7 +228,10 @@ fn what_hyper_spawns_through_the_executor_is_a_theseus_task_with_its_waits() {
         // Nothing hyper spawned went to `tokio::spawn`: with
         // `--cfg tokio_unstable` such a task would show as one.
         assert!(callgrind.functions("[task] tokio::spawn").is_empty());
-        assert_eq!(callgrind.self_of(&one(&callgrind.functions(STREAM)), "Tasks"), REQUESTS);
+        assert_eq!(
+            callgrind.self_of(&one(&callgrind.functions(STREAM)), "Tasks"),
+            REQUESTS
+        );
 
         // The folded stacks show them too.
         let folded = dir.join("hyper.folded");
@@ -206,5 +242,61 @@ fn what_hyper_spawns_through_the_executor_is_a_theseus_task_with_its_waits() {
             .map(|(_, n)| n)
             .sum();
         assert_eq!(streams, REQUESTS);
+    });
+}
+
+/// An axum router served by hyper-util as the README shows, each request a
+/// frame: the requests hang below the stream tasks the executor spawned,
+/// below the connection's task, on a plain build.
+#[test]
+fn an_axum_router_served_with_the_executor_has_its_requests_below_the_stream_tasks() {
+    const USER: &str = "[request] GET /users/{id}";
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    common::with_deadline(Duration::from_secs(120), || {
+        let router = || {
+            let app = axum::Router::new()
+                .route(
+                    "/users/{id}",
+                    axum::routing::get(|| async {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        "slept"
+                    }),
+                )
+                .route_layer(theseus::tower::RequestLayer::new());
+            hyper_util::service::TowerToHyperService::new(app)
+        };
+        let run = |requests| {
+            let tracer = theseus::Tracer::new();
+            tracer.install();
+            let runtime = theseus::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+                .unwrap();
+            runtime.block_on(serve_with(router(), "/users/7", requests));
+            drop(runtime);
+            tracer.uninstall();
+            tracer.to_profile()
+        };
+        run(2);
+        let profile = run(REQUESTS);
+        let samples = profile.samples();
+        let requests: Vec<&Sample> = samples.iter().filter(|s| at(s, USER).is_some()).collect();
+        let frames: u64 = requests.iter().map(|s| s.value(Event::Frames)).sum();
+        assert_eq!(frames, REQUESTS);
+        for sample in &requests {
+            let connection = at(sample, "[task] async block in hyper_executor::accept_one");
+            let stream = at(sample, STREAM);
+            assert!(
+                connection.is_some() && connection < stream && stream < at(sample, USER),
+                "not below a stream's task and the connection's: {:?}",
+                sample.frames
+            );
+        }
+        let asleep: u64 = requests
+            .iter()
+            .filter(|s| s.frames.last().unwrap().name == SLEEP)
+            .map(|s| s.value(Event::IdleNs))
+            .sum();
+        assert_lengthened("the requests' sleeps", asleep, REQUESTS * 20 * MS, 0.05);
     });
 }
