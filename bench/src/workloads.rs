@@ -199,6 +199,12 @@ pub async fn tcp_echo<S: Spawner>(spawner: S) {
 /// theseus those tasks run on the same workers as theseus's own (and are
 /// profiled when built with `--cfg tokio_unstable`).
 pub async fn http_fast<S: Spawner>(spawner: S) {
+    http_fast_layered(spawner, false).await
+}
+
+/// [`http_fast`], each request a frame (`[request] GET /fast`) when
+/// `layered`: the route gets `theseus::tower::RequestLayer`.
+pub async fn http_fast_layered<S: Spawner>(spawner: S, layered: bool) {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     use tokio::net::{TcpListener, TcpStream};
     const CONNECTIONS: usize = 20;
@@ -207,7 +213,10 @@ pub async fn http_fast<S: Spawner>(spawner: S) {
     async fn fast() -> &'static str {
         "fast"
     }
-    let app = axum::Router::new().route("/fast", axum::routing::get(fast));
+    let mut app = axum::Router::new().route("/fast", axum::routing::get(fast));
+    if layered {
+        app = app.route_layer(theseus::tower::RequestLayer::new());
+    }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,0 +1,70 @@
+//! What the request layer costs a service: http_fast on theseus with and
+//! without `theseus::tower::RequestLayer` on its route, with profiling on
+//! (each of its 5,000 requests a frame) and off.
+//!
+//! Each measurement runs http_fast for two seconds; the four runs of a
+//! round are interleaved, their order rotated each round, and the table
+//! gives the medians and the ratio of layered to bare.
+
+use crate::runtimes::{BenchRuntime, Theseus};
+use crate::workloads;
+use std::time::{Duration, Instant};
+use theseus::Tracer;
+
+/// How long one measurement of http_fast runs.
+const MEASURE_FOR: Duration = Duration::from_secs(2);
+
+/// The four runs of a round: (profiling, layered).
+const RUNS: [(bool, bool); 4] = [(true, false), (true, true), (false, false), (false, true)];
+
+/// Measures and prints the table.
+pub fn run(rounds: usize, workers: usize) {
+    let runtime = Theseus::new(workers);
+    let tracer = Tracer::new();
+    let mut samples = vec![Vec::new(); RUNS.len()];
+    for round in 0..rounds {
+        for k in 0..RUNS.len() {
+            let r = (k + round) % RUNS.len();
+            let (profiling, layered) = RUNS[r];
+            if profiling {
+                tracer.install();
+            }
+            samples[r].push(measure(&runtime, layered));
+            if profiling {
+                tracer.uninstall();
+            }
+        }
+    }
+    let medians: Vec<Duration> = samples.iter_mut().map(|s| crate::median(s)).collect();
+    println!(
+        "http_fast (axum, 20 conns x 250 requests) on theseus, {workers} workers, {rounds} \
+         rounds of {} s per run, median time per iteration:\n",
+        MEASURE_FOR.as_secs()
+    );
+    println!("| profiling | no layer | RequestLayer | ratio |");
+    println!("|---|---|---|---|");
+    for (row, bare, layered) in [("on", 0, 1), ("off", 2, 3)] {
+        println!(
+            "| {row} | {:.2} ms | {:.2} ms | {:.3}x |",
+            medians[bare].as_secs_f64() * 1e3,
+            medians[layered].as_secs_f64() * 1e3,
+            medians[layered].as_secs_f64() / medians[bare].as_secs_f64()
+        );
+    }
+    let frames = tracer.to_profile().totals()[theseus::profiler::Event::Frames.index()];
+    println!("\n({frames} requests recorded as frames while profiling)");
+}
+
+/// Mean time per iteration of http_fast over [`MEASURE_FOR`], after one
+/// iteration to warm up.
+fn measure(runtime: &Theseus, layered: bool) -> Duration {
+    let once = || runtime.block_on(workloads::http_fast_layered(runtime.spawner(), layered));
+    once();
+    let start = Instant::now();
+    let mut iterations = 0u32;
+    while start.elapsed() < MEASURE_FOR {
+        once();
+        iterations += 1;
+    }
+    start.elapsed() / iterations
+}
