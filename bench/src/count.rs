@@ -15,6 +15,10 @@ pub enum Workload {
     /// From inside one task, await N `#[theseus::profiled]` fns that are
     /// done at once (N frames, each polled once).
     Frame,
+    /// N runs of http_fast (5,000 requests each).
+    Http,
+    /// N runs of http_fast with the request layer on its route.
+    HttpLayered,
 }
 
 impl Workload {
@@ -23,8 +27,10 @@ impl Workload {
             "spawn" => Ok(Workload::Spawn),
             "poll" => Ok(Workload::Poll),
             "frame" => Ok(Workload::Frame),
+            "http" => Ok(Workload::Http),
+            "http-layered" => Ok(Workload::HttpLayered),
             other => Err(format!(
-                "unknown workload {other}: accepted are spawn, poll, frame"
+                "unknown workload {other}: accepted are spawn, poll, frame, http, http-layered"
             )),
         }
     }
@@ -43,6 +49,12 @@ impl OnRuntime for Count {
             Workload::Spawn => runtime.block_on(workloads::spawn_tasks(spawner, self.n)),
             Workload::Poll => runtime.block_on(workloads::yield_tasks(spawner, 1, self.n)),
             Workload::Frame => runtime.block_on(workloads::frame_calls(spawner, self.n)),
+            Workload::Http | Workload::HttpLayered => {
+                let layered = self.workload == Workload::HttpLayered;
+                for _ in 0..self.n {
+                    runtime.block_on(workloads::http_fast_layered(spawner.clone(), layered));
+                }
+            }
         }
     }
 }

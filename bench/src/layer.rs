@@ -4,7 +4,9 @@
 //!
 //! Each measurement runs http_fast for two seconds; the four runs of a
 //! round are interleaved, their order rotated each round, and the table
-//! gives the medians and the ratio of layered to bare.
+//! gives the medians and the ratio of layered to bare: of the wall time per
+//! iteration, and of the process's CPU time (user and system, all threads)
+//! per iteration, which other programs on a shared machine move less.
 
 use crate::runtimes::{BenchRuntime, Theseus};
 use crate::workloads;
@@ -21,7 +23,8 @@ const RUNS: [(bool, bool); 4] = [(true, false), (true, true), (false, false), (f
 pub fn run(rounds: usize, workers: usize) {
     let runtime = Theseus::new(workers);
     let tracer = Tracer::new();
-    let mut samples = vec![Vec::new(); RUNS.len()];
+    let mut wall = vec![Vec::new(); RUNS.len()];
+    let mut cpu = vec![Vec::new(); RUNS.len()];
     for round in 0..rounds {
         for k in 0..RUNS.len() {
             let r = (k + round) % RUNS.len();
@@ -29,42 +32,67 @@ pub fn run(rounds: usize, workers: usize) {
             if profiling {
                 tracer.install();
             }
-            samples[r].push(measure(&runtime, layered));
+            let (w, c) = measure(&runtime, layered);
+            wall[r].push(w);
+            cpu[r].push(c);
             if profiling {
                 tracer.uninstall();
             }
         }
     }
-    let medians: Vec<Duration> = samples.iter_mut().map(|s| crate::median(s)).collect();
+    let wall: Vec<Duration> = wall.iter_mut().map(|s| crate::median(s)).collect();
+    let cpu: Vec<Duration> = cpu.iter_mut().map(|s| crate::median(s)).collect();
     println!(
         "http_fast (axum, 20 conns x 250 requests) on theseus, {workers} workers, {rounds} \
-         rounds of {} s per run, median time per iteration:\n",
+         rounds of {} s per run, medians per iteration:\n",
         MEASURE_FOR.as_secs()
     );
-    println!("| profiling | no layer | RequestLayer | ratio |");
-    println!("|---|---|---|---|");
+    println!("| profiling | time | no layer | RequestLayer | ratio |");
+    println!("|---|---|---|---|---|");
     for (row, bare, layered) in [("on", 0, 1), ("off", 2, 3)] {
-        println!(
-            "| {row} | {:.2} ms | {:.2} ms | {:.3}x |",
-            medians[bare].as_secs_f64() * 1e3,
-            medians[layered].as_secs_f64() * 1e3,
-            medians[layered].as_secs_f64() / medians[bare].as_secs_f64()
-        );
+        for (what, medians) in [("wall", &wall), ("CPU", &cpu)] {
+            println!(
+                "| {row} | {what} | {:.2} ms | {:.2} ms | {:.3}x |",
+                medians[bare].as_secs_f64() * 1e3,
+                medians[layered].as_secs_f64() * 1e3,
+                medians[layered].as_secs_f64() / medians[bare].as_secs_f64()
+            );
+        }
     }
     let frames = tracer.to_profile().totals()[theseus::profiler::Event::Frames.index()];
     println!("\n({frames} requests recorded as frames while profiling)");
 }
 
-/// Mean time per iteration of http_fast over [`MEASURE_FOR`], after one
-/// iteration to warm up.
-fn measure(runtime: &Theseus, layered: bool) -> Duration {
+/// Mean wall and CPU time per iteration of http_fast over
+/// [`MEASURE_FOR`], after one iteration to warm up.
+fn measure(runtime: &Theseus, layered: bool) -> (Duration, Duration) {
     let once = || runtime.block_on(workloads::http_fast_layered(runtime.spawner(), layered));
     once();
-    let start = Instant::now();
+    let (start, cpu_start) = (Instant::now(), cpu_time());
     let mut iterations = 0u32;
     while start.elapsed() < MEASURE_FOR {
         once();
         iterations += 1;
     }
-    start.elapsed() / iterations
+    (
+        start.elapsed() / iterations,
+        cpu_time().saturating_sub(cpu_start) / iterations,
+    )
+}
+
+/// The CPU time this process has used, all threads, user and system:
+/// `/proc/self/stat`'s `utime` and `stime`, in clock ticks of 10 ms
+/// (`USER_HZ` is 100 on Linux); zero where it cannot be read.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command's closing parenthesis, from `state`
+    // (field 3): `utime` and `stime` are fields 14 and 15.
+    let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
 }
