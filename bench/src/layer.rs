@@ -1,23 +1,32 @@
-//! What the request layer costs a service: http_fast on theseus with and
-//! without `theseus::tower::RequestLayer` on its route, with profiling on
-//! (each of its 5,000 requests a frame) and off.
+//! What the request layer costs a service: http_fast on theseus with
+//! `theseus::tower::RequestLayer` on its route, beside the same with no
+//! layer and with a layer that adds nothing (what axum's `route_layer`
+//! costs whatever the layer), with profiling on (each of its 5,000 requests
+//! a frame) and off.
 //!
-//! Each measurement runs http_fast for two seconds; the four runs of a
+//! Each measurement runs http_fast for two seconds; the six runs of a
 //! round are interleaved, their order rotated each round, and the table
-//! gives the medians and the ratio of layered to bare: of the wall time per
+//! gives the medians and the ratios of layered to bare: of the wall time per
 //! iteration, and of the process's CPU time (user and system, all threads)
 //! per iteration, which other programs on a shared machine move less.
 
 use crate::runtimes::{BenchRuntime, Theseus};
-use crate::workloads;
+use crate::workloads::{self, RouteLayer};
 use std::time::{Duration, Instant};
 use theseus::Tracer;
 
 /// How long one measurement of http_fast runs.
 const MEASURE_FOR: Duration = Duration::from_secs(2);
 
-/// The four runs of a round: (profiling, layered).
-const RUNS: [(bool, bool); 4] = [(true, false), (true, true), (false, false), (false, true)];
+/// The six runs of a round: (profiling, layer).
+const RUNS: [(bool, RouteLayer); 6] = [
+    (true, RouteLayer::None),
+    (true, RouteLayer::Identity),
+    (true, RouteLayer::Request),
+    (false, RouteLayer::None),
+    (false, RouteLayer::Identity),
+    (false, RouteLayer::Request),
+];
 
 /// Measures and prints the table.
 pub fn run(rounds: usize, workers: usize) {
@@ -28,11 +37,11 @@ pub fn run(rounds: usize, workers: usize) {
     for round in 0..rounds {
         for k in 0..RUNS.len() {
             let r = (k + round) % RUNS.len();
-            let (profiling, layered) = RUNS[r];
+            let (profiling, layer) = RUNS[r];
             if profiling {
                 tracer.install();
             }
-            let (w, c) = measure(&runtime, layered);
+            let (w, c) = measure(&runtime, layer);
             wall[r].push(w);
             cpu[r].push(c);
             if profiling {
@@ -47,15 +56,21 @@ pub fn run(rounds: usize, workers: usize) {
          rounds of {} s per run, medians per iteration:\n",
         MEASURE_FOR.as_secs()
     );
-    println!("| profiling | time | no layer | RequestLayer | ratio |");
-    println!("|---|---|---|---|---|");
-    for (row, bare, layered) in [("on", 0, 1), ("off", 2, 3)] {
+    println!(
+        "| profiling | time | no layer | Identity | RequestLayer | RequestLayer / no layer \
+         | RequestLayer / Identity |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (row, first) in [("on", 0), ("off", 3)] {
         for (what, medians) in [("wall", &wall), ("CPU", &cpu)] {
+            let [bare, identity, request] = [0, 1, 2].map(|i| medians[first + i].as_secs_f64());
             println!(
-                "| {row} | {what} | {:.2} ms | {:.2} ms | {:.3}x |",
-                medians[bare].as_secs_f64() * 1e3,
-                medians[layered].as_secs_f64() * 1e3,
-                medians[layered].as_secs_f64() / medians[bare].as_secs_f64()
+                "| {row} | {what} | {:.2} ms | {:.2} ms | {:.2} ms | {:.3}x | {:.3}x |",
+                bare * 1e3,
+                identity * 1e3,
+                request * 1e3,
+                request / bare,
+                request / identity
             );
         }
     }
@@ -65,8 +80,8 @@ pub fn run(rounds: usize, workers: usize) {
 
 /// Mean wall and CPU time per iteration of http_fast over
 /// [`MEASURE_FOR`], after one iteration to warm up.
-fn measure(runtime: &Theseus, layered: bool) -> (Duration, Duration) {
-    let once = || runtime.block_on(workloads::http_fast_layered(runtime.spawner(), layered));
+fn measure(runtime: &Theseus, layer: RouteLayer) -> (Duration, Duration) {
+    let once = || runtime.block_on(workloads::http_fast_layered(runtime.spawner(), layer));
     once();
     let (start, cpu_start) = (Instant::now(), cpu_time());
     let mut iterations = 0u32;

@@ -16,7 +16,7 @@
 //! cargo run --release -p theseus-bench -- --deep N [--workers N]
 //! cargo run --release -p theseus-bench -- --pulls [--rounds N] [--workers N]
 //! cargo run --release -p theseus-bench -- --layer [--rounds N] [--workers N]
-//! cargo run --release -p theseus-bench -- --count N --runtime R --workload spawn|poll|frame|http|http-layered
+//! cargo run --release -p theseus-bench -- --count N --runtime R --workload spawn|poll|frame|http|http-identity|http-layered
 //! ```
 //!
 //! `--stall` times how late a sleeping task wakes while another task holds a
@@ -165,7 +165,7 @@ const USAGE: &str = "usage:
   theseus-bench --intervals [--count-intervals N] [--tasks N per interval] [--workers N]
   theseus-bench --deep N [--workers N]
   theseus-bench --deep-one RUNTIME --depth N [--workers N]
-  theseus-bench --count N --runtime RUNTIME --workload spawn|poll|frame|http|http-layered [--workers N]
+  theseus-bench --count N --runtime RUNTIME --workload spawn|poll|frame|http|http-identity|http-layered [--workers N]
   theseus-bench --stall [--rounds N]
   theseus-bench --pulls [--rounds N] [--workers N]
   theseus-bench --layer [--rounds N] [--workers N]
