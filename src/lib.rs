@@ -62,6 +62,9 @@ pub mod profiler {
 #[cfg(feature = "tower")]
 pub mod tower;
 
+#[cfg(feature = "hyper")]
+pub mod hyper;
+
 /// Tasks: spawning, joining, yielding, as in `tokio::task`.
 pub mod task {
     pub use theseus_executor::task::*;

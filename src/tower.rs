@@ -95,6 +95,13 @@ impl<S, N: Clone> tower_layer::Layer<S> for RequestLayer<N> {
 pub trait NameRequest<B> {
     /// The request's name, without the `[request]` prefix.
     fn name(&self, request: &http::Request<B>) -> String;
+
+    /// The request's name as kept for the program's life: [`Self::name`],
+    /// interned. A naming that can find its names again without building
+    /// them (as [`RouteName`] does) overrides it.
+    fn interned(&self, request: &http::Request<B>) -> &'static str {
+        intern_name(&self.name(request))
+    }
 }
 
 impl<B, F: Fn(&http::Request<B>) -> String> NameRequest<B> for F {
@@ -116,6 +123,68 @@ impl<B> NameRequest<B> for RouteName {
             Some(route) => format!("{method} {route}"),
             None => method.to_string(),
         }
+    }
+
+    /// Without building the name: a method alone is its own name, and a
+    /// route's is found again by where axum keeps the template (see
+    /// [`Named`]).
+    fn interned(&self, request: &http::Request<B>) -> &'static str {
+        let method = standard_method(request.method());
+        match route(request) {
+            Some(route) => Named::find(method, route),
+            None => method,
+        }
+    }
+}
+
+/// The names of this thread's requests, by method and by the address of
+/// their route template: axum hands each request of a route the same
+/// shared template, so a name is found again with a lookup, where building
+/// and interning it costs an allocation, a format and a lock. A name is
+/// used only if it reads as the method and the route (the address may have
+/// been reused for another template).
+struct Named;
+
+thread_local! {
+    static NAMED: std::cell::RefCell<std::collections::HashMap<(usize, usize, usize), &'static str>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+impl Named {
+    /// Most names kept per thread: past this, the map starts again (a
+    /// program whose templates are not shared finds nothing in it, and
+    /// must not grow it).
+    const MOST: usize = 1024;
+
+    /// The interned name `METHOD ROUTE`.
+    fn find(method: &'static str, route: &str) -> &'static str {
+        let key = (
+            method.as_ptr() as usize,
+            route.as_ptr() as usize,
+            route.len(),
+        );
+        let reads_as = |name: &str| {
+            name.len() == method.len() + 1 + route.len()
+                && name.starts_with(method)
+                && name.ends_with(route)
+        };
+        let found = NAMED
+            .try_with(|named| named.borrow().get(&key).copied())
+            .ok()
+            .flatten()
+            .filter(|name| reads_as(name));
+        if let Some(name) = found {
+            return name;
+        }
+        let name = intern_name(&format!("{method} {route}"));
+        let _ = NAMED.try_with(|named| {
+            let mut named = named.borrow_mut();
+            if named.len() >= Named::MOST {
+                named.clear();
+            }
+            named.insert(key, name);
+        });
+        name
     }
 }
 
@@ -190,10 +259,41 @@ where
     fn call(&mut self, request: http::Request<B>) -> Profiled<S::Future> {
         // Named only when profiled: naming allocates.
         let name = if theseus_profiler::is_active() {
-            intern_name(&self.naming.name(&request))
+            self.naming.interned(&request)
         } else {
             ""
         };
         Profiled::marked(self.inner.call(request), FrameKind::Request, name, self.at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_is_named_by_what_it_reads_not_only_where_it_is() {
+        let mut template = String::from("/users/{id}");
+        let users = Named::find("GET", &template);
+        assert_eq!(users, "GET /users/{id}");
+        // Found again: the same interned name.
+        assert!(std::ptr::eq(users, Named::find("GET", &template)));
+        assert_eq!(Named::find("POST", &template), "POST /users/{id}");
+        // Another template at the same address, of the same length.
+        template.replace_range(1..6, "posts");
+        assert_eq!(Named::find("GET", &template), "GET /posts/{id}");
+    }
+
+    #[test]
+    fn without_a_template_a_request_is_named_by_its_method() {
+        let request = http::Request::get("/users/7").body(()).unwrap();
+        assert_eq!(RouteName.interned(&request), "GET");
+        assert_eq!(RouteName.name(&request), "GET");
+        let other = http::Request::builder()
+            .method("PURGE")
+            .uri("/users/7")
+            .body(())
+            .unwrap();
+        assert_eq!(RouteName.interned(&other), "OTHER");
     }
 }

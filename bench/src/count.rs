@@ -3,7 +3,7 @@
 //! from the difference, start-up and shutdown cancelling out.
 
 use crate::runtimes::{run_on, BenchRuntime, Kind, OnRuntime};
-use crate::workloads;
+use crate::workloads::{self, RouteLayer};
 use theseus::Tracer;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +15,12 @@ pub enum Workload {
     /// From inside one task, await N `#[theseus::profiled]` fns that are
     /// done at once (N frames, each polled once).
     Frame,
+    /// N runs of http_fast (5,000 requests each).
+    Http,
+    /// N runs of http_fast with a layer that adds nothing on its route.
+    HttpIdentity,
+    /// N runs of http_fast with the request layer on its route.
+    HttpLayered,
 }
 
 impl Workload {
@@ -23,8 +29,12 @@ impl Workload {
             "spawn" => Ok(Workload::Spawn),
             "poll" => Ok(Workload::Poll),
             "frame" => Ok(Workload::Frame),
+            "http" => Ok(Workload::Http),
+            "http-identity" => Ok(Workload::HttpIdentity),
+            "http-layered" => Ok(Workload::HttpLayered),
             other => Err(format!(
-                "unknown workload {other}: accepted are spawn, poll, frame"
+                "unknown workload {other}: accepted are spawn, poll, frame, http, \
+                 http-identity, http-layered"
             )),
         }
     }
@@ -43,6 +53,16 @@ impl OnRuntime for Count {
             Workload::Spawn => runtime.block_on(workloads::spawn_tasks(spawner, self.n)),
             Workload::Poll => runtime.block_on(workloads::yield_tasks(spawner, 1, self.n)),
             Workload::Frame => runtime.block_on(workloads::frame_calls(spawner, self.n)),
+            Workload::Http | Workload::HttpIdentity | Workload::HttpLayered => {
+                let layer = match self.workload {
+                    Workload::HttpIdentity => RouteLayer::Identity,
+                    Workload::HttpLayered => RouteLayer::Request,
+                    _ => RouteLayer::None,
+                };
+                for _ in 0..self.n {
+                    runtime.block_on(workloads::http_fast_layered(spawner.clone(), layer));
+                }
+            }
         }
     }
 }

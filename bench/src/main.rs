@@ -15,7 +15,8 @@
 //! cargo run --release -p theseus-bench -- --intervals [--count-intervals N] [--tasks N] [--workers N]
 //! cargo run --release -p theseus-bench -- --deep N [--workers N]
 //! cargo run --release -p theseus-bench -- --pulls [--rounds N] [--workers N]
-//! cargo run --release -p theseus-bench -- --count N --runtime R --workload spawn|poll|frame
+//! cargo run --release -p theseus-bench -- --layer [--rounds N] [--workers N]
+//! cargo run --release -p theseus-bench -- --count N --runtime R --workload spawn|poll|frame|http|http-identity|http-layered
 //! ```
 //!
 //! `--stall` times how late a sleeping task wakes while another task holds a
@@ -32,6 +33,8 @@
 //! `--pulls` measures profiles pulled over HTTP (`THESEUS_HTTP`): http_fast
 //! with a pull every second and without, and the memory over 1,000 pulls
 //! (see `pulls.rs`).
+//! `--layer` measures http_fast with and without the request layer on its
+//! route, with profiling on and off (see `layer.rs`).
 //! `--count` does exactly N spawns (or N polls) and nothing else, for counting instructions under valgrind; see
 //! `bench/instructions.sh`.
 
@@ -40,6 +43,7 @@ mod churn;
 mod count;
 mod deep;
 mod intervals;
+mod layer;
 mod pulls;
 mod runtimes;
 mod stall;
@@ -149,6 +153,9 @@ enum Mode {
     Pulls {
         rounds: usize,
     },
+    Layer {
+        rounds: usize,
+    },
 }
 
 const USAGE: &str = "usage:
@@ -158,9 +165,10 @@ const USAGE: &str = "usage:
   theseus-bench --intervals [--count-intervals N] [--tasks N per interval] [--workers N]
   theseus-bench --deep N [--workers N]
   theseus-bench --deep-one RUNTIME --depth N [--workers N]
-  theseus-bench --count N --runtime RUNTIME --workload spawn|poll|frame [--workers N]
+  theseus-bench --count N --runtime RUNTIME --workload spawn|poll|frame|http|http-identity|http-layered [--workers N]
   theseus-bench --stall [--rounds N]
   theseus-bench --pulls [--rounds N] [--workers N]
+  theseus-bench --layer [--rounds N] [--workers N]
 RUNTIME is one of tokio, async-executor, theseus-off, theseus-on, theseus-full,
 theseus-awaits-off, theseus-awaits-full";
 
@@ -180,6 +188,7 @@ fn parse_options() -> Result<(Mode, usize), String> {
     let mut workload = None;
     let mut stall = false;
     let mut pulls = false;
+    let mut layer = false;
     let mut args = std::env::args().skip(1);
     fn number(flag: &str, value: String) -> Result<usize, String> {
         value.parse().map_err(|e| format!("{flag}: {e}"))
@@ -203,10 +212,13 @@ fn parse_options() -> Result<(Mode, usize), String> {
             "--count" => count = Some(number(&flag, value("a number")?)?),
             "--runtime" => runtime = Some(Kind::parse(&value("a runtime")?)?),
             "--workload" => {
-                workload = Some(count::Workload::parse(&value("spawn, poll or frame")?)?)
+                workload = Some(count::Workload::parse(&value(
+                    "spawn, poll, frame, http or http-layered",
+                )?)?)
             }
             "--stall" => stall = true,
             "--pulls" => pulls = true,
+            "--layer" => layer = true,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0)
@@ -214,7 +226,9 @@ fn parse_options() -> Result<(Mode, usize), String> {
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
     }
-    let mode = if pulls {
+    let mode = if layer {
+        Mode::Layer { rounds }
+    } else if pulls {
         Mode::Pulls { rounds }
     } else if stall {
         Mode::Stall { rounds }
@@ -293,6 +307,10 @@ fn main() {
             Ok(())
         }
         Mode::Pulls { rounds } => pulls::run(rounds, workers),
+        Mode::Layer { rounds } => {
+            layer::run(rounds, workers);
+            Ok(())
+        }
     };
     if let Err(error) = result {
         eprintln!("theseus-bench: {error}");

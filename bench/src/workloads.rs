@@ -199,6 +199,24 @@ pub async fn tcp_echo<S: Spawner>(spawner: S) {
 /// theseus those tasks run on the same workers as theseus's own (and are
 /// profiled when built with `--cfg tokio_unstable`).
 pub async fn http_fast<S: Spawner>(spawner: S) {
+    http_fast_layered(spawner, RouteLayer::None).await
+}
+
+/// What http_fast's route is wrapped in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteLayer {
+    /// Nothing.
+    None,
+    /// A layer that adds nothing (`tower_layer::Identity`): what any layer
+    /// costs in axum, which boxes the route again.
+    Identity,
+    /// `theseus::tower::RequestLayer`: each request a frame,
+    /// `[request] GET /fast`.
+    Request,
+}
+
+/// [`http_fast`] with its route wrapped in `layer`.
+pub async fn http_fast_layered<S: Spawner>(spawner: S, layer: RouteLayer) {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     use tokio::net::{TcpListener, TcpStream};
     const CONNECTIONS: usize = 20;
@@ -208,6 +226,11 @@ pub async fn http_fast<S: Spawner>(spawner: S) {
         "fast"
     }
     let app = axum::Router::new().route("/fast", axum::routing::get(fast));
+    let app = match layer {
+        RouteLayer::None => app,
+        RouteLayer::Identity => app.route_layer(tower_layer::Identity::new()),
+        RouteLayer::Request => app.route_layer(theseus::tower::RequestLayer::new()),
+    };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

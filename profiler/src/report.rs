@@ -24,6 +24,10 @@
 //!                                           93.1% of idle at service::client > [await] tokio::time::Sleep
 //! ```
 //!
+//! A frame's row (`[frame] ..`, `[request] ..`) is whole frames, as a
+//! task's is whole tasks, and counts its frames; with frames in the
+//! profile, the column is headed `count` and the first line gives both.
+//!
 //! Percentages are of the row's wall time; a long stack is cut on the
 //! left, keeping its leaf.
 
@@ -68,17 +72,26 @@ const AWAIT_INDENT: usize = 42;
 pub fn write<W: Write + ?Sized>(out: &mut W, profile: &Profile) -> io::Result<()> {
     let rows = rows(profile);
     let totals = profile.totals();
+    let frames = totals[Event::Frames.index()];
     let mut text = String::new();
     text.push_str(&format!(
-        "theseus: top {} of {} stacks by wall time ({} over {} tasks)\n",
+        "theseus: top {} of {} stacks by wall time ({} over {} tasks{})\n",
         rows.len().min(ROWS),
         rows.len(),
         duration(totals[Event::WallNs.index()]),
         totals[Event::Tasks.index()],
+        if frames > 0 {
+            format!(" and {frames} frames")
+        } else {
+            String::new()
+        },
     ));
+    // A frame's row counts frames, a task's tasks: with frames about, the
+    // column is a count of either.
+    let count = if frames > 0 { "count" } else { "tasks" };
     text.push_str(&format!(
         "{:>9} {:>7} {:>7} {:>7} {:>6}  stack\n",
-        "wall", "busy", "sched", "idle", "tasks"
+        "wall", "busy", "sched", "idle", count
     ));
     for row in rows.iter().take(ROWS) {
         let [wall, busy, sched, idle, tasks] = row.values;
@@ -123,14 +136,15 @@ fn rows(profile: &Profile) -> Vec<Row> {
         let leaf = sample.task_leaf.unwrap_or(names.len() - 1);
         let stack = names[..=leaf].join(" > ");
         let chain = (leaf + 1 < names.len()).then(|| names[leaf + 1..].join(" > "));
+        // A row's leaf is a task's or a frame's, and counts the one it is.
+        let count = sample.value(Event::Tasks) + sample.value(Event::Frames);
         let values = [
-            Event::WallNs,
-            Event::BusyNs,
-            Event::SchedNs,
-            Event::IdleNs,
-            Event::Tasks,
-        ]
-        .map(|e| sample.value(e));
+            sample.value(Event::WallNs),
+            sample.value(Event::BusyNs),
+            sample.value(Event::SchedNs),
+            sample.value(Event::IdleNs),
+            count,
+        ];
         let i = *index.entry(stack.clone()).or_insert_with(|| {
             rows.push(Row {
                 stack,
@@ -282,6 +296,38 @@ mod tests {
             " 10.00 µs   10.0%    0.0%   90.0%      1  main > [task] t"
         );
         assert_eq!(lines[3], format!("{:42}66.7% of idle at t > [await] a", ""));
+    }
+
+    /// A frame's row counts its frames: requests are not tasks, and a
+    /// column of zeros would say none ran.
+    #[test]
+    fn a_frame_row_counts_its_frames() {
+        let mut request = stack(
+            &["main", "[task] conn", "[request] GET /users/{id}"],
+            Outcome::Completed,
+            30_000_000,
+            3_000_000,
+        );
+        request.costs.tasks = 0;
+        request.costs.frames = 30;
+        let stacks = [
+            stack(&["main", "[task] conn"], Outcome::Completed, 40_000_000, 0),
+            request,
+        ];
+        let profile = Profile::from_stacks(&stacks, &[], false);
+        let mut out = Vec::new();
+        write(&mut out, &profile).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "theseus: top 2 of 2 stacks by wall time (70.00 ms over 1 tasks and 30 frames)"
+        );
+        assert_eq!(lines[1], "     wall    busy   sched    idle  count  stack");
+        assert_eq!(
+            lines[3],
+            " 30.00 ms   10.0%    0.0%   90.0%     30  main > [task] conn > [request] GET /users/{id}"
+        );
     }
 
     #[test]

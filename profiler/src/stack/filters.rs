@@ -125,6 +125,33 @@ pub(super) fn is_spawn_machinery(name: &str, file: Option<&str>) -> bool {
         || starts_with_any(owner(name), TOKIO_SPAWN_PATH)
 }
 
+/// tokio's own running of a task: its worker loop, blocking pool and task
+/// harness, down to its poll of the task's future. A poll that theseus did
+/// not start (a `tokio::spawn` task it does not see) has no poll boundary,
+/// and its walk reaches up through these to the thread's start.
+pub(super) fn is_tokio_task_run(name: &str, file: Option<&str>) -> bool {
+    const RUNNING: &[&str] = &[
+        "tokio::runtime::task::",
+        "tokio::runtime::scheduler::",
+        "tokio::runtime::blocking::",
+        "tokio::runtime::context::",
+        "tokio::loom::",
+    ];
+    if let Some(rest) = file.and_then(|f| crate_file(f, "tokio-")) {
+        const FILES: &[&str] = &[
+            "src/runtime/task/",
+            "src/runtime/scheduler/",
+            "src/runtime/blocking/",
+            "src/runtime/context",
+            "src/loom/",
+        ];
+        if FILES.iter().any(|f| rest.starts_with(f)) {
+            return true;
+        }
+    }
+    starts_with_any(name, RUNNING) || starts_with_any(owner(name), RUNNING)
+}
+
 /// The standard library's crates, by path.
 pub(super) const STD_PATHS: &[&str] = &["std::", "core::", "alloc::"];
 

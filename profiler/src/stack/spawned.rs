@@ -12,7 +12,8 @@
 //! address is only near the call, goes on the innermost frame of its file.
 
 use super::filters::{
-    is_entry, is_internal, is_plumbing, is_spawn_machinery, is_startup, same_file,
+    is_entry, is_internal, is_plumbing, is_spawn_machinery, is_startup, is_tokio_task_run,
+    same_file,
 };
 use super::intern::{FrameKind, Leaf};
 use super::names::{
@@ -121,6 +122,16 @@ fn cut_to_the_program<'a>(
     // glue between them.
     let innermost = innermost_user_frame(&frames, location);
     frames.truncate(innermost.map_or(0, |i| i + 1));
+    // A poll theseus did not start (in a `tokio::spawn` task it does not
+    // see) begins below tokio's poll of that task: what is above it is
+    // tokio running its workers. Looked for only above the program's
+    // innermost frame, where tokio's own spawn path cannot be.
+    if let Some(i) = frames
+        .iter()
+        .rposition(|f| is_tokio_task_run(f.name.as_deref().unwrap_or(""), f.file.as_deref()))
+    {
+        frames.drain(..=i);
+    }
     frames
 }
 
@@ -560,6 +571,68 @@ mod tests {
         assert_eq!(
             site.spawner.map(|(_, shown)| shown).as_deref(),
             Some("bore_cli::server::Server::listen")
+        );
+    }
+
+    /// A frame first polled in a `tokio::spawn` task that theseus does not
+    /// see (a plain build) has no poll boundary: its walk goes up through
+    /// tokio's worker loop to the thread's start. The frames above tokio's
+    /// poll of the task are the runtime's, not the program's.
+    #[test]
+    fn a_poll_theseus_did_not_start_begins_below_tokios_poll_of_the_task() {
+        let tokio = "/home/u/.cargo/registry/src/index.crates.io-x/tokio-1.54.1/src";
+        let axum = "/home/u/.cargo/registry/src/index.crates.io-x/axum-0.8.9/src";
+        let hyper = "/home/u/.cargo/registry/src/index.crates.io-x/hyper-1.13.0/src";
+        let poll = [
+            sym(
+                "tokio::runtime::blocking::pool::Spawner::spawn_thread::{{closure}}",
+                &format!("{tokio}/runtime/blocking/pool.rs"),
+                475,
+            ),
+            sym(
+                "<tokio::runtime::blocking::task::BlockingTask<T> as core::future::future::Future>::poll",
+                &format!("{tokio}/runtime/blocking/task.rs"),
+                42,
+            ),
+            sym(
+                "tokio::runtime::scheduler::multi_thread::worker::Context::run_task",
+                &format!("{tokio}/runtime/scheduler/multi_thread/worker.rs"),
+                661,
+            ),
+            sym(
+                "tokio::runtime::task::harness::poll_future",
+                &format!("{tokio}/runtime/task/harness.rs"),
+                535,
+            ),
+            sym(
+                "tokio::loom::std::unsafe_cell::UnsafeCell<T>::with_mut",
+                &format!("{tokio}/loom/std/unsafe_cell.rs"),
+                16,
+            ),
+            sym(
+                "tokio::runtime::task::core::Core<T,S>::poll::{{closure}}",
+                &format!("{tokio}/runtime/task/core.rs"),
+                374,
+            ),
+            sym(
+                "axum::serve::handle_connection::{{closure}}",
+                &format!("{axum}/serve/mod.rs"),
+                420,
+            ),
+            sym(
+                "<hyper::proto::h1::dispatch::Dispatcher<D,Bs,I,T> as core::future::future::Future>::poll",
+                &format!("{hyper}/proto/h1/dispatch.rs"),
+                120,
+            ),
+        ];
+        let mut out = Vec::new();
+        user_frames(poll.iter().collect(), None, None, &mut out);
+        assert_eq!(
+            functions(&out),
+            [
+                "axum::serve::handle_connection",
+                "<hyper::proto::h1::dispatch::Dispatcher<D,Bs,I,T> as core::future::future::Future>::poll"
+            ]
         );
     }
 
