@@ -516,3 +516,97 @@ fn an_await_is_named_after_the_api_the_program_called() {
         "{declared}"
     );
 }
+
+const OPEN_WAITS: u64 = 200;
+
+/// Counts itself as started, then sleeps far longer than any test runs:
+/// its wait is still going on when the profile is written.
+async fn sleeps_on(started: Arc<std::sync::atomic::AtomicU64>) {
+    started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+}
+
+/// A profile written while [`OPEN_WAITS`] tasks wait at one await point
+/// counts each of those waits: `calls=` on the chain to the await point is
+/// the number of waits, ended or not, as it is for waits a wake ended.
+#[test]
+fn waits_still_going_on_are_each_counted() {
+    let _serial = common::ground::SERIAL
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let tracer = theseus::Tracer::new();
+    tracer.install();
+    let runtime = common::multi_thread(2);
+    let began = std::time::Instant::now();
+    let handles = runtime.block_on(async {
+        let started = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let handles: Vec<_> = (0..OPEN_WAITS)
+            .map(|_| theseus::spawn(sleeps_on(started.clone())))
+            .collect();
+        // Every task is at its sleep before the 100 ms start.
+        while started.load(std::sync::atomic::Ordering::Relaxed) < OPEN_WAITS {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        handles
+    });
+    // One reading of the live tasks, written in both formats.
+    let written = tracer.to_profile();
+    let lived = began.elapsed().as_nanos() as u64;
+    let mut text = Vec::new();
+    written
+        .write(
+            theseus::profiler::Format::Callgrind,
+            theseus::profiler::Event::WallNs,
+            &mut text,
+        )
+        .unwrap();
+    let folded = theseus_profiler::folded::lines(&written, theseus::profiler::Event::IdleNs);
+    for handle in &handles {
+        handle.abort();
+    }
+    drop(runtime);
+    tracer.uninstall();
+    let dir = common::Scratch::new("awaits-open");
+    let path = dir.join("profile.callgrind");
+    std::fs::write(&path, &text).unwrap();
+    let profile = common::callgrind::parse(&String::from_utf8(text).unwrap());
+    assert_eq!(
+        common::readers::check_with_real_readers(&path),
+        profile.totals
+    );
+    let leaf = "[task] await_points::sleeps_on (unfinished)";
+    assert_eq!(profile.self_of(leaf, "Tasks"), OPEN_WAITS);
+    let chain = [
+        (leaf, "await_points::sleeps_on"),
+        ("await_points::sleeps_on", SLEEP),
+    ];
+    for (caller, callee) in chain {
+        let edges = profile.edges(caller, callee);
+        let calls: u64 = edges.iter().map(|(_, (calls, _))| calls).sum();
+        assert_eq!(
+            calls, OPEN_WAITS,
+            "calls from {caller} to {callee}: {edges:#?}"
+        );
+    }
+    assert_eq!(
+        profile.call_cost("await_points::sleeps_on", SLEEP, "Wakes"),
+        0
+    );
+    // Each task waited from its first poll to the writing: the 100 ms the
+    // program slept once all were at their sleep, less the moment a poll
+    // can take to end after the task counted itself (half of it allowed on
+    // a loaded machine; a wait left out would show none), and no longer
+    // than the tasks lived.
+    let waited = profile.call_cost("await_points::sleeps_on", SLEEP, "IdleNs");
+    assert!(
+        (OPEN_WAITS * 50 * MS..=OPEN_WAITS * lived).contains(&waited),
+        "{waited} ns waited by {OPEN_WAITS} tasks that lived at most {lived} ns"
+    );
+    let at_await: Vec<_> = folded
+        .iter()
+        .filter(|(stack, _)| stack.ends_with(&format!("{leaf};await_points::sleeps_on;{SLEEP}")))
+        .collect();
+    assert_eq!(at_await.len(), 1, "{folded:#?}");
+    assert_eq!(at_await[0].1, waited, "the folded stack's IdleNs");
+}

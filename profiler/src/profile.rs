@@ -324,7 +324,7 @@ impl Sample {
 ///     frames: vec![frame("app::main", 3), frame("[task] app::work", 4)],
 ///     task_leaf: 1,
 ///     outcome: Outcome::Cancelled,
-///     costs: Costs { wall_ns: 900, busy_ns: 100, sched_ns: 50, idle_ns: 750, polls: 2, wakes: 1, tasks: 1, frames: 0 },
+///     costs: Costs { wall_ns: 900, busy_ns: 100, sched_ns: 50, idle_ns: 750, polls: 2, wakes: 1, waits: 0, tasks: 1, frames: 0 },
 /// });
 /// let mut folded = Vec::new();
 /// profile.write(Format::Folded, Event::WallNs, &mut folded).unwrap();
