@@ -621,3 +621,55 @@ fn waits_still_going_on_are_each_counted() {
     assert_eq!(at_await.len(), 1, "{folded:#?}");
     assert_eq!(at_await[0].1, waited, "the folded stack's IdleNs");
 }
+
+async fn naps() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// A `main` that waits itself: a 200 ms sleep, then a task's 100 ms nap.
+async fn main_waits() {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    theseus::spawn(naps()).await.unwrap();
+}
+
+/// The future given to `block_on` is a unit as a task is: a `[main]` leaf
+/// with its own costs, its await points below it, and the tasks it spawns
+/// below those frames of it that spawned them.
+#[test]
+fn mains_own_waits_are_its_await_points() {
+    let began = std::time::Instant::now();
+    let profile = profile("main-waits", 2, main_waits());
+    let lived = began.elapsed().as_nanos() as u64;
+    let main = "[main] await_points::main_waits";
+    let body = "await_points::main_waits";
+    // Neither a task nor a frame.
+    assert_eq!(profile.self_of(main, "Tasks"), 0);
+    assert_eq!(profile.self_of(main, "Frames"), 0);
+    assert!(
+        !profile.edges(main, body).is_empty(),
+        "{:#?}",
+        profile.calls.keys()
+    );
+    let slept = profile.call_cost(body, SLEEP, "IdleNs");
+    assert_lengthened("main's 200 ms sleep", slept, 200 * MS, 0.10);
+    assert_eq!(profile.call_cost(body, SLEEP, "Wakes"), 1);
+    let joined_at = "[await] [task] await_points::naps";
+    let joined = profile.call_cost(body, joined_at, "IdleNs");
+    assert_lengthened("main's wait for a 100 ms task", joined, 100 * MS, 0.10);
+    assert_eq!(profile.call_cost(body, joined_at, "Wakes"), 1);
+    // The task hangs below main's frame that spawned it.
+    assert!(!profile.edges(body, "[task] await_points::naps").is_empty());
+    // main's own time: its leaf and its waits, busy + sched + idle, from
+    // the first poll to the end, within the time `block_on` took.
+    let own = profile.self_of(main, "WallNs") + slept + joined;
+    assert!(
+        (300 * MS..=lived).contains(&own),
+        "main lived {own} ns; block_on took {lived} ns"
+    );
+    let parts = ["BusyNs", "SchedNs", "IdleNs"]
+        .map(|event| profile.self_of(main, event))
+        .iter()
+        .sum::<u64>();
+    assert_eq!(profile.self_of(main, "WallNs"), parts);
+    assert!(profile.self_of(main, "IdleNs") < 5 * MS);
+}

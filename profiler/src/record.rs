@@ -103,6 +103,9 @@ pub enum RecordKind {
     /// A frame: a marked future (`#[theseus::profiled]`, a request), whose
     /// costs the enclosing task (or frame) no longer holds.
     Frame,
+    /// The future given to `block_on`, timed as a frame is: counted
+    /// neither in `Tasks` nor in `Frames`, since it is neither.
+    Main,
 }
 
 /// Most await points one [`TaskRecord`] carries: the executor tells a

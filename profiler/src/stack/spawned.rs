@@ -341,6 +341,7 @@ pub(super) const TOKIO_SPAWN: &str = "tokio::spawn";
 fn frame_name(kind: FrameKind, name: &str) -> String {
     match kind {
         FrameKind::Request => format!("[request] {name}"),
+        FrameKind::Main => format!("[main] {}", leaf_name(strip_closures(name).0)),
         _ => {
             let function = name.rsplit_once("::").map_or(name, |(path, _)| path);
             format!("{FRAME_PREFIX}{}", leaf_name(function))
