@@ -229,6 +229,7 @@ fn without_debug_info_no_frame_is_filed_under_another_file() {
     for (function, file) in &profile.file_of {
         let own = function.starts_with("service::")
             || function.starts_with("[task] service::")
+            || function.starts_with("[main] service::")
             || function.starts_with("[blocking] closure in service::")
             || function.starts_with("examples/service.rs:");
         match file.as_str() {

@@ -436,9 +436,12 @@ impl Profile {
         samples
     }
 
-    /// Whether the profile holds nothing: no task and no CPU sample.
+    /// Whether the profile holds nothing: no task, no frame and no CPU
+    /// sample. `main`'s own record alone (a run that spawned nothing, or
+    /// one that printed its usage and exited) is nothing to show.
     pub fn is_empty(&self) -> bool {
-        self.tree.tasks().is_empty() && self.tree.cpu().is_empty()
+        let units = |(_, _, costs): &(NodeId, Outcome, Costs)| costs.tasks + costs.frames;
+        self.tree.tasks().iter().map(units).sum::<u64>() == 0 && self.tree.cpu().is_empty()
     }
 
     /// The sum of every stack's values.

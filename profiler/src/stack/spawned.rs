@@ -87,10 +87,12 @@ fn user_frames(
     cwd: Option<&Path>,
     out: &mut Vec<ResolvedFrame>,
 ) -> SpawnSite {
-    let polled = !frames.is_empty();
+    // A poll whose frames all have files (as `main`'s first, with none of
+    // the program's yet) is no sign.
+    let unfiled = frames.iter().any(|f| f.file.is_none());
     let frames = cut_to_the_program(frames, location);
     let mut kept = kept_frames(&frames, cwd);
-    if polled && kept.iter().all(|(f, _)| f.file == "???") {
+    if unfiled && kept.iter().all(|(f, _)| f.file == "???") {
         // No debug info: the spawn location below stands for the frames.
         mark_names_degraded();
     }
