@@ -301,9 +301,12 @@ fn awaiting_a_join_handle_names_the_child_task() {
         "[await] [task] await_points::child_sleeps",
         "IdleNs",
     );
-    assert_within("IdleNs awaiting 60 ms children", joined, 300 * MS, 0.10);
+    // A child starts and its timer fires no earlier than asked, and load
+    // only delays them: both waits are bounded as lengthened (a wait
+    // counted twice reaches twice).
+    assert_lengthened("IdleNs awaiting 60 ms children", joined, 300 * MS, 0.10);
     let slept = profile.call_cost("await_points::child_sleeps", SLEEP, "IdleNs");
-    assert_within("IdleNs of the children's sleeps", slept, 300 * MS, 0.10);
+    assert_lengthened("IdleNs of the children's sleeps", slept, 300 * MS, 0.10);
     assert_leaf_keeps_the_rest(&profile, "[task] await_points::parent_joins", TASKS);
 }
 
