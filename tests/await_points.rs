@@ -353,6 +353,11 @@ async fn contend() {
 
 /// A lock or a permit held by another task: the wait is at `lock` or
 /// `acquire`, and the holder's time is its own sleep.
+///
+/// Load makes the holder's timer fire late, which lengthens every wait
+/// here (445 ms for 400 was seen with the other tests of this file running
+/// beside it): they are bounded as lengthened. A wait booked elsewhere
+/// leaves one of them empty; one counted twice doubles it.
 #[test]
 fn a_mutex_and_a_semaphore_held_by_another_task() {
     let profile = profile("locks", 2, contend());
@@ -361,15 +366,15 @@ fn a_mutex_and_a_semaphore_held_by_another_task() {
         "[await] tokio::sync::Mutex::lock",
         "IdleNs",
     );
-    assert_within("IdleNs waiting for a held mutex", locked, 400 * MS, 0.10);
+    assert_lengthened("IdleNs waiting for a held mutex", locked, 400 * MS, 0.10);
     let permits = profile.call_cost(
         "await_points::waits_for_permit",
         "[await] tokio::sync::Semaphore::acquire",
         "IdleNs",
     );
-    assert_within("IdleNs waiting for a held permit", permits, 400 * MS, 0.10);
+    assert_lengthened("IdleNs waiting for a held permit", permits, 400 * MS, 0.10);
     let held = profile.call_cost("await_points::holds_mutex", SLEEP, "IdleNs");
-    assert_within("IdleNs of the holder's sleep", held, 400 * MS, 0.10);
+    assert_lengthened("IdleNs of the holder's sleep", held, 400 * MS, 0.10);
     assert_leaf_keeps_the_rest(&profile, "[task] await_points::waits_for_mutex", TASKS);
 }
 
