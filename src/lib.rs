@@ -98,7 +98,10 @@ pub mod __private {
     /// would write a profile at that exit), run `main`, cancel what is
     /// left, write the profile, and only then pass on `main`'s result or
     /// panic.
+    #[track_caller]
     pub fn run_main<T>(mut builder: crate::runtime::Builder, future: impl Future<Output = T>) -> T {
+        // `main`'s leaf is placed at the attribute, in the program's file.
+        let at = Location::caller();
         let runtime = builder.build().unwrap_or_else(|error| {
             eprintln!("theseus: cannot start the runtime: {error}");
             std::process::exit(2)
@@ -107,8 +110,9 @@ pub mod __private {
             eprintln!("theseus: {error}");
             std::process::exit(2)
         });
-        let output =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(future)));
+        let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on_at(future, at)
+        }));
         // Cancelled tasks are recorded as they drop, so shut down first.
         runtime.shutdown();
         if let Some(session) = session {
@@ -120,10 +124,11 @@ pub mod __private {
     }
 
     /// What `#[theseus::test]` expands to.
+    #[track_caller]
     pub fn run_test<T>(mut builder: crate::runtime::Builder, future: impl Future<Output = T>) -> T {
         let runtime = builder
             .build()
             .expect("theseus: cannot start the test runtime");
-        runtime.block_on(future)
+        runtime.block_on_at(future, Location::caller())
     }
 }

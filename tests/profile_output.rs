@@ -351,6 +351,12 @@ fn ctrl_c_writes_a_complete_profile_and_ends_the_program() {
         wall >= 4 * 50_000_000,
         "4 tasks alive at least 50 ms each: {wall}"
     );
+    // main, still waiting (at a future that registers no waker, so on its
+    // leaf), is there as it was so far.
+    let main = "[main] profile_output::programs::serve::main (unfinished)";
+    assert_eq!(profile.self_of(main, "Tasks"), 0);
+    let waited = profile.self_of(main, "IdleNs");
+    assert!(waited >= 50_000_000, "main waited at least 50 ms: {waited}");
 }
 
 fn libc_sigint() -> i32 {

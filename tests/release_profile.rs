@@ -17,8 +17,8 @@ use std::process::Command;
 
 const MS: u64 = 1_000_000;
 
-#[test]
-fn the_service_example_profiled_in_release() {
+/// The service example, built in release; its binary's path.
+fn built_service() -> std::path::PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = env!("CARGO_MANIFEST_DIR");
     let build = Command::new(&cargo)
@@ -38,7 +38,12 @@ fn the_service_example_profiled_in_release() {
         "cargo build --release --example service failed"
     );
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{root}/target"));
-    let binary = std::path::Path::new(&target).join("release/examples/service");
+    std::path::Path::new(&target).join("release/examples/service")
+}
+
+#[test]
+fn the_service_example_profiled_in_release() {
+    let binary = built_service();
 
     let dir = scratch_dir("release-service");
     let out = dir.join("service.callgrind");
@@ -184,5 +189,56 @@ fn the_service_example_profiled_in_release() {
             !name.starts_with("examples/"),
             "a frame named by location: {name}"
         );
+    }
+}
+
+/// Without debug info (`debug = false`, which cargo also strips), no frame
+/// is filed under a file that is not its own: names come from the symbol
+/// table alone, files only from `#[track_caller]` locations (spawn sites),
+/// and what neither tells is in the unknown file `???`. The binary is the
+/// release build with its debug info stripped, as cargo strips it.
+#[test]
+fn without_debug_info_no_frame_is_filed_under_another_file() {
+    let dir = scratch_dir("release-nodebug");
+    let binary = dir.join("service");
+    let strip = Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(built_service())
+        .arg(&binary)
+        .status()
+        .unwrap();
+    assert!(strip.success(), "objcopy --strip-debug failed");
+    let out = dir.join("service.callgrind");
+    let run = Command::new(&binary)
+        .env("THESEUS_OUT", &out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("without full debug info"),
+        "no word of the missing debug info: {run:?}"
+    );
+    let profile = parse(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(check_with_real_readers(&out), profile.totals);
+    // The figures do not need debug info.
+    assert_eq!(profile.self_of("[task] service::client", "Tasks"), 20);
+    assert_eq!(
+        profile.self_of("[task] service::handle_connection", "Tasks"),
+        20
+    );
+    for (function, file) in &profile.file_of {
+        let own = function.starts_with("service::")
+            || function.starts_with("[task] service::")
+            || function.starts_with("[main] service::")
+            || function.starts_with("[blocking] closure in service::")
+            || function.starts_with("examples/service.rs:");
+        match file.as_str() {
+            "???" => {}
+            "examples/service.rs" => assert!(own, "{function} filed under {file}"),
+            _ => panic!("{function} filed under {file}, with no debug info to say so"),
+        }
+        if function.starts_with("[await]") {
+            assert_eq!(file, "???", "{function}");
+        }
     }
 }

@@ -18,7 +18,7 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::Waker;
-use theseus_profiler::{LiveTasks, Outcome, StackId, TaskRecord};
+use theseus_profiler::{LiveTasks, Outcome, RecordKind, StackId, TaskRecord};
 
 /// What a profiled task shares with its wakers and the registry.
 pub(crate) struct TaskCell {
@@ -40,6 +40,8 @@ struct FrameLinks {
     /// The task or frame being polled where this frame was first polled,
     /// whose costs the frame's leave (`TaskHeader::hold`).
     owner: Option<Arc<TaskCell>>,
+    /// What its record counts as: a frame, or `block_on`'s future.
+    kind: RecordKind,
 }
 
 impl TaskCell {
@@ -59,6 +61,7 @@ impl TaskCell {
         stack: StackId,
         created_at: u64,
         owner: Option<Arc<TaskCell>>,
+        kind: RecordKind,
     ) -> Arc<TaskCell> {
         Arc::new(TaskCell {
             header: TaskHeader::created_at(stack, created_at),
@@ -67,8 +70,16 @@ impl TaskCell {
             frame: Some(Box::new(FrameLinks {
                 outer: Mutex::new(None),
                 owner,
+                kind,
             })),
         })
+    }
+
+    /// What this cell's records count as.
+    pub(crate) fn record_kind(&self) -> RecordKind {
+        self.frame
+            .as_ref()
+            .map_or(RecordKind::Task, |links| links.kind)
     }
 
     /// The task or frame this frame was first polled inside.
@@ -228,7 +239,9 @@ impl LiveEntry for TaskCell {
     }
 
     fn live_record(&self, now: u64) -> TaskRecord {
-        self.header.to_record(Outcome::Unfinished, now)
+        let mut record = self.header.to_record(Outcome::Unfinished, now);
+        record.kind = self.record_kind();
+        record
     }
 }
 

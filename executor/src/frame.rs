@@ -13,13 +13,17 @@
 //! (`TaskHeader::hold`), so that task's leaf still holds the task's whole
 //! cost, inclusively.
 //!
+//! The future given to `block_on` is a frame too, of its own kind: a
+//! `[main]` leaf with no owner, in the live-task registry while it runs,
+//! so that `main`'s waits are in the profile as a task's are.
+//!
 //! A frame's `SchedNs` runs from its own wakes to its own polls: the delay
 //! until a worker polled its task, and the time that task's poll took to
 //! reach it. With no tracer installed when it is made, a frame is its
 //! future and nothing more.
 
 use crate::boundary::poll_as_task;
-use crate::cell::TaskCell;
+use crate::cell::{live_tasks, TaskCell};
 use crate::clock;
 use crate::waker::with_task_waker;
 use std::future::{Future, IntoFuture};
@@ -143,7 +147,14 @@ impl<F: Future> Future for Profiled<F> {
 /// costs will leave those of the task or frame polled here.
 fn first_poll(created_at: u64, mark: Mark) -> Arc<TaskCell> {
     let stack = theseus_profiler::frame_stack(mark.at, mark.kind, mark.name);
-    TaskCell::frame(stack, created_at, TaskCell::polled_now())
+    if mark.kind == FrameKind::Main {
+        let cell = TaskCell::frame(stack, created_at, None, RecordKind::Main);
+        // Live, as a task is: `main` runs as long as the program, and a
+        // profile written meanwhile shows it so far.
+        live_tasks().insert(&cell);
+        return cell;
+    }
+    TaskCell::frame(stack, created_at, TaskCell::polled_now(), RecordKind::Frame)
 }
 
 /// One timed poll of a frame, with its own waker, as its own poll context;
@@ -169,8 +180,10 @@ fn poll_frame<F: Future>(
 /// Records the frame's end: its costs leave its owner's, then its record
 /// goes to the profiler.
 fn finish(cell: &TaskCell, outcome: Outcome, now: u64) {
+    // Out of the registry first (main's frame is in it), as a task leaves.
+    live_tasks().remove(cell);
     let mut record = cell.header.to_record(outcome, now);
-    record.kind = RecordKind::Frame;
+    record.kind = cell.record_kind();
     if let Some(owner) = cell.owner() {
         owner.header.hold(&mut record, now);
     }

@@ -358,6 +358,7 @@ impl TaskHeader {
                 stack: StackId(stack),
                 idle_ns: slot.idle_ns.load(Acquire),
                 wakes: slot.wakes.load(Relaxed),
+                waiting: false,
             });
         }
         // The wait going on now, if any, not yet added to its await point:
@@ -395,6 +396,8 @@ impl TaskHeader {
             if let Some(wait) = open_slot.and_then(|i| awaits.iter_mut().nth(i)) {
                 wait.idle_ns += idle_ns;
                 wait.wakes += wakes;
+                // Not yet woken: a wait of its own, which no wake counts.
+                wait.waiting = wakes == 0;
             }
         }
         let mut record = TaskRecord {

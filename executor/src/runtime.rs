@@ -5,8 +5,8 @@
 //! timers enabled and, with `--cfg tokio_unstable`, task hooks that put
 //! `tokio::spawn` tasks in the profile (see [`crate::tokio_tasks`]). What
 //! theseus adds is at the task level: [`spawn`] wraps the future in
-//! a timer of its polls (`timed`), and [`Runtime::block_on`] polls the main future so
-//! that tasks it spawns start their logical stacks at `main`.
+//! a timer of its polls (`timed`), and [`Runtime::block_on`] times the main future as
+//! a frame, `[main]`, below which the tasks it spawns start their logical stacks.
 
 mod builder;
 mod handle;
@@ -15,6 +15,7 @@ pub use builder::{Builder, MAX_WORKERS, WORKERS_ENV};
 pub use handle::{EnterGuard, Handle, TryCurrentError};
 
 use crate::boundary::poll_as_task;
+use crate::frame::Profiled;
 use crate::join::JoinHandle;
 use crate::spawn::{spawn_blocking_on, spawn_on};
 use std::future::Future;
@@ -22,7 +23,7 @@ use std::io;
 use std::panic::Location;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use theseus_profiler::StackId;
+use theseus_profiler::{FrameKind, StackId};
 
 /// A theseus runtime: a tokio runtime whose tasks theseus times.
 ///
@@ -104,6 +105,15 @@ impl Runtime {
     /// from here, as under tokio, and the runtime stays usable.
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.block_on_at(future, Location::caller())
+    }
+
+    /// [`Runtime::block_on`], with the future's `[main]` leaf placed at
+    /// `at`: what `#[theseus::main]` runs, placed at the attribute.
+    #[doc(hidden)]
+    pub fn block_on_at<F: Future>(&self, future: F, at: &'static Location<'static>) -> F::Output {
+        let name = std::any::type_name::<F>();
+        let future = Profiled::marked(future, FrameKind::Main, name, at);
         self.tokio().block_on(MainFuture { future })
     }
 
@@ -115,10 +125,10 @@ impl Runtime {
 }
 
 /// The future given to `block_on`, polled with the profiler told that no
-/// task is running and where the poll boundary is, so tasks spawned by
-/// `main` get `main`'s frames as the top of their logical stacks.
+/// task is running and where the poll boundary is; it is a frame
+/// (`[main]`), below which the tasks it spawns start their logical stacks.
 struct MainFuture<F> {
-    future: F,
+    future: Profiled<F>,
 }
 
 impl<F: Future> Future for MainFuture<F> {

@@ -25,6 +25,10 @@ pub struct Costs {
     pub polls: u64,
     /// Number of wakes.
     pub wakes: u64,
+    /// At an await point, the number of waits there: those a wake ended
+    /// and those still going on when the record was read, each once, as
+    /// the `calls=` of the chain to it. Zero elsewhere; no event of its own.
+    pub waits: u64,
     /// Number of tasks these costs belong to.
     pub tasks: u64,
     /// Number of frames (marked futures, requests) these costs belong to.
@@ -44,6 +48,7 @@ impl Costs {
                 .saturating_sub(rec.sched_ns),
             polls: rec.polls,
             wakes: rec.wakes,
+            waits: 0,
             tasks: u64::from(rec.kind == RecordKind::Task),
             frames: u64::from(rec.kind == RecordKind::Frame),
         }
@@ -79,7 +84,7 @@ impl Costs {
         for wait in waits.iter() {
             let idle = wait.idle_ns.min(own.idle_ns);
             let wakes = wait.wakes.min(own.wakes);
-            if idle == 0 && wakes == 0 {
+            if idle == 0 && wakes == 0 && !wait.waiting {
                 continue;
             }
             own.idle_ns -= idle;
@@ -89,6 +94,7 @@ impl Costs {
                 wall_ns: idle,
                 idle_ns: idle,
                 wakes,
+                waits: wakes + u64::from(wait.waiting),
                 ..Costs::default()
             };
             awaits(wait.stack, &waited);
@@ -104,6 +110,7 @@ impl Costs {
         self.idle_ns = self.idle_ns.saturating_add(other.idle_ns);
         self.polls = self.polls.saturating_add(other.polls);
         self.wakes = self.wakes.saturating_add(other.wakes);
+        self.waits = self.waits.saturating_add(other.waits);
         self.tasks = self.tasks.saturating_add(other.tasks);
         self.frames = self.frames.saturating_add(other.frames);
     }
@@ -116,8 +123,8 @@ impl Costs {
     /// ```
     /// use theseus_profiler::Costs;
     ///
-    /// let then = Costs { wall_ns: 100, busy_ns: 10, sched_ns: 5, idle_ns: 85, polls: 1, wakes: 0, tasks: 1, frames: 0 };
-    /// let now = Costs { wall_ns: 250, busy_ns: 30, sched_ns: 5, idle_ns: 215, polls: 3, wakes: 2, tasks: 1, frames: 0 };
+    /// let then = Costs { wall_ns: 100, busy_ns: 10, sched_ns: 5, idle_ns: 85, polls: 1, wakes: 0, waits: 0, tasks: 1, frames: 0 };
+    /// let now = Costs { wall_ns: 250, busy_ns: 30, sched_ns: 5, idle_ns: 215, polls: 3, wakes: 2, waits: 0, tasks: 1, frames: 0 };
     /// let since = now.after(&then);
     /// assert_eq!((since.wall_ns, since.busy_ns, since.idle_ns, since.polls, since.tasks), (150, 20, 130, 2, 1));
     /// ```
@@ -129,6 +136,7 @@ impl Costs {
             idle_ns: self.idle_ns.saturating_sub(earlier.idle_ns),
             polls: self.polls.saturating_sub(earlier.polls),
             wakes: self.wakes.saturating_sub(earlier.wakes),
+            waits: self.waits.saturating_sub(earlier.waits),
             tasks: self.tasks,
             frames: self.frames,
         }
@@ -312,6 +320,34 @@ mod tests {
     }
 
     #[test]
+    fn a_wait_still_going_on_counts_as_a_wait_with_no_wake() {
+        let mut a = Aggregate::new();
+        for _ in 0..3 {
+            let mut r = rec(1, Outcome::Unfinished, 1_000, 100, 50);
+            r.wakes = 1;
+            let ended = crate::AwaitCost {
+                stack: StackId(10),
+                idle_ns: 200,
+                wakes: 1,
+                waiting: false,
+            };
+            let open = crate::AwaitCost {
+                stack: StackId(11),
+                idle_ns: 500,
+                wakes: 0,
+                waiting: true,
+            };
+            assert!(r.awaits.push(ended) && r.awaits.push(open));
+            a.add_record(&r);
+        }
+        let ended = a.get(StackId(10), Outcome::Unfinished).unwrap();
+        assert_eq!((ended.idle_ns, ended.wakes, ended.waits), (600, 3, 3));
+        let open = a.get(StackId(11), Outcome::Unfinished).unwrap();
+        assert_eq!((open.idle_ns, open.wakes, open.waits), (1_500, 0, 3));
+        assert_eq!(a.get(StackId(1), Outcome::Unfinished).unwrap().waits, 0);
+    }
+
+    #[test]
     fn waits_at_await_points_leave_the_task_and_totals_stay() {
         let mut r = rec(1, Outcome::Cancelled, 1_000, 100, 50);
         r.wakes = 3;
@@ -319,6 +355,7 @@ mod tests {
             stack: StackId(stack),
             idle_ns,
             wakes,
+            waiting: false,
         };
         assert!(r.awaits.push(wait(10, 600, 2)));
         assert!(r.awaits.push(wait(11, 0, 0)));
@@ -333,8 +370,14 @@ mod tests {
         );
         let first = a.get(StackId(10), Outcome::Cancelled).unwrap();
         assert_eq!(
-            (first.wall_ns, first.idle_ns, first.wakes, first.tasks),
-            (600, 600, 2, 0)
+            (
+                first.wall_ns,
+                first.idle_ns,
+                first.wakes,
+                first.waits,
+                first.tasks
+            ),
+            (600, 600, 2, 2, 0)
         );
         assert_eq!(
             a.get(StackId(11), Outcome::Cancelled),

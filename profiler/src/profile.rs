@@ -327,7 +327,7 @@ impl Sample {
 ///     frames: vec![frame("app::main", 3), frame("[task] app::work", 4)],
 ///     task_leaf: 1,
 ///     outcome: Outcome::Cancelled,
-///     costs: Costs { wall_ns: 900, busy_ns: 100, sched_ns: 50, idle_ns: 750, polls: 2, wakes: 1, tasks: 1, frames: 0 },
+///     costs: Costs { wall_ns: 900, busy_ns: 100, sched_ns: 50, idle_ns: 750, polls: 2, wakes: 1, waits: 0, tasks: 1, frames: 0 },
 /// });
 /// let mut folded = Vec::new();
 /// profile.write(Format::Folded, Event::WallNs, &mut folded).unwrap();
@@ -439,9 +439,12 @@ impl Profile {
         samples
     }
 
-    /// Whether the profile holds nothing: no task and no CPU sample.
+    /// Whether the profile holds nothing: no task, no frame and no CPU
+    /// sample. `main`'s own record alone (a run that spawned nothing, or
+    /// one that printed its usage and exited) is nothing to show.
     pub fn is_empty(&self) -> bool {
-        self.tree.tasks().is_empty() && self.tree.cpu().is_empty()
+        let units = |(_, _, costs): &(NodeId, Outcome, Costs)| costs.tasks + costs.frames;
+        self.tree.tasks().iter().map(units).sum::<u64>() == 0 && self.tree.cpu().is_empty()
     }
 
     /// The sum of every stack's values.

@@ -62,7 +62,7 @@ const AWAIT_INDENT: usize = 42;
 ///     frames: vec![ResolvedFrame { function: "[task] app::serve".into(), file: "src/main.rs".into(), line: 9 }],
 ///     task_leaf: 0,
 ///     outcome: Outcome::Completed,
-///     costs: Costs { wall_ns: 2_000_000, busy_ns: 500_000, sched_ns: 500_000, idle_ns: 1_000_000, polls: 4, wakes: 3, tasks: 2, frames: 0 },
+///     costs: Costs { wall_ns: 2_000_000, busy_ns: 500_000, sched_ns: 500_000, idle_ns: 1_000_000, polls: 4, wakes: 3, waits: 0, tasks: 2, frames: 0 },
 /// });
 /// let mut out = Vec::new();
 /// report::write(&mut out, &profile).unwrap();

@@ -103,6 +103,9 @@ pub enum RecordKind {
     /// A frame: a marked future (`#[theseus::profiled]`, a request), whose
     /// costs the enclosing task (or frame) no longer holds.
     Frame,
+    /// The future given to `block_on`, timed as a frame is: counted
+    /// neither in `Tasks` nor in `Frames`, since it is neither.
+    Main,
 }
 
 /// Most await points one [`TaskRecord`] carries: the executor tells a
@@ -121,6 +124,10 @@ pub struct AwaitCost {
     pub idle_ns: u64,
     /// The wakes that ended those waits.
     pub wakes: u64,
+    /// Whether one more wait here was still going on when the record was
+    /// read: no wake has ended it, so `wakes` does not count it, yet it is
+    /// one of the waits at this point (its time so far is in `idle_ns`).
+    pub waiting: bool,
 }
 
 /// A task's [`AwaitCost`]s: at most [`MAX_AWAITS`], kept inline so that a
@@ -138,6 +145,7 @@ impl AwaitCosts {
             stack: StackId::ROOT,
             idle_ns: 0,
             wakes: 0,
+            waiting: false,
         }; MAX_AWAITS],
         len: 0,
     };
@@ -176,7 +184,9 @@ impl AwaitCosts {
 
     /// What one task waited since `earlier`, an earlier reading of its
     /// waits so far: each await point's idle time and wakes less what
-    /// `earlier` had for the same point (never below zero).
+    /// `earlier` had for the same point (never below zero). `waiting` is
+    /// this reading's: a wait going on at both readings is one of the
+    /// waits of each stretch of time.
     pub fn after(&self, earlier: &AwaitCosts) -> AwaitCosts {
         let mut since = *self;
         for wait in since.entries[..usize::from(since.len)].iter_mut() {

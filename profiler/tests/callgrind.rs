@@ -25,6 +25,7 @@ fn costs(wall: u64, tasks: u64) -> Costs {
         idle_ns: wall - wall / 10 - wall / 20,
         polls: 3 * tasks,
         wakes: 2 * tasks,
+        waits: 0,
         tasks,
         frames: 0,
     }

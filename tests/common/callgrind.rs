@@ -339,10 +339,13 @@ pub fn is_task_leaf(function: &str) -> bool {
 }
 
 /// Whether `function` is the leaf of a unit whose waits are its own: a
-/// task's, or a frame's (a marked future, a request), which is timed as a
-/// task is wherever it is polled.
+/// task's, a frame's (a marked future, a request), which is timed as a
+/// task is wherever it is polled, or `main`'s (the future `block_on` ran).
 fn is_unit_leaf(function: &str) -> bool {
-    is_task_leaf(function) || function.starts_with("[frame] ") || function.starts_with("[request] ")
+    is_task_leaf(function)
+        || ["[frame] ", "[request] ", "[main] "]
+            .iter()
+            .any(|kind| function.starts_with(kind))
 }
 
 /// Every wait at an await point sits below the leaf of a task or of a

@@ -397,8 +397,8 @@ impl<'f, 't> Folder<'f, 't> {
                 calls: costs.tasks,
             });
             if task_leaf != node {
-                // A wait never ended by a wake still counts as one.
-                let count = costs.wakes.max(1);
+                // Each wait counts, those still going on included.
+                let count = costs.waits.max(1);
                 waits.push(Waits {
                     end,
                     task_leaf: leaf_folded,

@@ -284,6 +284,7 @@ fn frame_code(leaf: Leaf) -> u8 {
         Some(FrameKind::Future) => 1,
         Some(FrameKind::Function) => 2,
         Some(FrameKind::Request) => 3,
+        Some(FrameKind::Main) => 4,
     }
 }
 

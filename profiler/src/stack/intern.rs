@@ -70,6 +70,9 @@ pub enum FrameKind {
     Function,
     /// A request: the name is shown as it is (`[request] GET /users/{id}`).
     Request,
+    /// The future given to `block_on` (what `#[theseus::main]` runs): named
+    /// by the function that wrote it (`[main] app::main`).
+    Main,
 }
 
 impl Leaf {

@@ -88,10 +88,12 @@ fn user_frames(
     cwd: Option<&Path>,
     out: &mut Vec<ResolvedFrame>,
 ) -> SpawnSite {
-    let polled = !frames.is_empty();
+    // A poll whose frames all have files (as `main`'s first, with none of
+    // the program's yet) is no sign.
+    let unfiled = frames.iter().any(|f| f.file.is_none());
     let frames = cut_to_the_program(frames, location);
     let mut kept = kept_frames(&frames, cwd);
-    if polled && kept.iter().all(|(f, _)| f.file == "???") {
+    if unfiled && kept.iter().all(|(f, _)| f.file == "???") {
         // No debug info: the spawn location below stands for the frames.
         mark_names_degraded();
     }
@@ -230,28 +232,27 @@ fn place_spawn_line(kept: &mut Vec<Kept>, (loc_file, loc_line): (&str, u32)) -> 
         own.0.line = loc_line;
         return SpawnSite::in_frame(own);
     }
-    match kept.last_mut() {
-        // No debug info for files: the innermost frame is the caller.
-        Some(last) if last.0.file == "???" => {
-            last.0.file = loc_file.to_string();
-            last.0.line = loc_line;
-            SpawnSite::in_frame(last)
-        }
-        _ => {
-            kept.push((
-                ResolvedFrame {
-                    function: format!("{loc_file}:{loc_line}"),
-                    file: loc_file.to_string(),
-                    line: loc_line,
-                },
-                String::new(),
-            ));
-            SpawnSite {
-                file: loc_file.to_string(),
-                line: loc_line,
-                spawner: None,
-            }
-        }
+    // No debug info for files: the innermost frame is the machine frame
+    // the spawn call ran in, which need not be the function that wrote it
+    // (inlined there from another file). It keeps its unknown file, and
+    // the spawn call stands below it in its own; its name still tells the
+    // task apart.
+    let spawner = kept
+        .last()
+        .filter(|(f, _)| f.file == "???")
+        .map(|(f, raw)| (raw.clone(), f.function.clone()));
+    kept.push((
+        ResolvedFrame {
+            function: format!("{loc_file}:{loc_line}"),
+            file: loc_file.to_string(),
+            line: loc_line,
+        },
+        String::new(),
+    ));
+    SpawnSite {
+        file: loc_file.to_string(),
+        line: loc_line,
+        spawner,
     }
 }
 
@@ -353,6 +354,7 @@ pub(super) const TOKIO_SPAWN: &str = "tokio::spawn";
 fn frame_name(kind: FrameKind, name: &str) -> String {
     match kind {
         FrameKind::Request => format!("[request] {name}"),
+        FrameKind::Main => format!("[main] {}", leaf_name(strip_closures(name).0)),
         _ => {
             let function = name.rsplit_once("::").map_or(name, |(path, _)| path);
             format!("{FRAME_PREFIX}{}", leaf_name(function))
@@ -567,7 +569,10 @@ mod tests {
             named("theseus_executor::tokio_tasks::hooks::on_spawn"),
         ];
         let (frames, site) = user_of(&poll, ("src/server.rs", 49));
-        assert_eq!(functions(&frames), ["bore_cli::server::Server::listen"]);
+        assert_eq!(
+            functions(&frames),
+            ["bore_cli::server::Server::listen", "src/server.rs:49"]
+        );
         assert_eq!(
             site.spawner.map(|(_, shown)| shown).as_deref(),
             Some("bore_cli::server::Server::listen")
@@ -634,6 +639,31 @@ mod tests {
                 "<hyper::proto::h1::dispatch::Dispatcher<D,Bs,I,T> as core::future::future::Future>::poll"
             ]
         );
+    }
+
+    /// Without debug info the machine frame a spawn ran in may hold a
+    /// function inlined from another file: the frame's file stays unknown
+    /// rather than taking the spawn call's, which stands below it.
+    #[test]
+    fn without_files_no_frame_takes_the_spawn_calls_file() {
+        let poll = [Symbol {
+            name: Some("app::main::{{closure}}".to_string()),
+            file: None,
+            line: 0,
+        }];
+        let (frames, site) = user_of(&poll, ("src/helper.rs", 12));
+        let placed: Vec<(&str, &str, u32)> = frames
+            .iter()
+            .map(|f| (f.function.as_str(), f.file.as_str(), f.line))
+            .collect();
+        assert_eq!(
+            placed,
+            [
+                ("app::main", "???", 0),
+                ("src/helper.rs:12", "src/helper.rs", 12)
+            ]
+        );
+        assert_eq!((site.file.as_str(), site.line), ("src/helper.rs", 12));
     }
 
     fn future(type_name: &'static str) -> Leaf {
