@@ -37,7 +37,9 @@
 //! # }
 //! ```
 
-pub use theseus_executor::{profiled, spawn, spawn_blocking, JoinError, JoinHandle, Profiled};
+pub use theseus_executor::{
+    profiled, spawn, spawn_blocking, Executor, JoinError, JoinHandle, LocalExecutor, Profiled,
+};
 pub use theseus_macros::{main, profiled, test};
 pub use theseus_profiler::Tracer;
 

@@ -1,0 +1,81 @@
+//! The executor's unfinished tasks, each by a waker: what `is_empty` reads,
+//! and what dropping the executor wakes so that every task's future is
+//! dropped before the executor (its futures may borrow for `'a`).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Waker;
+
+/// Slots of wakers, reused through a free list.
+#[derive(Default)]
+pub(crate) struct ActiveTasks {
+    slots: Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    wakers: Vec<Option<Waker>>,
+    free: Vec<usize>,
+    len: usize,
+}
+
+impl ActiveTasks {
+    /// Takes a slot for a task about to be created; [`ActiveTasks::fill`]
+    /// puts its waker there once it exists.
+    pub(crate) fn reserve(&self) -> usize {
+        let mut slots = self.lock();
+        slots.len += 1;
+        match slots.free.pop() {
+            Some(index) => index,
+            None => {
+                slots.wakers.push(None);
+                slots.wakers.len() - 1
+            }
+        }
+    }
+
+    pub(crate) fn fill(&self, index: usize, waker: Waker) {
+        self.lock().wakers[index] = Some(waker);
+    }
+
+    /// The task in slot `index` ended (or was dropped).
+    pub(crate) fn release(&self, index: usize) {
+        let mut slots = self.lock();
+        let waker = slots.wakers[index].take();
+        slots.free.push(index);
+        slots.len -= 1;
+        drop(slots);
+        // A waker's drop may run the task's last reference out: outside the lock.
+        drop(waker);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().len == 0
+    }
+
+    /// Every unfinished task's waker, taken out (slots stay reserved until
+    /// their tasks release them).
+    pub(crate) fn take_wakers(&self) -> Vec<Waker> {
+        self.lock()
+            .wakers
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Releases a task's slot when dropped: the task's future carries one, so
+/// the slot is freed when the future completes or is dropped unfinished.
+pub(crate) struct ReleaseOnDrop {
+    pub(crate) active: Arc<ActiveTasks>,
+    pub(crate) index: usize,
+}
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.active.release(self.index);
+    }
+}
