@@ -38,7 +38,8 @@
 //! ```
 
 pub use theseus_executor::{
-    profiled, spawn, spawn_blocking, Executor, JoinError, JoinHandle, LocalExecutor, Profiled,
+    profiled, spawn, spawn_blocking, Executor, FallibleTask, JoinError, JoinHandle, LocalExecutor,
+    Profiled, Task,
 };
 pub use theseus_macros::{main, profiled, test};
 pub use theseus_profiler::Tracer;

@@ -98,7 +98,7 @@ pub use join::{AbortHandle, JoinError, JoinHandle};
 pub use runtime::{
     Builder, EnterGuard, Handle, Runtime, TryCurrentError, MAX_WORKERS, WORKERS_ENV,
 };
-pub use scheduler::{Executor, LocalExecutor};
+pub use scheduler::{Executor, FallibleTask, LocalExecutor, Task};
 pub use spawn::{spawn, spawn_blocking};
 pub use tokio_tasks::{unseen_tokio_tasks, TOKIO_UNSTABLE_ADVICE};
 

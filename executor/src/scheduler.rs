@@ -71,11 +71,13 @@ mod session;
 mod state;
 mod tick;
 
+/// The handle of an [`Executor`]'s task: async-task's, as async-executor's.
+pub use async_task::{FallibleTask, Task};
 pub use local::LocalExecutor;
 
 use crate::census::RuntimeSlot;
 use active::ReleaseOnDrop;
-use async_task::{Builder, Task, WithInfo};
+use async_task::{Builder, WithInfo};
 use run::Run;
 use state::State;
 use std::future::Future;
