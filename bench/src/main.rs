@@ -18,6 +18,10 @@
 //! cargo run --release -p theseus-bench -- --count N --runtime R --workload spawn|poll|frame
 //! ```
 //!
+//! `--smol [--rounds N] [--workers N]` runs the scheduler shapes and a TCP
+//! echo over async-net on async-executor and on `theseus::Executor`,
+//! profiling off and on (see `smol.rs`).
+//!
 //! `--stall` times how late a sleeping task wakes while another task holds a
 //! worker busy (see `stall.rs`).
 //!
@@ -42,6 +46,7 @@ mod deep;
 mod intervals;
 mod pulls;
 mod runtimes;
+mod smol;
 mod stall;
 mod workloads;
 
@@ -146,6 +151,9 @@ enum Mode {
     Stall {
         rounds: usize,
     },
+    Smol {
+        rounds: usize,
+    },
     Pulls {
         rounds: usize,
     },
@@ -160,6 +168,7 @@ const USAGE: &str = "usage:
   theseus-bench --deep-one RUNTIME --depth N [--workers N]
   theseus-bench --count N --runtime RUNTIME --workload spawn|poll|frame [--workers N]
   theseus-bench --stall [--rounds N]
+  theseus-bench --smol [--rounds N] [--workers N]
   theseus-bench --pulls [--rounds N] [--workers N]
 RUNTIME is one of tokio, async-executor, theseus-off, theseus-on, theseus-full,
 theseus-awaits-off, theseus-awaits-full";
@@ -180,6 +189,7 @@ fn parse_options() -> Result<(Mode, usize), String> {
     let mut workload = None;
     let mut stall = false;
     let mut pulls = false;
+    let mut smol = false;
     let mut args = std::env::args().skip(1);
     fn number(flag: &str, value: String) -> Result<usize, String> {
         value.parse().map_err(|e| format!("{flag}: {e}"))
@@ -207,6 +217,7 @@ fn parse_options() -> Result<(Mode, usize), String> {
             }
             "--stall" => stall = true,
             "--pulls" => pulls = true,
+            "--smol" => smol = true,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0)
@@ -214,7 +225,9 @@ fn parse_options() -> Result<(Mode, usize), String> {
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
     }
-    let mode = if pulls {
+    let mode = if smol {
+        Mode::Smol { rounds }
+    } else if pulls {
         Mode::Pulls { rounds }
     } else if stall {
         Mode::Stall { rounds }
@@ -293,6 +306,10 @@ fn main() {
             Ok(())
         }
         Mode::Pulls { rounds } => pulls::run(rounds, workers),
+        Mode::Smol { rounds } => {
+            smol::table(rounds, workers);
+            Ok(())
+        }
     };
     if let Err(error) = result {
         eprintln!("theseus-bench: {error}");
@@ -378,7 +395,7 @@ fn table(rounds: usize, workers: usize, only: Option<&str>) {
 }
 
 /// A duration with a unit that keeps three significant digits or so.
-fn format_time(time: Duration) -> String {
+pub(crate) fn format_time(time: Duration) -> String {
     let s = time.as_secs_f64();
     if s >= 1.0 {
         format!("{s:.2} s")
