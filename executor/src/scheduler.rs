@@ -279,29 +279,30 @@ impl<'a> Executor<'a> {
         F::Output: 'a,
     {
         let state = self.state();
-        let index = state.active.reserve();
-        let release = ReleaseOnDrop {
-            active: state.active.clone(),
-            index,
-        };
-        let future = async move {
-            let _release = release;
-            future.await
-        };
-        let schedule_state = state.clone();
-        let schedule = move |runnable, info| runner::schedule(&schedule_state, runnable, info);
-        // SAFETY: a future that is not `Send` is run and dropped only on
-        // its spawning thread (this function's contract). The future may
-        // borrow for `'a`, which outlives the executor, and no future
-        // outlives the executor: its drop wakes every unfinished task and
-        // drops every runnable one, which drops its future.
-        // `schedule` is `Send + Sync + 'static` (an `Arc<State>`).
-        let (runnable, task) = unsafe {
-            Builder::new()
-                .propagate_panic(true)
-                .spawn_unchecked(|()| future, WithInfo(schedule))
-        };
-        state.active.fill(index, runnable.waker());
+        let (runnable, task) = state.active.insert(|index| {
+            let release = ReleaseOnDrop {
+                active: state.active.clone(),
+                index,
+            };
+            let future = async move {
+                let _release = release;
+                future.await
+            };
+            let schedule_state = state.clone();
+            let schedule = move |runnable, info| runner::schedule(&schedule_state, runnable, info);
+            // SAFETY: a future that is not `Send` is run and dropped only on
+            // its spawning thread (this function's contract). The future
+            // may borrow for `'a`, which outlives the executor, and no
+            // future outlives the executor: its drop wakes every unfinished
+            // task and drops every runnable one, which drops its future.
+            // `schedule` is `Send + Sync + 'static` (an `Arc<State>`).
+            let (runnable, task) = unsafe {
+                Builder::new()
+                    .propagate_panic(true)
+                    .spawn_unchecked(|()| future, WithInfo(schedule))
+            };
+            (runnable.waker(), (runnable, task))
+        });
         runnable.schedule();
         task
     }

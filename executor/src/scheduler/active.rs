@@ -19,22 +19,21 @@ struct Slots {
 }
 
 impl ActiveTasks {
-    /// Takes a slot for a task about to be created; [`ActiveTasks::fill`]
-    /// puts its waker there once it exists.
-    pub(crate) fn reserve(&self) -> usize {
+    /// Creates a task with `make`, given the slot it gets, and keeps the
+    /// waker `make` returns in that slot: one lock for both.
+    pub(crate) fn insert<R>(&self, make: impl FnOnce(usize) -> (Waker, R)) -> R {
         let mut slots = self.lock();
-        slots.len += 1;
-        match slots.free.pop() {
+        let index = match slots.free.pop() {
             Some(index) => index,
             None => {
                 slots.wakers.push(None);
                 slots.wakers.len() - 1
             }
-        }
-    }
-
-    pub(crate) fn fill(&self, index: usize, waker: Waker) {
-        self.lock().wakers[index] = Some(waker);
+        };
+        let (waker, made) = make(index);
+        slots.wakers[index] = Some(waker);
+        slots.len += 1;
+        made
     }
 
     /// The task in slot `index` ended (or was dropped).
