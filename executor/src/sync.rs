@@ -16,11 +16,11 @@ pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
 
 #[cfg(theseus_loom)]
 pub(crate) use loom::sync::{
-    atomic::{fence, AtomicUsize},
+    atomic::{fence, AtomicBool, AtomicUsize},
     Mutex,
 };
 #[cfg(not(theseus_loom))]
 pub(crate) use std::sync::{
-    atomic::{fence, AtomicUsize},
+    atomic::{fence, AtomicBool, AtomicUsize},
     Mutex,
 };

@@ -91,6 +91,8 @@ impl Executor {
 
     /// A runner's `run_tasks` as far as parking goes, until it has taken
     /// `tasks` tasks.
+    /// Then it leaves, as a runner whose `run` ends: it notifies, in case
+    /// a push saw it woken and woke nobody else.
     fn run(&self, id: usize, tasks: usize) {
         let parker = std::sync::Arc::new(Parker::default());
         let waker = Waker::from(parker.clone());
@@ -116,6 +118,7 @@ impl Executor {
         if idle {
             self.sleepers.unregister(id);
         }
+        self.sleepers.notify();
     }
 }
 
@@ -165,5 +168,26 @@ fn a_runner_that_leaves_after_its_wake_passes_it_on() {
         executor.run(0, 1);
         leaving.join().unwrap();
         pushing.join().unwrap();
+    });
+}
+
+#[test]
+fn two_pushes_reach_two_runners_that_each_take_one_and_leave() {
+    // A push wakes nobody while a runner another push woke has not looked
+    // yet: that runner sees both tasks, takes one and leaves, and its
+    // leaving must wake the other runner for the second.
+    explore(|| {
+        let executor = Arc::new(Executor::default());
+        let runners: Vec<_> = (0..2)
+            .map(|id| {
+                let executor = executor.clone();
+                thread::spawn(move || executor.run(id, 1))
+            })
+            .collect();
+        executor.push();
+        executor.push();
+        for runner in runners {
+            runner.join().unwrap();
+        }
     });
 }

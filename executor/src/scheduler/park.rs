@@ -15,9 +15,16 @@
 //! pusher sees the runner registered and wakes it (or another idle runner,
 //! which finds the task); if it is the pusher's, the runner's last look
 //! sees the task. `scheduler/loom_models` checks this.
+//!
+//! A notify wakes nobody while a runner it woke has not yet begun to look
+//! (`waking`): that runner will see the task, as it looks after clearing
+//! the flag (with the same fences as above), and a burst of pushes, such
+//! as a task spawning thousands, does not wake every idle runner once per
+//! task. A woken runner that leaves without looking clears the flag and
+//! passes the wake on.
 
-use crate::sync::{fence, AtomicUsize, Mutex};
-use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use crate::sync::{fence, AtomicBool, AtomicUsize, Mutex};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 use std::sync::PoisonError;
 use std::task::Waker;
 
@@ -26,6 +33,8 @@ use std::task::Waker;
 pub(crate) struct Sleepers {
     /// How many are in `wakers`: read without the lock on every notify.
     idle: AtomicUsize,
+    /// A runner was woken and has not yet unregistered (begun to look).
+    waking: AtomicBool,
     wakers: Mutex<Vec<(usize, Waker)>>,
 }
 
@@ -45,19 +54,33 @@ impl Sleepers {
         fence(SeqCst);
     }
 
-    /// `id` is no longer idle (it found work, or it leaves). A no-op when a
-    /// notify took it out already.
+    /// `id` is no longer idle: it is about to look for work, or it leaves
+    /// (and then notifies, to pass on a wake it may have taken). Called
+    /// after a notify took it out already, it is the woken runner: the
+    /// next notify may wake another.
     pub(crate) fn unregister(&self, id: usize) {
+        if !self.remove(id) {
+            self.waking.store(false, SeqCst);
+            fence(SeqCst);
+        }
+    }
+
+    /// Takes `id` out of the idle; whether it was there.
+    fn remove(&self, id: usize) -> bool {
         // Our own registration is in `idle` unless a notify took it out:
-        // 0 means nobody, us included, is registered.
-        if self.idle.load(Relaxed) == 0 {
-            return;
+        // 0 means nobody, us included, is registered. Acquire: a notify
+        // that took us out set `waking` first, and our clearing of it must
+        // come after.
+        if self.idle.load(Acquire) == 0 {
+            return false;
         }
         let mut wakers = self.wakers.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(at) = wakers.iter().position(|(sleeper, _)| *sleeper == id) {
+        let at = wakers.iter().position(|(sleeper, _)| *sleeper == id);
+        if let Some(at) = at {
             wakers.swap_remove(at);
             self.idle.fetch_sub(1, SeqCst);
         }
+        at.is_some()
     }
 
     /// Wakes one idle runner, if any: called after a task was pushed where
@@ -65,7 +88,7 @@ impl Sleepers {
     #[inline]
     pub(crate) fn notify(&self) {
         fence(SeqCst);
-        if self.idle.load(Relaxed) == 0 {
+        if self.idle.load(Relaxed) == 0 || self.waking.load(Relaxed) {
             return;
         }
         self.wake_one();
@@ -74,8 +97,15 @@ impl Sleepers {
     #[cold]
     fn wake_one(&self) {
         let mut wakers = self.wakers.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.waking.load(Relaxed) {
+            // Another notify woke a runner meanwhile.
+            return;
+        }
         let woken = wakers.pop();
         if woken.is_some() {
+            // Before `idle` goes down: the woken one may see it down
+            // (`remove`'s acquire) and clear the flag at once, after this.
+            self.waking.store(true, SeqCst);
             self.idle.fetch_sub(1, SeqCst);
         }
         drop(wakers);

@@ -177,10 +177,12 @@ impl Drop for Runner {
     fn drop(&mut self) {
         if self.idle.get() {
             self.state.sleepers.unregister(self.sleeper);
-            // A notify may have picked this runner, which leaves without
-            // looking: pass the wake on.
-            self.state.sleepers.notify();
         }
+        // A notify may have picked this runner, which leaves without
+        // looking, or skipped waking another because this one was about to
+        // look: tasks it did not take may wait in the shared queues. Pass
+        // the wake on.
+        self.state.sleepers.notify();
         self.state.leave(self.slot);
         let lifo = self.lifo.take();
         for runnable in lifo

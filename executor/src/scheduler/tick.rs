@@ -15,7 +15,11 @@ pub(crate) async fn wait_for_task(state: &State) -> Runnable {
     };
     let mut waiting = waiting;
     poll_fn(|cx| {
-        if let Some(runnable) = waiting.take() {
+        // Woken, or polled again: no longer idle while it looks.
+        if std::mem::take(&mut waiting.registered) {
+            waiting.state.sleepers.unregister(waiting.id);
+        }
+        if let Some(runnable) = waiting.state.take_one() {
             return Poll::Ready(runnable);
         }
         waiting.state.sleepers.register(waiting.id, cx.waker());
