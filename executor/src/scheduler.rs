@@ -32,9 +32,11 @@
 //!
 //! A runner that finds nothing registers itself as idle, looks once more
 //! (the two sides of that protocol are in `park`), and returns `Pending`
-//! from `run`, so its thread's `block_on` parks: no runner ever spins. Each
+//! from `run`, so its thread's `block_on` parks: no runner ever spins. A
 //! push of a task where runners look for work wakes one idle runner, if
-//! there is one. After 200 tasks a runner returns `Pending` with its waker
+//! there is one and no runner woken before has yet begun to look (that one
+//! will find the task), so a burst of spawns wakes one runner, not one per
+//! spawn; a runner that leaves wakes another in its place. After 200 tasks a runner returns `Pending` with its waker
 //! woken, so the caller's future, and the reactor of an `async_io::block_on`,
 //! get their turn even when there is always work.
 //!
