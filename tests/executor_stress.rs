@@ -262,6 +262,20 @@ fn dropping_the_executor_drops_every_unfinished_future() {
 }
 
 #[test]
+fn the_executor_and_its_run_future_can_cross_threads() {
+    fn send_and_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    profiling_on();
+    let ex = Executor::new();
+    send_and_sync(&ex);
+    let run = ex.run(future::pending::<()>());
+    // `run` can itself be spawned, as async-executor's can.
+    send(&run);
+    let local = theseus::LocalExecutor::new();
+    assert!(local.is_empty());
+}
+
+#[test]
 fn a_panicking_task_panics_its_awaiter_and_the_runner_goes_on() {
     profiling_on();
     with_deadline(LIMIT, || {
