@@ -37,7 +37,10 @@
 //! # }
 //! ```
 
-pub use theseus_executor::{profiled, spawn, spawn_blocking, JoinError, JoinHandle, Profiled};
+pub use theseus_executor::{
+    profiled, spawn, spawn_blocking, Executor, FallibleTask, JoinError, JoinHandle, LocalExecutor,
+    Profiled, Task,
+};
 pub use theseus_macros::{main, profiled, test};
 pub use theseus_profiler::Tracer;
 

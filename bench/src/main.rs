@@ -19,6 +19,10 @@
 //! cargo run --release -p theseus-bench -- --count N --runtime R --workload spawn|poll|frame|http|http-identity|http-layered
 //! ```
 //!
+//! `--smol [--rounds N] [--workers N]` runs the scheduler shapes and a TCP
+//! echo over async-net on async-executor and on `theseus::Executor`,
+//! profiling off and on (see `smol.rs`).
+//!
 //! `--stall` times how late a sleeping task wakes while another task holds a
 //! worker busy (see `stall.rs`).
 //!
@@ -46,6 +50,7 @@ mod intervals;
 mod layer;
 mod pulls;
 mod runtimes;
+mod smol;
 mod stall;
 mod workloads;
 
@@ -150,6 +155,9 @@ enum Mode {
     Stall {
         rounds: usize,
     },
+    Smol {
+        rounds: usize,
+    },
     Pulls {
         rounds: usize,
     },
@@ -167,6 +175,7 @@ const USAGE: &str = "usage:
   theseus-bench --deep-one RUNTIME --depth N [--workers N]
   theseus-bench --count N --runtime RUNTIME --workload spawn|poll|frame|http|http-identity|http-layered [--workers N]
   theseus-bench --stall [--rounds N]
+  theseus-bench --smol [--rounds N] [--workers N]
   theseus-bench --pulls [--rounds N] [--workers N]
   theseus-bench --layer [--rounds N] [--workers N]
 RUNTIME is one of tokio, async-executor, theseus-off, theseus-on, theseus-full,
@@ -189,6 +198,7 @@ fn parse_options() -> Result<(Mode, usize), String> {
     let mut stall = false;
     let mut pulls = false;
     let mut layer = false;
+    let mut smol = false;
     let mut args = std::env::args().skip(1);
     fn number(flag: &str, value: String) -> Result<usize, String> {
         value.parse().map_err(|e| format!("{flag}: {e}"))
@@ -219,6 +229,7 @@ fn parse_options() -> Result<(Mode, usize), String> {
             "--stall" => stall = true,
             "--pulls" => pulls = true,
             "--layer" => layer = true,
+            "--smol" => smol = true,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0)
@@ -228,6 +239,8 @@ fn parse_options() -> Result<(Mode, usize), String> {
     }
     let mode = if layer {
         Mode::Layer { rounds }
+    } else if smol {
+        Mode::Smol { rounds }
     } else if pulls {
         Mode::Pulls { rounds }
     } else if stall {
@@ -309,6 +322,10 @@ fn main() {
         Mode::Pulls { rounds } => pulls::run(rounds, workers),
         Mode::Layer { rounds } => {
             layer::run(rounds, workers);
+            Ok(())
+        }
+        Mode::Smol { rounds } => {
+            smol::table(rounds, workers);
             Ok(())
         }
     };
@@ -396,7 +413,7 @@ fn table(rounds: usize, workers: usize, only: Option<&str>) {
 }
 
 /// A duration with a unit that keeps three significant digits or so.
-fn format_time(time: Duration) -> String {
+pub(crate) fn format_time(time: Duration) -> String {
     let s = time.as_secs_f64();
     if s >= 1.0 {
         format!("{s:.2} s")

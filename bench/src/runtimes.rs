@@ -195,7 +195,7 @@ impl Spawner for AsyncExecutorSpawner {
 
 /// An async-executor task that detaches when dropped, like tokio's and
 /// theseus's join handles (async-executor would cancel it).
-pub struct Detaching<T>(Option<async_executor::Task<T>>);
+pub struct Detaching<T>(pub Option<async_executor::Task<T>>);
 
 impl<T> Future for Detaching<T> {
     type Output = T;

@@ -32,6 +32,12 @@ struct Row([AtomicIsize; RUNTIMES]);
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RuntimeSlot(u8);
 
+impl RuntimeSlot {
+    /// Tasks of no tokio runtime (`theseus::Executor`'s): counted nowhere,
+    /// as tokio counts them nowhere either.
+    pub(crate) const NOT_TOKIO: RuntimeSlot = RuntimeSlot(u8::MAX);
+}
+
 /// The counter of the runtime `handle` drives.
 #[inline]
 pub(crate) fn runtime_of(handle: &tokio::runtime::Handle) -> RuntimeSlot {
@@ -66,7 +72,7 @@ fn own_counter(runtime: RuntimeSlot) -> &'static AtomicIsize {
 /// `runtime`.
 #[inline]
 pub(crate) fn task_started(runtime: RuntimeSlot) {
-    if !cfg!(tokio_unstable) {
+    if !cfg!(tokio_unstable) && usize::from(runtime.0) < RUNTIMES {
         own_counter(runtime).fetch_add(1, Relaxed);
     }
 }
@@ -74,7 +80,7 @@ pub(crate) fn task_started(runtime: RuntimeSlot) {
 /// A timed task of `runtime` is gone.
 #[inline]
 pub(crate) fn task_ended(runtime: RuntimeSlot) {
-    if !cfg!(tokio_unstable) {
+    if !cfg!(tokio_unstable) && usize::from(runtime.0) < RUNTIMES {
         own_counter(runtime).fetch_sub(1, Relaxed);
     }
 }

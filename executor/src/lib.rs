@@ -53,6 +53,9 @@
 //! - `join`: [`JoinHandle`], [`AbortHandle`] and [`task::yield_now`];
 //!   `join_set`: [`task::JoinSet`]; `local_set`: [`task::LocalSet`], whose
 //!   tasks need not be `Send`; `clock`: the timestamps.
+//! - `scheduler`: [`Executor`] and [`LocalExecutor`], theseus's own
+//!   work-stealing executor for programs that do not run on tokio (the
+//!   smol family), whose tasks get the same timer.
 
 //! ```
 //! let rt = theseus_executor::Runtime::new().unwrap();
@@ -82,6 +85,7 @@ mod join_set;
 mod local_set;
 mod registry;
 mod runtime;
+mod scheduler;
 mod set_once;
 mod spawn;
 mod sync;
@@ -94,6 +98,7 @@ pub use join::{AbortHandle, JoinError, JoinHandle};
 pub use runtime::{
     Builder, EnterGuard, Handle, Runtime, TryCurrentError, MAX_WORKERS, WORKERS_ENV,
 };
+pub use scheduler::{Executor, FallibleTask, LocalExecutor, Task};
 pub use spawn::{spawn, spawn_blocking};
 pub use tokio_tasks::{unseen_tokio_tasks, TOKIO_UNSTABLE_ADVICE};
 

@@ -1,0 +1,271 @@
+//! Programs of the smol family on async-executor and on `theseus::Executor`
+//! (profiling off, then on), the same code on each: the four scheduler
+//! shapes of the main table and a TCP echo over async-net, interleaved,
+//! with each median's ratio to async-executor's.
+//!
+//! ```text
+//! cargo run --release -p theseus-bench -- --smol [--rounds N] [--workers N]
+//! ```
+//!
+//! Each executor has `workers` threads running it under `async_io::block_on`
+//! (which drives the async-io reactor while they are idle); the benchmark's
+//! main future is blocked on by the calling thread, as in the main table.
+
+use crate::runtimes::{BenchRuntime, Detaching, Profiling, Spawner};
+use crate::{format_time, median, workloads};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use theseus::profiler::{AwaitMode, CaptureMode};
+use theseus::Tracer;
+
+/// What the pool needs of an executor: both have it under these names.
+pub trait SmolExecutor: Send + Sync + 'static {
+    fn new() -> Self;
+    #[track_caller]
+    fn spawn<F>(&self, future: F) -> async_task::Task<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static;
+    /// Runs the executor on this thread, under `async_io::block_on`, until
+    /// `stopped` closes.
+    fn run_until(&self, stopped: async_channel::Receiver<()>);
+}
+
+impl SmolExecutor for async_executor::Executor<'static> {
+    fn new() -> Self {
+        async_executor::Executor::new()
+    }
+    #[track_caller]
+    fn spawn<F>(&self, future: F) -> async_task::Task<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        async_executor::Executor::spawn(self, future)
+    }
+    fn run_until(&self, stopped: async_channel::Receiver<()>) {
+        let _ = async_io::block_on(async_executor::Executor::run(self, stopped.recv()));
+    }
+}
+
+impl SmolExecutor for theseus::Executor<'static> {
+    fn new() -> Self {
+        theseus::Executor::new()
+    }
+    #[track_caller]
+    fn spawn<F>(&self, future: F) -> async_task::Task<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        theseus::Executor::spawn(self, future)
+    }
+    fn run_until(&self, stopped: async_channel::Receiver<()>) {
+        let _ = async_io::block_on(theseus::Executor::run(self, stopped.recv()));
+    }
+}
+
+/// An executor and the threads that run it.
+pub struct Pool<E: SmolExecutor> {
+    executor: Arc<E>,
+    stop: Option<async_channel::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl<E: SmolExecutor> Pool<E> {
+    pub fn new(workers: usize) -> Pool<E> {
+        let executor = Arc::new(E::new());
+        let (stop, stopped) = async_channel::bounded::<()>(1);
+        let threads = (0..workers)
+            .map(|_| {
+                let executor = executor.clone();
+                let stopped = stopped.clone();
+                std::thread::spawn(move || executor.run_until(stopped))
+            })
+            .collect();
+        Pool {
+            executor,
+            stop: Some(stop),
+            threads,
+        }
+    }
+}
+
+impl<E: SmolExecutor> Drop for Pool<E> {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub struct PoolSpawner<E>(Arc<E>);
+
+impl<E> Clone for PoolSpawner<E> {
+    fn clone(&self) -> Self {
+        PoolSpawner(self.0.clone())
+    }
+}
+
+impl<E: SmolExecutor> Spawner for PoolSpawner<E> {
+    type Join<T: Send + 'static> = Detaching<T>;
+    #[track_caller]
+    fn spawn<F>(&self, future: F) -> Self::Join<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        Detaching(Some(self.0.spawn(future)))
+    }
+}
+
+impl<E: SmolExecutor> BenchRuntime for Pool<E> {
+    type Spawner = PoolSpawner<E>;
+    fn spawner(&self) -> PoolSpawner<E> {
+        PoolSpawner(self.executor.clone())
+    }
+    fn block_on<F: Future>(&self, future: F) -> F::Output {
+        async_io::block_on(future)
+    }
+}
+
+/// The TCP echo of the main table, over async-net: 50 clients, 200 round
+/// trips of 64 bytes each, one server task per connection.
+pub async fn tcp_echo<S: Spawner>(spawner: S) {
+    use async_net::{TcpListener, TcpStream};
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    const CONNECTIONS: usize = 50;
+    const ROUND_TRIPS: usize = 200;
+    const MESSAGE: usize = 64;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let inner = spawner.clone();
+    let acceptor = spawner.spawn(async move {
+        let mut servers = Vec::with_capacity(CONNECTIONS);
+        for _ in 0..CONNECTIONS {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            servers.push(inner.spawn(async move {
+                stream.set_nodelay(true).unwrap();
+                let mut buffer = [0u8; MESSAGE];
+                loop {
+                    let n = stream.read(&mut buffer).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    stream.write_all(&buffer[..n]).await.unwrap();
+                }
+            }));
+        }
+        for server in servers {
+            server.await;
+        }
+    });
+    let clients: Vec<_> = (0..CONNECTIONS)
+        .map(|c| {
+            spawner.spawn(async move {
+                let mut stream = TcpStream::connect(address).await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let mut message = [c as u8; MESSAGE];
+                let mut reply = [0u8; MESSAGE];
+                for round in 0..ROUND_TRIPS {
+                    message[0] = round as u8;
+                    stream.write_all(&message).await.unwrap();
+                    stream.read_exact(&mut reply).await.unwrap();
+                    assert_eq!(reply, message);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await;
+    }
+    acceptor.await;
+}
+
+const WORKLOADS: [&str; 5] = [
+    "spawn_many (10k)",
+    "yield_many (200x1000)",
+    "ping_pong (1000)",
+    "chained_spawn (1000)",
+    "tcp_echo over async-net (50 conns x 200 round trips)",
+];
+
+const COLUMNS: [&str; 3] = [
+    "async-executor",
+    "theseus::Executor (profiling off)",
+    "theseus::Executor (profiling on)",
+];
+
+fn run_once<R: BenchRuntime>(runtime: &R, workload: usize) {
+    let spawner = runtime.spawner();
+    match workload {
+        0 => runtime.block_on(workloads::spawn_many(spawner)),
+        1 => runtime.block_on(workloads::yield_many(spawner)),
+        2 => runtime.block_on(workloads::ping_pong(spawner)),
+        3 => runtime.block_on(workloads::chained_spawn(spawner)),
+        _ => runtime.block_on(tcp_echo(spawner)),
+    }
+}
+
+/// Mean time per iteration over at least 30 ms, after one to warm up.
+fn measure<R: BenchRuntime>(runtime: &R, workload: usize) -> Duration {
+    run_once(runtime, workload);
+    let start = Instant::now();
+    let mut iterations = 0u32;
+    while start.elapsed() < Duration::from_millis(30) {
+        run_once(runtime, workload);
+        iterations += 1;
+    }
+    start.elapsed() / iterations
+}
+
+/// Every workload on every column, interleaved and rotated, `rounds`
+/// times; prints the medians and their ratios to async-executor.
+pub fn table(rounds: usize, workers: usize) {
+    // The bench installs and removes its own tracer around the profiled
+    // column: the executor must not start a session of its own at first
+    // use (set before any other thread exists).
+    std::env::set_var("THESEUS", "0");
+    let async_executor = Pool::<async_executor::Executor<'static>>::new(workers);
+    let theseus = Pool::<theseus::Executor<'static>>::new(workers);
+    let tracer = Tracer::new();
+    let on = Profiling::On(CaptureMode::Cached, AwaitMode::Cached);
+    let mut samples = vec![vec![Vec::new(); COLUMNS.len()]; WORKLOADS.len()];
+    for round in 0..rounds {
+        for (w, row) in samples.iter_mut().enumerate() {
+            for k in 0..COLUMNS.len() {
+                let column = (k + round) % COLUMNS.len();
+                let time = match column {
+                    0 => measure(&async_executor, w),
+                    1 => measure(&theseus, w),
+                    _ => {
+                        let _profiling = on.start(&tracer);
+                        measure(&theseus, w)
+                    }
+                };
+                row[column].push(time);
+            }
+        }
+    }
+    println!(
+        "{workers} workers, {rounds} rounds, median time per iteration (ratio to async-executor)\n"
+    );
+    println!("| workload | {} |", COLUMNS.join(" | "));
+    println!("|---|{}", "---|".repeat(COLUMNS.len()));
+    for (w, row) in samples.iter_mut().enumerate() {
+        let medians: Vec<Duration> = row.iter_mut().map(|s| median(s)).collect();
+        print!("| {} |", WORKLOADS[w]);
+        for time in &medians {
+            let ratio = time.as_secs_f64() / medians[0].as_secs_f64();
+            print!(" {} ({ratio:.2}x) |", format_time(*time));
+        }
+        println!();
+    }
+    println!(
+        "\nthe profiled column recorded {} tasks",
+        tracer.aggregate().total().tasks
+    );
+}
