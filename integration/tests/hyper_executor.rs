@@ -245,7 +245,7 @@ fn what_hyper_spawns_through_the_executor_is_a_theseus_task_with_its_waits() {
     });
 }
 
-/// An axum router served by hyper-util as the README shows, each request a
+/// An axum router served by hyper-util as docs/services.md shows, each request a
 /// frame: the requests hang below the stream tasks the executor spawned,
 /// below the connection's task, on a plain build.
 #[test]
