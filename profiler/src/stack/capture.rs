@@ -256,25 +256,7 @@ fn cached(
         if signed { boundary - base } else { 0 },
     );
     let slot = recent_slot(&key);
-    // `try_with`: during thread teardown the local caches may be gone; the
-    // global one still works.
-    let recent = RECENT
-        .try_with(|r| match &r.borrow()[slot] {
-            Some((k, hit)) if *k == key && holds(hit, base) => Some(hit.id),
-            _ => None,
-        })
-        .ok()
-        .flatten();
-    if let Some(id) = recent {
-        return id;
-    }
-    let local = LOCAL_CACHE
-        .try_with(|c| find(c.borrow().get(&key)?, base).cloned())
-        .ok()
-        .flatten();
-    if let Some(hit) = local {
-        let id = hit.id;
-        let _ = RECENT.try_with(|r| r.borrow_mut()[slot] = Some((key, hit)));
+    if let Some(id) = this_threads(key, slot, base) {
         return id;
     }
     let global = GLOBAL_CACHE
@@ -315,6 +297,32 @@ fn cached(
     let id = hit.id;
     let _ = RECENT.try_with(|r| r.borrow_mut()[slot] = Some((key, hit)));
     id
+}
+
+/// The stack under `key` that this thread found before and the stack above
+/// `base` holds: from its [`RECENT`] slot `slot`, else from its map (then
+/// kept in the slot). `base` as for [`find`]: this runs in `cached`'s frame.
+#[inline(always)]
+fn this_threads(key: CacheKey, slot: usize, base: usize) -> Option<StackId> {
+    // `try_with`: during thread teardown the local caches may be gone; the
+    // global one still works.
+    let recent = RECENT
+        .try_with(|r| match &r.borrow()[slot] {
+            Some((k, hit)) if *k == key && holds(hit, base) => Some(hit.id),
+            _ => None,
+        })
+        .ok()
+        .flatten();
+    if recent.is_some() {
+        return recent;
+    }
+    let hit = LOCAL_CACHE
+        .try_with(|c| find(c.borrow().get(&key)?, base).cloned())
+        .ok()
+        .flatten()?;
+    let id = hit.id;
+    let _ = RECENT.try_with(|r| r.borrow_mut()[slot] = Some((key, hit)));
+    Some(id)
 }
 
 /// The stack of `chains` whose chain of calls the stack above `base` holds.
