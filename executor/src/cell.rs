@@ -312,8 +312,12 @@ mod tests {
     use super::*;
     use crate::Builder;
 
+    /// The tests here count the process's live tasks: one at a time.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
     #[test]
     fn tasks_leave_the_registry_however_they_end() {
+        let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
         let tracer = theseus_profiler::Tracer::new();
         tracer.install();
         let runtime = Builder::new_multi_thread()
@@ -341,6 +345,57 @@ mod tests {
         assert_eq!(live_tasks().len(), 1, "a waiting task is live");
         drop(runtime);
         assert_eq!(live_tasks().len(), 0, "shutdown left tasks behind");
+        tracer.uninstall();
+    }
+
+    /// The live records of every task in the registry now.
+    fn live_records() -> Vec<TaskRecord> {
+        let mut records = Vec::new();
+        live_tasks().for_each_live(&mut |record| records.push(record));
+        records
+    }
+
+    #[test]
+    fn a_task_is_live_in_its_first_poll_and_once_its_header_moved() {
+        let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        let tracer = theseus_profiler::Tracer::new();
+        tracer.install();
+        let runtime = Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let (in_poll, first_poll) = std::sync::mpsc::channel();
+        let (go_on, resume) = std::sync::mpsc::channel::<()>();
+        let (wake, woken) = tokio::sync::oneshot::channel::<()>();
+        let task = runtime.spawn(async move {
+            // Its first poll lasts until the test has looked: the header is
+            // on that poll's stack, the registry lists it there.
+            in_poll.send(()).unwrap();
+            resume.recv().unwrap();
+            // Pending with a waker kept by the channel: the header moves.
+            woken.await.unwrap();
+        });
+        first_poll.recv().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let during = live_records();
+        assert_eq!(during.len(), 1, "{during:?}");
+        assert_eq!(during[0].polls, 0, "the first poll is still running");
+        assert!(during[0].busy_ns >= 20_000_000, "{during:?}");
+        go_on.send(()).unwrap();
+        let after = loop {
+            let records = live_records();
+            if records.first().is_some_and(|r| r.polls == 1) {
+                break records;
+            }
+            std::thread::yield_now();
+        };
+        assert_eq!(after.len(), 1, "listed once, from its cell: {after:?}");
+        assert_eq!(after[0].id, during[0].id, "the same task");
+        assert!(after[0].busy_ns >= during[0].busy_ns, "{after:?}");
+        wake.send(()).unwrap();
+        runtime.block_on(task).unwrap();
+        assert_eq!(live_tasks().len(), 0, "the ended task left");
+        drop(runtime);
         tracer.uninstall();
     }
 }
