@@ -7,6 +7,11 @@
 //! wrapper, each of its wakers (`waker`) and the live-task registry each
 //! hold a count.
 //!
+//! A spawned task's header starts out in its own future, though
+//! (`state`: [`TaskState`]), and moves into a cell only when something must
+//! share it: a waker that leaves the poll, or a frame polled inside it. A
+//! task that ends in the poll that needs nothing shared costs no cell.
+//!
 //! A frame (a marked future polled inside a task, see `frame`) has a cell
 //! too, with its own wakers: they pass wakes on to the waker its poll was
 //! given, and its costs leave those of the task it was first polled in.
@@ -20,7 +25,13 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::Waker;
 use theseus_profiler::{LiveTasks, Outcome, RecordKind, StackId, TaskRecord};
 
-/// What a profiled task shares with its wakers and the registry.
+mod state;
+
+pub(crate) use state::TaskState;
+
+/// What a profiled task shares with its wakers and the registry. Aligned
+/// so that a waker's data pointer has bits to spare (`waker`).
+#[repr(align(16))]
 pub(crate) struct TaskCell {
     pub(crate) header: TaskHeader,
     slot: LiveSlot,
@@ -47,8 +58,13 @@ struct FrameLinks {
 impl TaskCell {
     /// A cell for a task spawned now.
     pub(crate) fn new(stack: StackId) -> Arc<TaskCell> {
+        TaskCell::with_header(TaskHeader::new(stack))
+    }
+
+    /// A cell for a task whose header is `header`.
+    pub(crate) fn with_header(header: TaskHeader) -> Arc<TaskCell> {
         Arc::new(TaskCell {
-            header: TaskHeader::new(stack),
+            header,
             slot: LiveSlot::new(),
             tokio_waker: SetOnce::new(),
             frame: None,
@@ -104,7 +120,7 @@ impl TaskCell {
     /// A cell for a task spawned now, entered in the live-task registry.
     pub(crate) fn register(stack: StackId) -> Arc<TaskCell> {
         let cell = TaskCell::new(stack);
-        live_tasks().insert(&cell);
+        cell.ensure_registered();
         cell
     }
 
@@ -118,7 +134,9 @@ impl TaskCell {
     #[inline]
     pub(crate) fn ensure_registered(self: &Arc<TaskCell>) {
         if !self.slot.is_registered() {
-            live_tasks().insert(self);
+            // SAFETY: the cell stays where its `Arc` put it, and its `Drop`
+            // takes it out of the registry before it goes.
+            unsafe { live_tasks().insert(&**self) };
         }
     }
 
@@ -183,18 +201,21 @@ impl TaskCell {
     /// call (tokio's hooks run before and after it).
     #[inline]
     pub(crate) fn enter_polling(self: &Arc<TaskCell>) -> PollingGuard {
-        let outer = POLLING.with(|p| p.replace(Arc::as_ptr(self) as usize));
-        PollingGuard {
-            outer,
-            _not_send: PhantomData,
-        }
+        enter_polling(Arc::as_ptr(self) as usize)
     }
 
-    /// The cell of the task (or frame) being polled on this thread, if any.
+    /// The cell of the task (or frame) being polled on this thread, if any;
+    /// a task whose header is still in its future moves it into one now.
     pub(crate) fn polled_now() -> Option<Arc<TaskCell>> {
         let address = POLLING.with(Cell::get);
         if address == 0 {
             return None;
+        }
+        if address & UNSHARED != 0 {
+            // SAFETY: see `TaskState::polling`: the state is alive, and
+            // pinned, for as long as `POLLING` holds its address.
+            let state = unsafe { &*((address & !UNSHARED) as *const TaskState) };
+            return Some(state.share().clone());
         }
         let cell = address as *const TaskCell;
         // SAFETY: `POLLING` holds the address of a cell only between
@@ -211,13 +232,48 @@ impl TaskCell {
     /// Whether this thread is inside this task's poll right now.
     #[inline]
     pub(crate) fn polled_here(&self) -> bool {
-        POLLING.with(|p| p.get() == self as *const TaskCell as usize)
+        let address = POLLING.with(Cell::get);
+        let cell = self as *const TaskCell;
+        if address & UNSHARED == 0 {
+            return address == cell as usize;
+        }
+        // SAFETY: as in `polled_now`.
+        let state = unsafe { &*((address & !UNSHARED) as *const TaskState) };
+        state
+            .shared()
+            .is_some_and(|shared| Arc::as_ptr(shared) == cell)
+    }
+}
+
+impl Drop for TaskCell {
+    fn drop(&mut self) {
+        // Ended tasks are out already; this keeps the registry's addresses
+        // good whatever happens.
+        if self.slot.is_registered() {
+            live_tasks().remove(self);
+        }
     }
 }
 
 thread_local! {
-    /// The task being polled on this thread: its cell's address, 0 if none.
+    /// The task being polled on this thread: its cell's address, or its
+    /// state's with [`UNSHARED`] set; 0 if none.
     static POLLING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The bit of [`POLLING`] that says it holds a [`TaskState`].
+const UNSHARED: usize = 1;
+const _: () = assert!(std::mem::align_of::<TaskState>() > UNSHARED);
+
+/// Marks this thread as inside the poll of the task at `address` (see
+/// [`POLLING`]) until the guard drops.
+#[inline]
+fn enter_polling(address: usize) -> PollingGuard {
+    let outer = POLLING.with(|p| p.replace(address));
+    PollingGuard {
+        outer,
+        _not_send: PhantomData,
+    }
 }
 
 /// Puts back the task that was being polled on this thread, when dropped.
@@ -246,8 +302,8 @@ impl LiveEntry for TaskCell {
 }
 
 /// The process's registry of live tasks, handed to the profiler once.
-pub(crate) fn live_tasks() -> &'static LiveRegistry<TaskCell> {
-    static LIVE: OnceLock<Arc<LiveRegistry<TaskCell>>> = OnceLock::new();
+pub(crate) fn live_tasks() -> &'static LiveRegistry {
+    static LIVE: OnceLock<Arc<LiveRegistry>> = OnceLock::new();
     LIVE.get_or_init(|| {
         let registry = Arc::new(LiveRegistry::new());
         let live: Arc<dyn LiveTasks> = registry.clone();
@@ -269,8 +325,12 @@ mod tests {
     use super::*;
     use crate::Builder;
 
+    /// The tests here count the process's live tasks: one at a time.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
     #[test]
     fn tasks_leave_the_registry_however_they_end() {
+        let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
         let tracer = theseus_profiler::Tracer::new();
         tracer.install();
         let runtime = Builder::new_multi_thread()
@@ -298,6 +358,57 @@ mod tests {
         assert_eq!(live_tasks().len(), 1, "a waiting task is live");
         drop(runtime);
         assert_eq!(live_tasks().len(), 0, "shutdown left tasks behind");
+        tracer.uninstall();
+    }
+
+    /// The live records of every task in the registry now.
+    fn live_records() -> Vec<TaskRecord> {
+        let mut records = Vec::new();
+        live_tasks().for_each_live(&mut |record| records.push(record));
+        records
+    }
+
+    #[test]
+    fn a_task_is_live_in_its_first_poll_and_once_its_header_moved() {
+        let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        let tracer = theseus_profiler::Tracer::new();
+        tracer.install();
+        let runtime = Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let (in_poll, first_poll) = std::sync::mpsc::channel();
+        let (go_on, resume) = std::sync::mpsc::channel::<()>();
+        let (wake, woken) = tokio::sync::oneshot::channel::<()>();
+        let task = runtime.spawn(async move {
+            // Its first poll lasts until the test has looked: the header is
+            // on that poll's stack, the registry lists it there.
+            in_poll.send(()).unwrap();
+            resume.recv().unwrap();
+            // Pending with a waker kept by the channel: the header moves.
+            woken.await.unwrap();
+        });
+        first_poll.recv().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let during = live_records();
+        assert_eq!(during.len(), 1, "{during:?}");
+        assert_eq!(during[0].polls, 0, "the first poll is still running");
+        assert!(during[0].busy_ns >= 20_000_000, "{during:?}");
+        go_on.send(()).unwrap();
+        let after = loop {
+            let records = live_records();
+            if records.first().is_some_and(|r| r.polls == 1) {
+                break records;
+            }
+            std::thread::yield_now();
+        };
+        assert_eq!(after.len(), 1, "listed once, from its cell: {after:?}");
+        assert_eq!(after[0].id, during[0].id, "the same task");
+        assert!(after[0].busy_ns >= during[0].busy_ns, "{after:?}");
+        wake.send(()).unwrap();
+        runtime.block_on(task).unwrap();
+        assert_eq!(live_tasks().len(), 0, "the ended task left");
+        drop(runtime);
         tracer.uninstall();
     }
 }

@@ -9,10 +9,17 @@
 //! back to the OS's monotonic clock elsewhere. Timestamps are kept as raw
 //! ticks; only durations are converted, when they are added up.
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
 
 static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
+
+/// Nanoseconds per tick, as a fraction over 2^32: quanta's own conversion
+/// of 2^32 ticks, so that a duration is one multiply and one shift, where
+/// `quanta::Clock::delta_as_nanos` matches on its source and checks its
+/// calibration at every call (three or more times per poll). 0 until the
+/// clock is set up.
+static NANOS_PER_TICK_X32: AtomicU64 = AtomicU64::new(0);
 
 /// Whether quanta reads the TSC, so this module may read it directly:
 /// `quanta::Clock::raw` is not inlined and matches on its source on every
@@ -23,6 +30,11 @@ fn clock() -> &'static quanta::Clock {
     CLOCK.get_or_init(|| {
         let clock = quanta::Clock::new();
         RAW_IS_TSC.store(raw_is_tsc(&clock), Relaxed);
+        // quanta's conversion is linear in the ticks: its value for 2^32
+        // ticks is the scale, to a part in 2^32 at least (a tick is never
+        // below a tenth of a nanosecond).
+        let scale = clock.delta_as_nanos(0, 1 << 32).max(1);
+        NANOS_PER_TICK_X32.store(scale, Relaxed);
         clock
     })
 }
@@ -72,7 +84,12 @@ pub(crate) fn nanos_between(start: u64, end: u64) -> u64 {
     if end <= start {
         return 0;
     }
-    clock().delta_as_nanos(start, end)
+    let mut scale = NANOS_PER_TICK_X32.load(Relaxed);
+    if scale == 0 {
+        clock();
+        scale = NANOS_PER_TICK_X32.load(Relaxed);
+    }
+    ((u128::from(end - start) * u128::from(scale)) >> 32) as u64
 }
 
 #[cfg(theseus_loom)]

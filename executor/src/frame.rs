@@ -151,7 +151,7 @@ fn first_poll(created_at: u64, mark: Mark) -> Arc<TaskCell> {
         let cell = TaskCell::frame(stack, created_at, None, RecordKind::Main);
         // Live, as a task is: `main` runs as long as the program, and a
         // profile written meanwhile shows it so far.
-        live_tasks().insert(&cell);
+        cell.ensure_registered();
         return cell;
     }
     TaskCell::frame(stack, created_at, TaskCell::polled_now(), RecordKind::Frame)

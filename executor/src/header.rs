@@ -104,6 +104,28 @@ pub(crate) struct TaskHeader {
     held: OnceLock<Box<Held>>,
 }
 
+/// What a task's header starts from: its stack, its id, and when it was
+/// spawned. A spawned task keeps only this until its first poll (`timed`).
+#[derive(Clone, Copy)]
+pub(crate) struct Spawned {
+    pub(crate) stack: StackId,
+    pub(crate) id: TaskId,
+    /// A [`clock::now`] reading.
+    pub(crate) at: u64,
+}
+
+impl Spawned {
+    /// A task with the logical stack `stack`, spawned now.
+    #[inline]
+    pub(crate) fn now(stack: StackId) -> Spawned {
+        Spawned {
+            stack,
+            id: TaskId::next(),
+            at: clock::now(),
+        }
+    }
+}
+
 /// The costs frames inside a task took away from it, so that each of its
 /// records shows only what the task held itself: a frame's costs are
 /// recorded under the frame, below the task's leaf, and the task's leaf's
@@ -147,9 +169,23 @@ impl TaskHeader {
     /// A header for a task (or a frame) that began at `spawned_at` (a
     /// [`clock::now`] reading): that is its first schedule.
     pub(crate) fn created_at(stack: StackId, spawned_at: u64) -> TaskHeader {
-        TaskHeader {
+        TaskHeader::spawned(Spawned {
             stack,
             id: TaskId::next(),
+            at: spawned_at,
+        })
+    }
+
+    /// The header of the task `spawn` describes, as it was at its spawn.
+    pub(crate) fn spawned(spawn: Spawned) -> TaskHeader {
+        let Spawned {
+            stack,
+            id,
+            at: spawned_at,
+        } = spawn;
+        TaskHeader {
+            stack,
+            id,
             spawned_at,
             scheduled_at: AtomicU64::new(spawned_at),
             poll_started: AtomicU64::new(0),
@@ -163,6 +199,34 @@ impl TaskHeader {
             awaits: SetOnce::new(),
             woken_by: AtomicU8::new(0),
             pending: AtomicU8::new(0),
+            held: OnceLock::new(),
+        }
+    }
+
+    /// This header, as it is now, for a task whose state moves into a
+    /// shared cell (`cell::TaskState::share`). Only the poller's thread has
+    /// written it (no waker of the task has been shared yet, so no await
+    /// point or frame has touched it), and the copy is made during a poll,
+    /// between the poller's writes at its start and at its end.
+    pub(crate) fn copied(&self) -> TaskHeader {
+        debug_assert!(self.awaits.get().is_none() && self.held.get().is_none());
+        let copy = |value: &AtomicU64| AtomicU64::new(value.load(Relaxed));
+        TaskHeader {
+            stack: self.stack,
+            id: self.id,
+            spawned_at: self.spawned_at,
+            scheduled_at: copy(&self.scheduled_at),
+            poll_started: copy(&self.poll_started),
+            poll_ended: copy(&self.poll_ended),
+            busy_ns: copy(&self.busy_ns),
+            sched_ns: copy(&self.sched_ns),
+            polls: copy(&self.polls),
+            wakes: copy(&self.wakes),
+            #[cfg(theseus_loom)]
+            taken: std::sync::atomic::AtomicU64::new(self.taken.load(Relaxed)),
+            awaits: SetOnce::new(),
+            woken_by: AtomicU8::new(self.woken_by.load(Relaxed)),
+            pending: AtomicU8::new(self.pending.load(Relaxed)),
             held: OnceLock::new(),
         }
     }

@@ -16,9 +16,10 @@
 //! 1. **spawn** (`spawn`): the profiler gives the new task's logical stack
 //!    (a [`theseus_profiler::StackId`]) and the future is wrapped in a
 //!    timer of its polls (`timed`).
-//! 2. **header** (`header`, inside a shared `cell`): every poll's start
-//!    and end, and every wake, are written there with plain relaxed stores
-//!    on the hot path. The poll runs below a marked frame (`boundary`), so
+//! 2. **header** (`header`: during a task's first poll on that poll's
+//!    stack, `cell::state`, and in a shared `cell` once a waker leaves the
+//!    poll or the task outlives it): every poll's start and end, and every
+//!    wake, are written there with plain relaxed stores on the hot path. The poll runs below a marked frame (`boundary`), so
 //!    the profiler can tell the task's machine frames from the runtime's.
 //!    It gets theseus's own waker (`waker`), which sees each wake and, when
 //!    the poll registers it, asks the profiler for the await point on the
@@ -40,9 +41,10 @@
 //! - `spawn`: [`spawn`] and [`spawn_blocking`], and the one place a task
 //!   gets its stack and its timer.
 //! - `timed`: the wrapper that times a task's polls and records its end.
-//! - `cell`, `header`, `waker`: a timed task's shared state, its numbers
-//!   and their protocol (with `loom` models in `header/loom_models`), and
-//!   the waker that feeds them.
+//! - `cell`, `header`, `waker`: a timed task's state (on its first poll's
+//!   stack, `cell/state`, then shared), its numbers and their protocol
+//!   (with `loom` models in `header/loom_models`), and the waker that feeds
+//!   them.
 //! - `boundary`: the marked frame below which a poll's frames are the task's.
 //! - `registry`: live tasks, for profiles written mid-run.
 //! - `tokio_tasks` and `census`: tasks spawned with `tokio::spawn`, timed

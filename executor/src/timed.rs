@@ -1,8 +1,10 @@
 //! The wrapper that times a task: every poll, every wake, and its end.
 //!
 //! A profiled task is a tokio task whose future is [`Timed`]: the user's
-//! future inside, and beside it a shared [`TaskCell`] (its header of
-//! timestamps and counters). The wrapper is where the task's life is seen:
+//! future inside, and beside it the task's header of timestamps and
+//! counters: during its first poll in a [`TaskState`] on the poller's
+//! stack, and once it outlives that poll (or its waker does) in a shared
+//! [`TaskCell`] (see `cell`). The wrapper is where the task's life is seen:
 //!
 //! - each poll is timed, and runs with the profiler told which task it is
 //!   and where its frames begin on the machine stack (`boundary`), so tasks
@@ -19,19 +21,24 @@
 //! [`TimedBlocking`] does the same for a `spawn_blocking` closure: one poll.
 
 use crate::boundary::poll_as_task;
-use crate::cell::TaskCell;
+use crate::cell::{TaskCell, TaskState};
 use crate::census::RuntimeSlot;
-use crate::waker::with_task_waker;
+use crate::header::{Spawned, TaskHeader};
+use crate::waker::{with_state_waker, with_task_waker};
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use theseus_profiler::{Outcome, StackId};
 
 /// A spawned future, timed. See the module docs.
 pub(crate) struct Timed<F> {
-    cell: Arc<TaskCell>,
+    /// The task's stack, id and spawn time, its header's start.
+    spawn: Spawned,
+    /// The task's cell, from the end of a first poll it did not end in;
+    /// until then its header lives on the stack of that poll (`cell::state`).
+    cell: Option<Arc<TaskCell>>,
     /// The runtime whose census counts the task.
     runtime: RuntimeSlot,
     /// `None` once the inner future has been dropped.
@@ -43,7 +50,8 @@ impl<F: Future> Timed<F> {
     pub(crate) fn new(stack: StackId, inner: F, runtime: RuntimeSlot) -> Timed<F> {
         crate::census::task_started(runtime);
         Timed {
-            cell: TaskCell::new(stack),
+            spawn: Spawned::now(stack),
+            cell: None,
             runtime,
             inner: Some(inner),
         }
@@ -57,11 +65,10 @@ impl<F: Future> Future for Timed<F> {
         // SAFETY: `inner` is structurally pinned: it is never moved, only
         // dropped in place (`finish` assigns `None` over it). The other
         // fields are not pinned and nothing else projects `self`.
-        let Timed {
-            cell,
-            inner,
-            runtime,
-        } = unsafe { self.get_unchecked_mut() };
+        let this = unsafe { self.get_unchecked_mut() };
+        let Some(cell) = &this.cell else {
+            return first_poll(this, cx.waker());
+        };
         let own_waker = match cell.tokio_waker() {
             // Only polls write it, and tokio never polls a task on two
             // threads at once.
@@ -71,25 +78,62 @@ impl<F: Future> Future for Timed<F> {
             }
             Some(first) => first.will_wake(cx.waker()),
         };
+        let (slot, runtime) = (&mut this.inner, this.runtime);
         if own_waker {
-            with_task_waker(cell, |waker| {
-                poll_timed(cell, inner, *runtime, &mut Context::from_waker(waker))
-            })
+            with_task_waker(cell, |waker| poll_timed(cell, slot, runtime, waker))
         } else {
             // Polled with another waker than the first: not something tokio
             // does with a task. Pass the caller's waker through rather than
             // wake the wrong task; the poll is still timed, its wake is not.
-            poll_timed(cell, inner, *runtime, cx)
+            poll_timed(cell, slot, runtime, cx.waker())
         }
     }
 }
 
-/// One timed poll of the future in `slot`, and the task's end if it ends.
+/// The first poll of `timed`'s future, `tokio` its waker: the header on
+/// this frame's stack, moved into a cell only if something shares it or
+/// the task is still pending at the end (see `cell::state`).
+fn first_poll<F: Future>(timed: &mut Timed<F>, tokio: &Waker) -> Poll<F::Output> {
+    let state = pin!(TaskState::new(TaskHeader::spawned(timed.spawn)));
+    let state = state.as_ref();
+    let inner = timed
+        .inner
+        .as_mut()
+        .expect("a theseus task was polled after it completed");
+    // SAFETY: `inner` stays where it is until dropped in place by `finish`
+    // (see `Timed::poll`).
+    let inner = unsafe { Pin::new_unchecked(inner) };
+    state.ensure_registered();
+    let start = state.header().on_poll_start();
+    let stack = timed.spawn.stack;
+    let polled = catch_unwind(AssertUnwindSafe(|| {
+        with_state_waker(&state, |waker| {
+            state.polling(tokio, || poll_inner(stack, inner, waker))
+        })
+    }));
+    // The header may have moved into a cell during the poll.
+    let end = state.header().on_poll_end(start);
+    let outcome = match polled {
+        Ok(Poll::Pending) => {
+            timed.cell = Some(state.keep(tokio));
+            return Poll::Pending;
+        }
+        Ok(Poll::Ready(_)) => Outcome::Completed,
+        Err(_) => Outcome::Panicked,
+    };
+    finish(&mut timed.inner, timed.runtime, || {
+        state.finish(outcome, end)
+    });
+    polled.unwrap_or_else(|payload| resume_unwind(payload))
+}
+
+/// One timed poll of the future in `slot`, a task whose header is in
+/// `cell`, and the task's end if it ends.
 fn poll_timed<F: Future>(
     cell: &Arc<TaskCell>,
     slot: &mut Option<F>,
     runtime: RuntimeSlot,
-    cx: &mut Context<'_>,
+    waker: &Waker,
 ) -> Poll<F::Output> {
     let inner = slot
         .as_mut()
@@ -98,38 +142,36 @@ fn poll_timed<F: Future>(
     // (see `Timed::poll`).
     let inner = unsafe { Pin::new_unchecked(inner) };
     let header = &cell.header;
-    cell.ensure_registered();
     let start = header.on_poll_start();
     let polled = catch_unwind(AssertUnwindSafe(|| {
-        cell.polling(|| poll_as_task(header.stack, || inner.poll(cx)))
+        cell.polling(|| poll_inner(header.stack, inner, waker))
     }));
     let end = header.on_poll_end(start);
-    match polled {
-        Ok(Poll::Pending) => Poll::Pending,
-        Ok(Poll::Ready(value)) => {
-            finish(cell, slot, runtime, Outcome::Completed, end);
-            Poll::Ready(value)
-        }
-        Err(payload) => {
-            finish(cell, slot, runtime, Outcome::Panicked, end);
-            resume_unwind(payload)
-        }
-    }
+    let outcome = match polled {
+        Ok(Poll::Pending) => return Poll::Pending,
+        Ok(Poll::Ready(_)) => Outcome::Completed,
+        Err(_) => Outcome::Panicked,
+    };
+    finish(slot, runtime, || cell.finish(outcome, end));
+    polled.unwrap_or_else(|payload| resume_unwind(payload))
 }
 
-/// Drops the future in `slot` in place, then records the task's end.
-/// Pinned futures (tokio's `Sleep` sits in a timer list by address) must
-/// never be moved out to be dropped.
-fn finish<F>(
-    cell: &TaskCell,
-    slot: &mut Option<F>,
-    runtime: RuntimeSlot,
-    outcome: Outcome,
-    now: u64,
-) {
+/// The poll itself, as the task whose logical stack is `stack`, with
+/// `waker`. One function for every poll of a task, first or not, never
+/// inlined: the machine frames below the poll boundary, which name the
+/// task's spawns and await points, are then the same in every poll.
+#[inline(never)]
+fn poll_inner<F: Future>(stack: StackId, inner: Pin<&mut F>, waker: &Waker) -> Poll<F::Output> {
+    poll_as_task(stack, || inner.poll(&mut Context::from_waker(waker)))
+}
+
+/// Drops the future in `slot` in place, then records the task's end
+/// (`record`). Pinned futures (tokio's `Sleep` sits in a timer list by
+/// address) must never be moved out to be dropped.
+fn finish<F>(slot: &mut Option<F>, runtime: RuntimeSlot, record: impl FnOnce()) {
     // A destructor that panics must not lose the record.
     let dropped = catch_unwind(AssertUnwindSafe(|| *slot = None));
-    cell.finish(outcome, now);
+    record();
     crate::census::task_ended(runtime);
     if let Err(payload) = dropped {
         resume_unwind(payload);
@@ -140,13 +182,16 @@ impl<F> Drop for Timed<F> {
     fn drop(&mut self) {
         // Dropped before it ended: aborted, or cancelled at shutdown.
         if self.inner.is_some() {
-            finish(
-                &self.cell,
-                &mut self.inner,
-                self.runtime,
-                Outcome::Cancelled,
-                crate::clock::now(),
-            );
+            let now = crate::clock::now();
+            let spawn = self.spawn;
+            let cell = self.cell.take();
+            finish(&mut self.inner, self.runtime, || match cell {
+                Some(cell) => cell.finish(Outcome::Cancelled, now),
+                // Never polled: its header is as it was at the spawn.
+                None => theseus_profiler::record(
+                    &TaskHeader::spawned(spawn).to_record(Outcome::Cancelled, now),
+                ),
+            });
         }
     }
 }

@@ -20,8 +20,13 @@
 //! from the poll's own waker, so futures that keep a waker and replace it
 //! only when `will_wake` says it differs re-register on every poll, and
 //! every pending poll is seen.
+//!
+//! A task whose header still lives in its own future (`cell::TaskState`)
+//! is polled with a waker lent from that state ([`with_state_waker`]): its
+//! first clone or wake moves the header into a shared cell, and from there
+//! on it is the cell's waker above.
 
-use crate::cell::TaskCell;
+use crate::cell::{TaskCell, TaskState};
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::task::{RawWaker, RawWakerVTable, Waker};
@@ -42,10 +47,51 @@ pub(crate) fn with_task_waker<R>(cell: &Arc<TaskCell>, f: impl FnOnce(&Waker) ->
     f(&waker)
 }
 
+/// Calls `f` with the waker a poll of the task whose header is in `state`
+/// gets, lent for the call like [`with_task_waker`]'s. Cloning it, or
+/// waking it, shares the state ([`TaskState::share`]) and acts as the
+/// shared cell's untagged waker would in the poll. The same vtable as a
+/// cell's waker, the state's address marked [`LENT`]: the frames of a clone
+/// or a wake, which an await point is recognized by, are the same whether
+/// the task's header has moved into a cell or not.
+#[inline]
+pub(crate) fn with_state_waker<R>(state: &TaskState, f: impl FnOnce(&Waker) -> R) -> R {
+    let data = (state as *const TaskState).map_addr(|addr| addr | LENT);
+    // SAFETY: the vtable's functions take data marked `LENT` as a live
+    // `TaskState`, which `state` keeps alive while the waker is lent;
+    // `ManuallyDrop` and lending only `&Waker` keep it from being dropped
+    // or consumed (and its drop gives back nothing anyway).
+    let waker = ManuallyDrop::new(unsafe { Waker::from_raw(RawWaker::new(data.cast(), &VTABLE)) });
+    f(&waker)
+}
+
+/// The bit of a waker's data pointer that marks a waker lent from a
+/// [`TaskState`] ([`with_state_waker`]) rather than one of a cell.
+const LENT: usize = 0b1000;
+const _: () = assert!(std::mem::align_of::<TaskState>() > (LENT | TAG_MASK));
+
+/// The data of the waker `data` acts as: a cell's waker's own, or for a
+/// lent waker its state's shared cell's untagged waker's (the state shared
+/// now if it was not yet).
+///
+/// # Safety
+///
+/// `data` must be that of a live waker of this vtable.
+#[inline]
+unsafe fn acting(data: *const ()) -> *const () {
+    if data.addr() & LENT == 0 {
+        return data;
+    }
+    // SAFETY: a lent waker's data is its state's address, marked, and the
+    // state lives as long as the waker is lent (`with_state_waker`).
+    let state = unsafe { &*data.map_addr(|addr| addr & !LENT).cast::<TaskState>() };
+    Arc::as_ptr(state.share()).cast()
+}
+
 /// Bits of a waker's data pointer that hold its await point's tag: the
 /// cell is aligned to more than that, so they are free.
 const TAG_MASK: usize = 0b111;
-const _: () = assert!(std::mem::align_of::<TaskCell>() > TAG_MASK);
+const _: () = assert!(std::mem::align_of::<TaskCell>() > (LENT | TAG_MASK));
 const _: () = assert!(MAX_AWAITS <= TAG_MASK);
 
 static VTABLE: RawWakerVTable = RawWakerVTable::new(clone_waker, wake, wake_by_ref, drop_waker);
@@ -69,7 +115,8 @@ fn split(data: *const ()) -> (*const TaskCell, u8) {
 }
 
 unsafe fn clone_waker(data: *const ()) -> RawWaker {
-    let (cell, tag) = split(data);
+    // SAFETY: `data` is a live waker's (the vtable's contract).
+    let (cell, tag) = split(unsafe { acting(data) });
     // SAFETY: `data` is a waker made by `raw_waker` over an `Arc<TaskCell>`
     // pointer, and that waker owns a strong count, so the cell is alive;
     // the new waker owns the count added here.
@@ -96,7 +143,8 @@ unsafe fn wake(data: *const ()) {
 }
 
 unsafe fn wake_by_ref(data: *const ()) {
-    let (cell, tag) = split(data);
+    // SAFETY: as in `clone_waker`.
+    let (cell, tag) = split(unsafe { acting(data) });
     // SAFETY: the waker owns a strong count of the cell (see `clone_waker`).
     let cell = unsafe { &*cell };
     // A future that yields wakes the poll's own waker during the poll.
@@ -109,6 +157,10 @@ unsafe fn wake_by_ref(data: *const ()) {
 }
 
 unsafe fn drop_waker(data: *const ()) {
+    if data.addr() & LENT != 0 {
+        // A lent waker owns no count.
+        return;
+    }
     let (cell, _) = split(data);
     // SAFETY: the waker owns one strong count of the cell, given back here.
     unsafe { Arc::decrement_strong_count(cell) };

@@ -133,6 +133,26 @@ thread_local! {
     /// This thread's view of [`GLOBAL_CACHE`]: hits need no lock at all.
     static LOCAL_CACHE: RefCell<FastMap<CacheKey, Chains>> =
         RefCell::new(FastMap::default());
+    /// The stacks this thread found last, by a hash of their keys: a spawn
+    /// is mostly from a site seen a moment ago, and a slot is cheaper to
+    /// check than a hash map (no hashing of the whole key, no probing).
+    static RECENT: RefCell<[Option<Recent>; RECENT_SLOTS]> =
+        const { RefCell::new([const { None }; RECENT_SLOTS]) };
+}
+
+/// A stack found lately, with its key.
+type Recent = (CacheKey, Arc<Cached>);
+
+/// Slots in [`RECENT`]: a power of two.
+const RECENT_SLOTS: usize = 64;
+
+/// The [`RECENT`] slot of `key`: from its location, parent and depth,
+/// which tell most spawn sites apart; a collision only costs a lookup.
+#[inline]
+fn recent_slot(key: &CacheKey) -> usize {
+    let h = ((key.1 as u64) ^ u64::from(key.0 .0).rotate_left(20) ^ (key.5 as u64).rotate_left(40))
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> (64 - RECENT_SLOTS.trailing_zeros())) as usize
 }
 
 /// Every stack captured in the cached mode, shared so that a spawn site
@@ -168,13 +188,8 @@ fn cached(
             | (frame_code(leaf) << 2),
         if signed { boundary - base } else { 0 },
     );
-    // `try_with`: during thread teardown the local cache may be gone; the
-    // global one still works.
-    let local = LOCAL_CACHE
-        .try_with(|c| Some(find(c.borrow().get(&key)?, base)?.id))
-        .ok()
-        .flatten();
-    if let Some(id) = local {
+    let slot = recent_slot(&key);
+    if let Some(id) = this_threads(key, slot, base) {
         return id;
     }
     let global = GLOBAL_CACHE
@@ -212,7 +227,35 @@ fn cached(
             chains.push(hit.clone());
         }
     });
-    hit.id
+    let id = hit.id;
+    let _ = RECENT.try_with(|r| r.borrow_mut()[slot] = Some((key, hit)));
+    id
+}
+
+/// The stack under `key` that this thread found before and the stack above
+/// `base` holds: from its [`RECENT`] slot `slot`, else from its map (then
+/// kept in the slot). `base` as for [`find`]: this runs in `cached`'s frame.
+#[inline(always)]
+fn this_threads(key: CacheKey, slot: usize, base: usize) -> Option<StackId> {
+    // `try_with`: during thread teardown the local caches may be gone; the
+    // global one still works.
+    let recent = RECENT
+        .try_with(|r| match &r.borrow()[slot] {
+            Some((k, hit)) if *k == key && holds(hit, base) => Some(hit.id),
+            _ => None,
+        })
+        .ok()
+        .flatten();
+    if recent.is_some() {
+        return recent;
+    }
+    let hit = LOCAL_CACHE
+        .try_with(|c| find(c.borrow().get(&key)?, base).cloned())
+        .ok()
+        .flatten()?;
+    let id = hit.id;
+    let _ = RECENT.try_with(|r| r.borrow_mut()[slot] = Some((key, hit)));
+    Some(id)
 }
 
 /// The stack of `chains` whose chain of calls the stack above `base` holds.
@@ -220,16 +263,20 @@ fn cached(
 /// from, in the frame running now.
 #[inline(always)]
 fn find(chains: &Chains, base: usize) -> Option<&Arc<Cached>> {
-    let holds = |signature: &Signature| {
+    chains.iter().find(|c| holds(c, base))
+}
+
+/// Whether the stack above `base` holds the chain of calls of `cached`, a
+/// stack of the cache under this spawn's key; `base` as for [`find`].
+#[inline(always)]
+fn holds(cached: &Cached, base: usize) -> bool {
+    cached.signature.as_ref().is_none_or(|signature| {
         // SAFETY: `base` is a local of `cached`, whose frame runs this, and
         // every signature under the key was made by `capture_signed` called
         // from `cached`, with its base at the depth below the boundary that
         // is part of the key, which is this spawn's.
         unsafe { signature.matches(base) }
-    };
-    chains
-        .iter()
-        .find(|c| c.signature.as_ref().is_none_or(holds))
+    })
 }
 
 /// A stack just captured by `capture` (unwinding without holding the
