@@ -8,6 +8,7 @@
 //! then be set too, or the first executor would start a session writing a
 //! profile at exit.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::with_deadline;

@@ -5,6 +5,7 @@
 //! SIGTERM), and the profile, read by the
 //! real readers, matches what the program did. Times within 5%.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::callgrind::{parse, Profile};
