@@ -13,9 +13,11 @@
 //! them.
 //!
 //! Deadlines are counted from the start, so the intervals do not drift by
-//! the time each write takes. The thread holds the session weakly and stops
-//! at once when the session ends; the session then writes the last
-//! (partial) interval itself, so the snapshots cover the whole run.
+//! the time each write takes; a write that outlasts its interval moves the
+//! next cut to the next deadline still to come. The thread holds the
+//! session weakly and stops at once when the session ends; the session then
+//! writes the last (partial) interval itself, so the snapshots cover the
+//! whole run.
 
 use crate::forked::Starter;
 use crate::format::Format;
@@ -54,6 +56,18 @@ pub fn snapshot_path(out: &Path, format: Format, seq: u64) -> PathBuf {
     out.with_file_name(format!("{stem}.{seq:04}{extension}"))
 }
 
+/// The number of the next tick after tick `done`, `elapsed` from the start:
+/// the next deadline still to come. A write that outlasts its interval
+/// delays the next cut to the next deadline instead of having the cuts it
+/// overran follow one another at once, each a snapshot of a few
+/// milliseconds; the delayed cut covers the time since the last one, so
+/// nothing is lost.
+fn next_tick(done: u32, elapsed: Duration, interval: Duration) -> u32 {
+    let passed = elapsed.as_nanos() / interval.as_nanos().max(1);
+    let passed = u32::try_from(passed).unwrap_or(u32::MAX - 1);
+    done.saturating_add(1).max(passed + 1)
+}
+
 /// The thread that asks for a snapshot every interval.
 pub(crate) struct Ticker {
     stop: Arc<(Mutex<bool>, Condvar)>,
@@ -76,7 +90,8 @@ impl Ticker {
             .spawn(move || {
                 let start = Instant::now();
                 let (lock, condvar) = &*stopped;
-                for n in 1u32.. {
+                let mut n = 1u32;
+                loop {
                     let deadline = start + interval * n;
                     let mut stop = lock.lock().unwrap_or_else(PoisonError::into_inner);
                     loop {
@@ -96,6 +111,7 @@ impl Ticker {
                     if !tick() {
                         return;
                     }
+                    n = next_tick(n, start.elapsed(), interval);
                 }
             })?;
         Ok(Ticker {
@@ -152,6 +168,38 @@ mod tests {
             snapshot_path(Path::new("a.folded"), Format::Folded, 123456),
             Path::new("a.123456.folded")
         );
+    }
+
+    #[test]
+    fn a_tick_late_by_a_slow_write_waits_for_the_next_deadline() {
+        let ms = Duration::from_millis;
+        assert_eq!(next_tick(1, ms(310), ms(300)), 2);
+        assert_eq!(next_tick(1, ms(1067), ms(300)), 4);
+        assert_eq!(next_tick(3, ms(1200), ms(300)), 5);
+        assert_eq!(next_tick(7, ms(10), ms(300)), 8);
+
+        // The first write takes 4.5 intervals: the second tick comes at the
+        // sixth deadline, not at once.
+        let interval = ms(40);
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let seen = calls.clone();
+        let start = Instant::now();
+        let mut ticker = Ticker::start(interval, move || {
+            let mut seen = seen.lock().unwrap();
+            seen.push(Instant::now());
+            if seen.len() == 1 {
+                std::thread::sleep(interval * 9 / 2);
+            }
+            seen.len() < 2
+        })
+        .unwrap();
+        while calls.lock().unwrap().len() < 2 {
+            assert!(start.elapsed() < Duration::from_secs(10), "no second tick");
+            std::thread::sleep(ms(5));
+        }
+        ticker.stop();
+        let second = calls.lock().unwrap()[1];
+        assert!(second >= start + interval * 6, "{:?}", second - start);
     }
 
     #[test]
