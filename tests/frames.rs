@@ -142,14 +142,16 @@ fn a_frame_in_a_task_is_timed_below_its_leaf_and_leaves_the_task_its_own() {
         profile.calls
     );
     assert_query_frames(&profile, CALLS, &measured);
-    // The task keeps only its own: 30 ms asleep, 3 ms busy.
+    // The task keeps only its own: 30 ms asleep, 3 ms busy, and theseus's
+    // own work around each frame's polls, which runs in the task's polls.
+    // A frame whose costs stayed with the task would add its 2 ms of work.
     let own_busy = profile.self_of(task, "BusyNs");
     assert_between(
         "task's own BusyNs",
         own_busy,
         measured.task_burn,
         0.05,
-        2 * SLACK,
+        2 * SLACK + CALLS * FRAME_UPKEEP,
     );
     let own_sleep = profile.call_cost("frames::handler", SLEEP, "IdleNs");
     assert_between("task's own sleep", own_sleep, 30 * MS, 0.05, 30 * MS);
@@ -159,6 +161,12 @@ fn a_frame_in_a_task_is_timed_below_its_leaf_and_leaves_the_task_its_own() {
 /// What a loaded machine may add to the polls of one call beyond the work
 /// they do: a worker preempted outside the spin (lateness, as a timer's).
 const SLACK: u64 = MS / 2;
+
+/// What theseus does in a task's polls for one frame in it (its cell, its
+/// timed polls, its record): up to 0.15 ms in a debug build (the task's own
+/// `BusyNs` read 3.7 to 5.2 ms for its 3 ms and ten frames, on a quiet
+/// 2-core machine).
+const FRAME_UPKEEP: u64 = MS * 3 / 20;
 
 /// `calls` frames of `db_query`: 2 ms busy and a 20 ms sleep each, the
 /// sleep under the frame, as long in all as its callers saw.
