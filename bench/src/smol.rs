@@ -131,58 +131,10 @@ impl<E: SmolExecutor> BenchRuntime for Pool<E> {
     }
 }
 
-/// The TCP echo of the main table, over async-net: 50 clients, 200 round
-/// trips of 64 bytes each, one server task per connection.
-pub async fn tcp_echo<S: Spawner>(spawner: S) {
-    use async_net::{TcpListener, TcpStream};
-    use futures_lite::{AsyncReadExt, AsyncWriteExt};
-    const CONNECTIONS: usize = 50;
-    const ROUND_TRIPS: usize = 200;
-    const MESSAGE: usize = 64;
-
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let inner = spawner.clone();
-    let acceptor = spawner.spawn(async move {
-        let mut servers = Vec::with_capacity(CONNECTIONS);
-        for _ in 0..CONNECTIONS {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            servers.push(inner.spawn(async move {
-                stream.set_nodelay(true).unwrap();
-                let mut buffer = [0u8; MESSAGE];
-                loop {
-                    let n = stream.read(&mut buffer).await.unwrap();
-                    if n == 0 {
-                        break;
-                    }
-                    stream.write_all(&buffer[..n]).await.unwrap();
-                }
-            }));
-        }
-        for server in servers {
-            server.await;
-        }
-    });
-    let clients: Vec<_> = (0..CONNECTIONS)
-        .map(|c| {
-            spawner.spawn(async move {
-                let mut stream = TcpStream::connect(address).await.unwrap();
-                stream.set_nodelay(true).unwrap();
-                let mut message = [c as u8; MESSAGE];
-                let mut reply = [0u8; MESSAGE];
-                for round in 0..ROUND_TRIPS {
-                    message[0] = round as u8;
-                    stream.write_all(&message).await.unwrap();
-                    stream.read_exact(&mut reply).await.unwrap();
-                    assert_eq!(reply, message);
-                }
-            })
-        })
-        .collect();
-    for client in clients {
-        client.await;
-    }
-    acceptor.await;
+workloads::tcp_echo_over! {
+    /// The TCP echo of the main table, over async-net: 50 clients, 200 round
+    /// trips of 64 bytes each, one server task per connection.
+    async_net, futures_lite
 }
 
 const WORKLOADS: [&str; 5] = [

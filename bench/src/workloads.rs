@@ -136,61 +136,74 @@ pub async fn spawn_join_100k<S: Spawner>(spawner: S) {
     }
 }
 
-/// A TCP echo over loopback with `tokio::net`: 50 client tasks each connect,
-/// then send 200 messages of 64 bytes one at a time, each read back before
-/// the next is sent. An acceptor task spawns one server task per connection,
-/// which echoes until the client closes. Waits for every task, servers
-/// included.
-pub async fn tcp_echo<S: Spawner>(spawner: S) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
-    const CONNECTIONS: usize = 50;
-    const ROUND_TRIPS: usize = 200;
-    const MESSAGE: usize = 64;
+/// Defines `tcp_echo` over the sockets of `$net` and the read and write
+/// extension traits of `$io`: the same echo for `tokio::net` here and for
+/// async-net in `smol.rs`, whose traits differ but whose calls do not.
+macro_rules! tcp_echo_over {
+    ($(#[$doc:meta])* $($net:ident)::+, $($io:ident)::+) => {
+        $(#[$doc])*
+        pub async fn tcp_echo<S: Spawner>(spawner: S) {
+            use $($io)::+::{AsyncReadExt, AsyncWriteExt};
+            use $($net)::+::{TcpListener, TcpStream};
+            const CONNECTIONS: usize = 50;
+            const ROUND_TRIPS: usize = 200;
+            const MESSAGE: usize = 64;
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let inner = spawner.clone();
-    let acceptor = spawner.spawn(async move {
-        let mut servers = Vec::with_capacity(CONNECTIONS);
-        for _ in 0..CONNECTIONS {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            servers.push(inner.spawn(async move {
-                stream.set_nodelay(true).unwrap();
-                let mut buffer = [0u8; MESSAGE];
-                loop {
-                    let n = stream.read(&mut buffer).await.unwrap();
-                    if n == 0 {
-                        break;
-                    }
-                    stream.write_all(&buffer[..n]).await.unwrap();
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let inner = spawner.clone();
+            let acceptor = spawner.spawn(async move {
+                let mut servers = Vec::with_capacity(CONNECTIONS);
+                for _ in 0..CONNECTIONS {
+                    let (mut stream, _) = listener.accept().await.unwrap();
+                    servers.push(inner.spawn(async move {
+                        stream.set_nodelay(true).unwrap();
+                        let mut buffer = [0u8; MESSAGE];
+                        loop {
+                            let n = stream.read(&mut buffer).await.unwrap();
+                            if n == 0 {
+                                break;
+                            }
+                            stream.write_all(&buffer[..n]).await.unwrap();
+                        }
+                    }));
                 }
-            }));
-        }
-        for server in servers {
-            server.await;
-        }
-    });
-    let clients: Vec<_> = (0..CONNECTIONS)
-        .map(|c| {
-            spawner.spawn(async move {
-                let mut stream = TcpStream::connect(address).await.unwrap();
-                stream.set_nodelay(true).unwrap();
-                let mut message = [c as u8; MESSAGE];
-                let mut reply = [0u8; MESSAGE];
-                for round in 0..ROUND_TRIPS {
-                    message[0] = round as u8;
-                    stream.write_all(&message).await.unwrap();
-                    stream.read_exact(&mut reply).await.unwrap();
-                    assert_eq!(reply, message);
+                for server in servers {
+                    server.await;
                 }
-            })
-        })
-        .collect();
-    for client in clients {
-        client.await;
-    }
-    acceptor.await;
+            });
+            let clients: Vec<_> = (0..CONNECTIONS)
+                .map(|c| {
+                    spawner.spawn(async move {
+                        let mut stream = TcpStream::connect(address).await.unwrap();
+                        stream.set_nodelay(true).unwrap();
+                        let mut message = [c as u8; MESSAGE];
+                        let mut reply = [0u8; MESSAGE];
+                        for round in 0..ROUND_TRIPS {
+                            message[0] = round as u8;
+                            stream.write_all(&message).await.unwrap();
+                            stream.read_exact(&mut reply).await.unwrap();
+                            assert_eq!(reply, message);
+                        }
+                    })
+                })
+                .collect();
+            for client in clients {
+                client.await;
+            }
+            acceptor.await;
+        }
+    };
+}
+pub(crate) use tcp_echo_over;
+
+tcp_echo_over! {
+    /// A TCP echo over loopback with `tokio::net`: 50 client tasks each connect,
+    /// then send 200 messages of 64 bytes one at a time, each read back before
+    /// the next is sent. An acceptor task spawns one server task per connection,
+    /// which echoes until the client closes. Waits for every task, servers
+    /// included.
+    tokio::net, tokio::io
 }
 
 /// An axum service over loopback: `/fast` answered at once. 20 client
