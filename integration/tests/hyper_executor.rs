@@ -142,6 +142,15 @@ fn at(sample: &Sample, name: &str) -> Option<usize> {
     sample.frames.iter().position(|f| f.name.starts_with(name))
 }
 
+/// The idle time of `samples` that ends at a sleep's await point.
+fn idle_at_sleeps(samples: &[&Sample]) -> u64 {
+    samples
+        .iter()
+        .filter(|s| s.frames.last().unwrap().name == SLEEP)
+        .map(|s| s.value(Event::IdleNs))
+        .sum()
+}
+
 /// The only name of `names`.
 fn one(names: &[&str]) -> String {
     assert_eq!(names.len(), 1, "{names:?}");
@@ -173,11 +182,7 @@ fn check_streams(profile: &Profile, slept_ns: u64) {
             leaf.line
         );
     }
-    let asleep: u64 = streams
-        .iter()
-        .filter(|s| s.frames.last().unwrap().name == SLEEP)
-        .map(|s| s.value(Event::IdleNs))
-        .sum();
+    let asleep = idle_at_sleeps(&streams);
     // The sleeps end together: the handlers' own clocks also hold the wait
     // for a worker after the wake, the task's `SchedNs`, not the sleep's.
     assert_lengthened("the streams' sleeps", asleep, REQUESTS * 20 * MS, 0.05);
@@ -292,11 +297,7 @@ fn an_axum_router_served_with_the_executor_has_its_requests_below_the_stream_tas
                 sample.frames
             );
         }
-        let asleep: u64 = requests
-            .iter()
-            .filter(|s| s.frames.last().unwrap().name == SLEEP)
-            .map(|s| s.value(Event::IdleNs))
-            .sum();
+        let asleep = idle_at_sleeps(&requests);
         assert_lengthened("the requests' sleeps", asleep, REQUESTS * 20 * MS, 0.05);
     });
 }
