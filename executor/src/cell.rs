@@ -395,13 +395,13 @@ mod tests {
         assert_eq!(during[0].polls, 0, "the first poll is still running");
         assert!(during[0].busy_ns >= 20_000_000, "{during:?}");
         go_on.send(()).unwrap();
-        let after = loop {
-            let records = live_records();
-            if records.first().is_some_and(|r| r.polls == 1) {
-                break records;
-            }
+        while !live_records().first().is_some_and(|r| r.polls == 1) {
             std::thread::yield_now();
-        };
+        }
+        // A record read as a poll ends may miss that poll for the instant
+        // (`TaskHeader::to_record`): read again once it is surely over.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let after = live_records();
         assert_eq!(after.len(), 1, "listed once, from its cell: {after:?}");
         assert_eq!(after[0].id, during[0].id, "the same task");
         assert!(after[0].busy_ns >= during[0].busy_ns, "{after:?}");
