@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use svg::svg_frames;
 use theseus::profiler::{Event, Format, Profile};
-use tokio::io::BufReader;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 const MS: u64 = 1_000_000;
@@ -257,4 +257,86 @@ fn check_other_formats(profile: &Profile, dir: &std::path::Path) {
             "{name}: {shown:?}"
         );
     }
+}
+
+/// How long the client held each request's body back, in all.
+static HELD_NS: AtomicU64 = AtomicU64::new(0);
+const BODIES: u64 = 5;
+
+/// Sends `BODIES` POSTs to `/echo` on one keep-alive connection, each body
+/// 50 ms after its head.
+async fn post_slow_bodies() {
+    let app = axum::Router::new()
+        .route(
+            "/echo",
+            axum::routing::post(|body: String| async move { body }),
+        )
+        .route_layer(theseus::tower::RequestLayer::new());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = theseus::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    for _ in 0..BODIES {
+        let head = "POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\n";
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let held = Instant::now();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        HELD_NS.fetch_add(held.elapsed().as_nanos() as u64, Relaxed);
+        stream.write_all(b"hello").await.unwrap();
+        let mut response = Vec::new();
+        while !response.ends_with(b"hello") {
+            let mut chunk = [0; 256];
+            let read = stream.read(&mut chunk).await.unwrap();
+            assert!(read > 0, "the server closed the connection");
+            response.extend_from_slice(&chunk[..read]);
+        }
+    }
+    server.abort();
+}
+
+/// A request whose handler takes its body waits for the body at an await
+/// point named after the body it reads, hyper's `Incoming`, not after the
+/// waker cell three crates further in that happened to keep its waker.
+#[test]
+fn a_request_waiting_for_its_body_waits_at_the_body() {
+    const ECHO: &str = "[request] POST /echo";
+    const BODY: &str = "[await] hyper::body::Incoming";
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let run = || {
+        let tracer = theseus::Tracer::new();
+        tracer.install();
+        let runtime = common::multi_thread(2);
+        runtime.block_on(post_slow_bodies());
+        drop(runtime);
+        tracer.uninstall();
+        tracer.to_profile()
+    };
+    run();
+    HELD_NS.store(0, Relaxed);
+    let profile = run();
+    let held = HELD_NS.load(Relaxed);
+    let leaves: Vec<(String, u64)> = profile
+        .samples()
+        .iter()
+        .filter(|s| s.frames.iter().any(|f| f.name == ECHO))
+        .map(|s| {
+            (
+                s.frames.last().unwrap().name.clone(),
+                s.value(Event::IdleNs),
+            )
+        })
+        .filter(|(leaf, _)| leaf.starts_with("[await] "))
+        .collect();
+    let at_body: u64 = leaves
+        .iter()
+        .filter(|(leaf, _)| leaf == BODY)
+        .map(|(_, idle)| idle)
+        .sum();
+    // The wait starts once the server has read the head, a little after
+    // the client's clock starts, and ends as the body lands.
+    assert!(
+        at_body >= held * 9 / 10 && at_body <= held + BODIES * MS,
+        "{at_body} ns at {BODY}, the client held the bodies {held} ns: {leaves:#?}"
+    );
+    println!("{at_body} ns at {BODY}, the client held the bodies {held} ns");
 }

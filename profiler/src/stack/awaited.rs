@@ -27,6 +27,13 @@
 //!   await is named after the task it awaits, and the executor's own
 //!   futures by the name the executor gives them ([`Awaited`]).
 //!
+//! With none of the program's code on the stack (an extractor reading a
+//! request's body, a library's task), the innermost frame kept stands in
+//! for the program's; if nothing further in can name the awaited thing
+//! (that frame kept the waker itself), the leaf is the API by which the
+//! chain entered that frame's crate: `hyper::body::Incoming`, not
+//! `hyper::body::chan::Receiver::poll_next`.
+//!
 //! The leaf is placed at the entry point's source line (`sleep.rs` in
 //! tokio's sources, for a timer), so one awaited thing is one function in
 //! one file wherever it is awaited; the line of each await is the line of
@@ -64,10 +71,21 @@ fn append_frames(
     out: &mut Vec<ResolvedFrame>,
 ) {
     // The program's own code ends the chain, and what it called is what
-    // it awaited; without debug info to tell, the chain's innermost frame.
-    let innermost_kept = innermost_own(frames).or_else(|| frames.iter().rposition(|f| in_chain(f)));
-    let inside = innermost_kept.map_or(0, |i| i + 1);
-    let entry = frames[inside..].iter().find(|f| is_entry_point(f));
+    // it awaited. Without the program's code on the stack (a request's
+    // extractor, in a library's task) or debug info to tell it, the chain
+    // ends at its innermost frame; if that frame registered the waker
+    // itself, the awaited thing is the API of its crate that was entered
+    // there: the chain ends above it.
+    let own = innermost_own(frames);
+    let mut innermost_kept = own.or_else(|| frames.iter().rposition(|f| in_chain(f)));
+    let mut inside = innermost_kept.map_or(0, |i| i + 1);
+    let mut entry = frames[inside..].iter().find(|f| is_entry_point(f));
+    if let (None, None, Some(innermost)) = (own, entry, innermost_kept) {
+        let first = crate_entered_at(frames, innermost);
+        entry = Some(&frames[first]);
+        innermost_kept = frames[..first].iter().rposition(|f| in_chain(f));
+        inside = first;
+    }
     let name = match awaited {
         Awaited::Task(task) => task_name(task),
         Awaited::Named(name) => name.to_string(),
@@ -158,6 +176,26 @@ fn innermost_own(frames: &[&Symbol]) -> Option<usize> {
         }
     }
     innermost
+}
+
+/// Where the chain entered the crate of its frame `innermost`: the
+/// outermost frame of the run of chain frames of that crate that ends there.
+fn crate_entered_at(frames: &[&Symbol], innermost: usize) -> usize {
+    fn crate_of(f: &Symbol) -> Option<&str> {
+        f.name.as_deref().map(crate_of_name)
+    }
+    let krate = crate_of(frames[innermost]);
+    let mut first = innermost;
+    for (i, f) in frames[..innermost].iter().enumerate().rev() {
+        if !in_chain(f) {
+            continue;
+        }
+        if crate_of(f) != krate {
+            break;
+        }
+        first = i;
+    }
+    first
 }
 
 /// The crate a function's name starts with: `app` of

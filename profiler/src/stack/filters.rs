@@ -51,6 +51,10 @@ pub(super) fn is_plumbing(name: &str, file: Option<&str>) -> bool {
         "alloc::boxed::Box",
         "futures_lite::future::",
         "futures_core::",
+        // Cells that keep a waker for another library, which is what was
+        // awaited (hyper's request body keeps its waker in one).
+        "atomic_waker::",
+        "diatomic_waker::",
         "tokio::future::",
         "tokio::macros::support::",
         "tokio::runtime::coop::",
