@@ -26,6 +26,8 @@
 //! report all show the same logical stacks under the same names, and their
 //! numbers agree.
 
+mod from_tracer;
+
 use crate::aggregate::Costs;
 use crate::stack::ResolvedFrame;
 use crate::task_record::Outcome;
