@@ -79,6 +79,7 @@
 
 pub mod aggregate;
 pub mod callgrind;
+mod capture;
 pub mod config;
 pub mod exit_signal;
 pub mod flamegraph;
@@ -92,10 +93,10 @@ pub mod output;
 pub mod pprof;
 pub mod profile;
 pub mod report;
+mod resolution;
 pub mod sampler;
 pub mod snapshots;
 pub mod source_file;
-mod stack;
 mod task_record;
 mod tracer;
 mod tree;
@@ -111,14 +112,15 @@ pub use sampler::Sampler;
 pub use tracer::{is_active, record, Tracer, Window};
 pub use tree::{CpuStack, NodeId, ProfileStack, ProfileTree};
 
-pub use stack::{
+pub use capture::{
     await_mode, await_point, awaiting, awaiting_task, set_await_mode, AwaitMode, AwaitScope,
 };
-pub use stack::{capture_mode, interned_nodes, poll_boundary, set_capture_mode};
-pub use stack::{
-    current_stack, enter_poll, frame_stack, intern_name, resolve, spawn_blocking_stack,
-    spawn_stack, tokio_spawn_stack, CaptureMode, FrameKind, PollScope, ResolvedFrame, StackId,
+pub use capture::{capture_mode, interned_nodes, poll_boundary, set_capture_mode};
+pub use capture::{
+    current_stack, enter_poll, frame_stack, intern_name, spawn_blocking_stack, spawn_stack,
+    tokio_spawn_stack, CaptureMode, FrameKind, PollScope, StackId,
 };
+pub use resolution::{resolve, ResolvedFrame};
 pub use task_record::{
     register_live_tasks, AwaitCost, AwaitCosts, LiveTasks, Outcome, RecordKind, TaskId, TaskRecord,
     MAX_AWAITS,

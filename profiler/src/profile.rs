@@ -29,7 +29,7 @@
 mod from_tracer;
 
 use crate::aggregate::Costs;
-use crate::stack::ResolvedFrame;
+use crate::resolution::ResolvedFrame;
 use crate::task_record::Outcome;
 use crate::tree::{NodeId, ProfileTree};
 use std::fmt;

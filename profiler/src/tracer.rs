@@ -30,8 +30,8 @@
 //! not the other way round.
 
 use crate::aggregate::Aggregate;
+use crate::capture::StackId;
 use crate::interval::{Cursor, Finished, Reported, Routing, Stretch};
-use crate::stack::StackId;
 use crate::task_record::TaskRecord;
 use std::cell::RefCell;
 use std::collections::HashMap;

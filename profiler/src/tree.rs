@@ -17,7 +17,7 @@ pub(crate) use resolve::resolve_tree;
 pub use resolve::NO_TASK;
 
 use crate::aggregate::Costs;
-use crate::stack::ResolvedFrame;
+use crate::resolution::ResolvedFrame;
 use crate::task_record::Outcome;
 use std::collections::HashMap;
 

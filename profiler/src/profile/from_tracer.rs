@@ -5,7 +5,7 @@
 //! collected is this layer's, so the tracer knows no tree and no profile.
 
 use crate::aggregate::Aggregate;
-use crate::stack::StackId;
+use crate::capture::StackId;
 use crate::tracer::{cpu_sampled, Tracer, Window};
 use crate::tree::{resolve_tree, CpuStack, ProfileStack};
 use std::time::{Instant, SystemTime};
