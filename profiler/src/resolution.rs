@@ -1,6 +1,6 @@
-//! Resolution at write time: a logical stack's keys (see
-//! [`crate::capture`]) to the frames a profile shows, a segment at a time.
-//! Never on the executor's hot path.
+//! Resolution at write time: a logical stack's keys, as
+//! [`crate::capture`] interned them, to the frames a profile shows, a
+//! segment at a time. Never on the executor's hot path.
 //!
 //! A stack is read segment by segment (see `capture::intern::segment`): the
 //! return addresses of one poll, then either a spawn (its location and the
