@@ -265,6 +265,7 @@ pub(super) fn own_dirs() -> &'static [String] {
             }
         });
         let Some(file) = file else { return Vec::new() };
+        // This file's own directory: moving the file means changing it here.
         let Some(i) = file.rfind("/src/resolution/") else {
             return Vec::new();
         };
