@@ -4,7 +4,7 @@
 //! its size follows the number of distinct spawn stacks of a program, never
 //! the number of tasks it ran.
 
-use crate::stack::StackId;
+use crate::capture::StackId;
 use crate::task_record::{AwaitCosts, Outcome, RecordKind, TaskRecord};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

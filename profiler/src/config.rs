@@ -7,9 +7,9 @@
 //! rather than after an hour of running with the wrong settings; a
 //! misspelled name gets a warning naming the variables theseus reads.
 
+use crate::capture::{AwaitMode, CaptureMode};
 use crate::format::Format;
 use crate::profile::Event;
-use crate::stack::{AwaitMode, CaptureMode};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;

@@ -42,7 +42,7 @@
 
 use crate::aggregate::KeyHasher;
 use crate::aggregate::{Aggregate, Costs};
-use crate::stack::StackId;
+use crate::capture::StackId;
 use crate::task_record::{AwaitCosts, Outcome, TaskId, TaskRecord};
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;

@@ -225,8 +225,8 @@ impl Session {
                 ConfigError::unusable("THESEUS_INTERVAL", interval_text(interval), problem)
             })?;
         }
-        crate::stack::set_capture_mode(config.stacks);
-        crate::stack::set_await_mode(config.awaits);
+        crate::capture::set_capture_mode(config.stacks);
+        crate::capture::set_await_mode(config.awaits);
 
         let tracer = Tracer::new();
         tracer.install();

@@ -26,8 +26,10 @@
 //! report all show the same logical stacks under the same names, and their
 //! numbers agree.
 
+mod from_tracer;
+
 use crate::aggregate::Costs;
-use crate::stack::ResolvedFrame;
+use crate::resolution::ResolvedFrame;
 use crate::task_record::Outcome;
 use crate::tree::{NodeId, ProfileTree};
 use std::fmt;

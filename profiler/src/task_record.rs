@@ -4,7 +4,7 @@
 //! Records are plain data; handing one over ([`crate::record`]) is the
 //! tracer's business, which reads this module and never the other way round.
 
-use crate::stack::StackId;
+use crate::capture::StackId;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError, Weak};

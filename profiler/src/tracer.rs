@@ -1,7 +1,7 @@
 //! The [`Tracer`]: collects task records while installed and hands them out
-//! as a [`Profile`], for the whole run, ([`Tracer::take_interval`]) for
-//! the time since the last interval, or ([`Window`]) for the time a window
-//! was open.
+//! as a [`Profile`](crate::Profile) (built in `profile::from_tracer`), for
+//! the whole run, ([`Tracer::take_interval`]) for the time since the last
+//! interval, or ([`Window`]) for the time a window was open.
 //!
 //! Installed tracers form a stack: the last one installed and not yet
 //! uninstalled is the active one, and uninstalling it makes the one installed
@@ -30,15 +30,11 @@
 //! not the other way round.
 
 use crate::aggregate::Aggregate;
-use crate::format::Format;
+use crate::capture::StackId;
 use crate::interval::{Cursor, Finished, Reported, Routing, Stretch};
-use crate::profile::Profile;
-use crate::stack::StackId;
 use crate::task_record::TaskRecord;
-use crate::tree::{resolve_tree, CpuStack, ProfileStack};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Instant, SystemTime};
@@ -250,7 +246,7 @@ fn flush_cpu_source() {
 }
 
 /// Whether a CPU sampler has run in this process.
-fn cpu_sampled() -> bool {
+pub(crate) fn cpu_sampled() -> bool {
     CPU_SOURCE.get().is_some()
 }
 
@@ -461,18 +457,8 @@ impl Tracer {
         self.collector.aggregate()
     }
 
-    /// The profile as resolved stacks: finished tasks, plus the tasks still
-    /// running (as [`crate::Outcome::Unfinished`]) from every source registered with
-    /// [`crate::register_live_tasks`]. Stacks are resolved with
-    /// [`crate::resolve`], once per distinct stack. Each stack is given in
-    /// full, so this costs the sum of their depths; [`Tracer::to_profile`]
-    /// shares their prefixes instead.
-    pub fn stacks(&self) -> Vec<ProfileStack> {
-        resolve_tree(&self.whole_run(), Vec::new()).stacks()
-    }
-
     /// Finished tasks and, as unfinished, live ones.
-    fn whole_run(&self) -> Aggregate {
+    pub(crate) fn whole_run(&self) -> Aggregate {
         let mut aggregate = self.aggregate();
         for rec in crate::task_record::live_records() {
             aggregate.add_record(&rec);
@@ -480,18 +466,8 @@ impl Tracer {
         aggregate
     }
 
-    /// The CPU samples of [`crate::Sampler`] recorded into this tracer, by
-    /// resolved stack: the running task's logical stack followed by the
-    /// frames that were running below its poll boundary. Samples taken
-    /// while no task ran are one stack of a single frame,
-    /// [`crate::sampler::NO_TASK`]. Samples still buffered are collected
-    /// first.
-    pub fn cpu_stacks(&self) -> Vec<CpuStack> {
-        resolve_tree(&Aggregate::new(), self.cpu_entries()).cpu_stacks()
-    }
-
     /// The CPU samples so far, those still buffered collected first.
-    fn cpu_entries(&self) -> Vec<(StackId, u64)> {
+    pub(crate) fn cpu_entries(&self) -> Vec<(StackId, u64)> {
         flush_cpu_source();
         lock(&self.collector.ledger)
             .cpu
@@ -500,51 +476,15 @@ impl Tracer {
             .collect()
     }
 
-    /// The whole run as a [`Profile`]: [`Tracer::stacks`] and
-    /// [`Tracer::cpu_stacks`], from when the tracer was made until now.
-    /// Resolving a stack costs only what it adds to its parent task's
-    /// stack, so a chain of tasks thousands deep costs time and memory
-    /// linear in it.
-    pub fn to_profile(&self) -> Profile {
-        let cpu = self.cpu_entries();
-        profile_since(&self.whole_run(), cpu, self.collector.created)
+    /// When this tracer was made: the start of the whole run.
+    pub(crate) fn created(&self) -> (SystemTime, Instant) {
+        self.collector.created
     }
 
-    /// Ends the current interval and returns its [`Profile`]; the next
-    /// interval starts now. The first interval starts when the tracer was
-    /// made.
-    ///
-    /// The profile holds each task's cost *within* the interval: tasks that
-    /// ended in it, and tasks still running (as [`crate::Outcome::Unfinished`],
-    /// with what they cost since the last interval), so that the intervals'
-    /// costs add up to the whole run's ([`crate::interval`] has the
-    /// details). Memory stays flat however many intervals are taken.
-    ///
-    /// ```
-    /// use theseus_profiler::{
-    ///     record, AwaitCosts, Outcome, RecordKind, StackId, TaskId, TaskRecord, Tracer,
-    /// };
-    ///
-    /// let tracer = Tracer::new();
-    /// tracer.install();
-    /// let task = |wall_ns| TaskRecord {
-    ///     id: TaskId::next(), stack: StackId::ROOT, wall_ns, busy_ns: 0, sched_ns: 0,
-    ///     polls: 1, wakes: 0, outcome: Outcome::Completed, awaits: AwaitCosts::NONE,
-    ///     kind: RecordKind::Task,
-    /// };
-    /// record(&task(100));
-    /// let first = tracer.take_interval();
-    /// record(&task(40));
-    /// record(&task(2));
-    /// let second = tracer.take_interval();
-    /// tracer.uninstall();
-    /// assert_eq!(first.totals()[0], 100);
-    /// assert_eq!(second.totals()[0], 42);
-    /// assert_eq!(tracer.to_profile().totals()[0], 142);
-    /// ```
-    pub fn take_interval(&self) -> Profile {
-        let (aggregate, cpu, started) = self.collector.cut();
-        profile_since(&aggregate, cpu, started)
+    /// Ends the current interval and returns its costs
+    /// ([`Tracer::take_interval`] makes them a profile).
+    pub(crate) fn cut(&self) -> Stretch {
+        self.collector.cut()
     }
 
     /// Opens a [`Window`] now: the profile of the time from now until it
@@ -581,30 +521,6 @@ impl Tracer {
             open: true,
         }
     }
-
-    /// Writes the profile ([`Tracer::stacks`]) in callgrind format, with
-    /// the sampled CPU time ([`Tracer::cpu_stacks`]) as the `CpuNs` event
-    /// when a [`crate::Sampler`] has run in this process.
-    pub fn write_data<W: Write + ?Sized>(&self, out: &mut W) -> io::Result<()> {
-        self.to_profile()
-            .write(Format::Callgrind, crate::Event::WallNs, out)
-    }
-}
-
-/// The profile of `aggregate` and the CPU samples `cpu`, over the time from
-/// `started` until now.
-fn profile_since(
-    aggregate: &Aggregate,
-    cpu: Vec<(StackId, u64)>,
-    (start, began): (SystemTime, Instant),
-) -> Profile {
-    Profile {
-        sampled: !cpu.is_empty() || cpu_sampled(),
-        tree: resolve_tree(aggregate, cpu),
-        start,
-        duration: began.elapsed(),
-        ..Profile::empty()
-    }
 }
 
 /// A stretch of time being profiled, from [`Tracer::open_window`] until
@@ -616,15 +532,11 @@ pub struct Window {
 }
 
 impl Window {
-    /// Ends the window now and returns its profile: the tasks that ended
-    /// in it and those still running (as [`crate::Outcome::Unfinished`]),
-    /// each with its costs within the window, and the CPU samples taken in it.
-    pub fn close(mut self) -> Profile {
+    /// Ends the window now and returns its costs, or `None` when it was
+    /// already ended ([`Window::close`] makes them a profile).
+    pub(crate) fn end(mut self) -> Option<Stretch> {
         self.open = false;
-        match self.collector.close_window(self.number) {
-            Some((aggregate, cpu, started)) => profile_since(&aggregate, cpu, started),
-            None => Profile::empty(),
-        }
+        self.collector.close_window(self.number)
     }
 }
 

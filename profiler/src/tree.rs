@@ -9,15 +9,15 @@
 //! [`CpuStack`]s) pay for the repetition themselves.
 //!
 //! How a tracer's stack ids become the nodes of a tree, each distinct
-//! segment of a stack resolved once, is in `resolve`.
+//! segment of a stack resolved once, is in `build`.
 
-mod resolve;
+mod build;
 
-pub(crate) use resolve::resolve_tree;
-pub use resolve::NO_TASK;
+pub(crate) use build::resolve_tree;
+pub use build::NO_TASK;
 
 use crate::aggregate::Costs;
-use crate::stack::ResolvedFrame;
+use crate::resolution::ResolvedFrame;
 use crate::task_record::Outcome;
 use std::collections::HashMap;
 

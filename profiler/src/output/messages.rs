@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// (see [`crate::resolve`]): the first time only, `None` otherwise.
 pub(super) fn full_names_hint() -> Option<&'static str> {
     static GIVEN: AtomicBool = AtomicBool::new(false);
-    (crate::stack::names_degraded() && !GIVEN.swap(true, Ordering::Relaxed)).then_some(FULL_NAMES)
+    (crate::resolution::names_degraded() && !GIVEN.swap(true, Ordering::Relaxed))
+        .then_some(FULL_NAMES)
 }
 
 /// The hint [`full_names_hint`] gives: the exact lines, ready to paste.
@@ -60,7 +61,7 @@ mod tests {
 
     #[test]
     fn the_full_names_hint_is_given_once_with_the_lines_to_paste() {
-        crate::stack::mark_names_degraded();
+        crate::resolution::mark_names_degraded();
         let hint = full_names_hint().expect("names were degraded");
         assert!(
             hint.contains("\n[profile.release]\ndebug = \"limited\"\n"),

@@ -7,9 +7,9 @@ mod innermost;
 
 use super::ring::{Ring, SAMPLE_FRAMES};
 use super::{period_ns, DRAIN_INTERVAL};
+use crate::capture::StackId;
+use crate::capture::{self, unwind, FrameKey};
 use crate::forked::Starter;
-use crate::stack::StackId;
-use crate::stack::{self, unwind, FrameKey};
 use innermost::{Innermost, EXACT_LIMIT};
 use libc::c_int;
 use std::cell::RefCell;
@@ -191,7 +191,7 @@ pub(super) fn start(hz: u32) -> io::Result<u32> {
     });
     unwind::set_sampler_signal(Some(signal));
     crate::tracer::connect_cpu_source(drain);
-    stack::request_thread_setup(generation, join_this_thread);
+    capture::request_thread_setup(generation, join_this_thread);
     Ok(generation)
 }
 
@@ -209,7 +209,7 @@ pub(super) fn stop(generation: u32) {
     }
     // No thread joins from now on (they check `STATE`, now empty), and the
     // ones that did lose their timers: no new signal is generated after this.
-    stack::request_thread_setup(0, join_this_thread);
+    capture::request_thread_setup(0, join_this_thread);
     for member in lock(&MEMBERS).iter_mut() {
         if let Some(timer) = member.timer.take() {
             timer.delete();
@@ -463,5 +463,5 @@ fn sample_stack(task: StackId, ips: &[usize]) -> StackId {
     for (slot, ip) in keys.iter_mut().zip(ips[..n].iter().rev()) {
         *slot = FrameKey::Ip(*ip);
     }
-    stack::intern(task, &keys[..n])
+    capture::intern(task, &keys[..n])
 }

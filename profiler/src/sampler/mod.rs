@@ -45,7 +45,7 @@
 //!
 //! - theseus's own unwinding at spawn and at await points blocks this
 //!   signal (and `SIGPROF`) while it walks (the sampler tells the unwinder,
-//!   `stack::unwind`, which signal is its own): a sample landing then is
+//!   `capture::unwind`, which signal is its own): a sample landing then is
 //!   delivered right after, and still attributed to the running task;
 //! - the handler blocks `SIGPROF` while it runs, so a sampler beside it
 //!   cannot interrupt its walk (and its own signal is blocked by default);

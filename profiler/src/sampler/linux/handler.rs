@@ -9,8 +9,8 @@
 //! dynamic loader: [`prepare`] finds their code before the first signal),
 //! and stores integers.
 
+use crate::capture::unwind;
 use crate::sampler::ring::{Ring, SAMPLE_FRAMES};
-use crate::stack::unwind;
 use libc::c_int;
 use std::cell::Cell;
 use std::ffi::{c_void, CStr};
@@ -64,8 +64,8 @@ extern "C" fn on_sample(_signal: c_int, info: *mut libc::siginfo_t, context: *mu
         // it points to a live ring whenever this handler sees it.
         let ring = unsafe { &*ring };
         let weight = 1u32.saturating_add(overrun(info));
-        let stack = crate::stack::current_stack();
-        let boundary = crate::stack::poll_boundary();
+        let stack = crate::capture::current_stack();
+        let boundary = crate::capture::poll_boundary();
         let pc = interrupted_pc(context);
         // SAFETY: this handler is the ring's only writer: the ring belongs
         // to this thread, and the handler cannot interrupt itself (its

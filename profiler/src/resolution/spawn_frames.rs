@@ -15,13 +15,14 @@ use super::filters::{
     is_entry, is_internal, is_plumbing, is_spawn_machinery, is_startup, is_tokio_task_run,
     same_file,
 };
-use super::intern::{FrameKind, Leaf};
 use super::names::{
     base_name, function_name, is_bare, is_closure_segment, is_generated, leaf_name,
     mark_names_degraded, qualify_bare,
 };
 use super::symbolize::{symbolize, Symbol};
 use super::ResolvedFrame;
+use crate::capture::intern::{FrameKind, Leaf};
+use crate::capture::TOKIO_SPAWN;
 use crate::source_file;
 use std::panic::Location;
 use std::path::Path;
@@ -342,11 +343,6 @@ fn task_name(leaf: Leaf, at: Option<&str>, spawner: Option<&(String, String)>) -
     }
 }
 
-/// The leaf type of a task spawned with `tokio::spawn` and seen through
-/// tokio's hooks, which say where it was spawned but not what future it
-/// runs. No type is named so, and the leaf reads as the spawn site.
-pub(super) const TOKIO_SPAWN: &str = "tokio::spawn";
-
 /// The leaf of a marked async fn or of a request (a marked future is
 /// named as a task is, by [`task_name`]): `[frame] app::db_query`, from the
 /// type name of an item declared in the function, or `[request] GET
@@ -401,8 +397,8 @@ fn shown_file(file: &str, cwd: Option<&Path>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stack::filters::own_dirs;
-    use crate::stack::names::names_degraded;
+    use crate::resolution::filters::own_dirs;
+    use crate::resolution::names::names_degraded;
 
     fn sym(name: &str, file: &str, line: u32) -> Symbol {
         Symbol {

@@ -40,11 +40,12 @@
 //! the call to it from the program's innermost frame.
 
 use super::filters::{crate_file, crate_of_file, impl_parts, is_internal, is_plumbing, is_startup};
-use super::intern::Awaited;
 use super::names::{function_name, is_bare, mark_names_degraded};
-use super::spawned::qualified_name;
+use super::spawn_frames::qualified_name;
 use super::symbolize::{symbolize, Symbol};
-use super::{ResolvedFrame, StackId};
+use super::ResolvedFrame;
+use crate::capture::intern::Awaited;
+use crate::capture::StackId;
 
 /// What an await point's leaf is called: `[await] ` and what was awaited.
 pub(crate) const AWAIT_PREFIX: &str = "[await] ";
@@ -388,7 +389,7 @@ mod tests {
     /// their paths: the chain's frames are qualified as a spawn stack's are.
     #[test]
     fn bare_names_in_a_chain_are_qualified() {
-        let join = format!("{}join.rs", crate::stack::filters::own_dirs()[1]);
+        let join = format!("{}join.rs", crate::resolution::filters::own_dirs()[1]);
         let app = "/home/u/app/src/server.rs";
         let sleep = "/home/u/.cargo/registry/src/i/tokio-1.54.1/src/time/sleep.rs";
         let poll = [

@@ -95,6 +95,11 @@ pub fn capture_mode() -> CaptureMode {
 /// outermost frames: the unwinder walks from the spawn call outwards.
 const MAX_FRAMES: usize = 128;
 
+/// The leaf type of a task spawned with `tokio::spawn` and seen through
+/// tokio's hooks, which say where it was spawned but not what future it
+/// runs. No type is named so, and the leaf reads as the spawn site.
+pub(crate) const TOKIO_SPAWN: &str = "tokio::spawn";
+
 /// See [`crate::spawn_stack`].
 pub(crate) fn spawn_stack(location: &'static Location<'static>, leaf: Leaf) -> StackId {
     let parent = current_stack();
@@ -376,13 +381,13 @@ fn unwind_this_poll(boundary: usize, out: &mut [usize; MAX_FRAMES]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stack::enter_poll;
+    use crate::capture::enter_poll;
     use std::hint::black_box;
 
     /// A helper that spawns: one spawn line, whoever calls it.
     #[inline(never)]
     fn spawn_worker() -> StackId {
-        crate::stack::spawn_stack(Location::caller(), "app::worker")
+        crate::capture::spawn_stack(Location::caller(), "app::worker")
     }
 
     #[inline(never)]
@@ -401,7 +406,7 @@ mod tests {
     fn poll_like(out: &mut Vec<StackId>) {
         let marker = 0u8;
         let boundary = black_box(&marker) as *const u8 as usize;
-        let task = crate::stack::spawn_stack(Location::caller(), "app::handler");
+        let task = crate::capture::spawn_stack(Location::caller(), "app::handler");
         // SAFETY: `marker` is a local of this frame, which outlives the
         // scope and every spawn made under it.
         let _scope = unsafe { enter_poll(task, boundary) };

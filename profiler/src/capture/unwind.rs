@@ -2,8 +2,8 @@
 //! boundary, keeping return addresses only (symbols come at write time).
 //!
 //! Three walkers share it, so all of them cut the machine stack at exactly
-//! the same frame: the capture at spawn (`capture`), the capture of await
-//! points (`awaits`), and the signal handler of theseus's CPU sampler
+//! the same frame: the capture at spawn (`spawn`), the capture of await
+//! points (`await_point`), and the signal handler of theseus's CPU sampler
 //! ([`crate::sampler`]).
 //!
 //! Walking from normal code and from a signal handler at once is what makes

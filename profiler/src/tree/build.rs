@@ -2,15 +2,15 @@
 //! aggregates and the writers, taken once per profile written.
 //!
 //! A logical stack is its parent task's stack and one more segment (see
-//! [`crate::stack`]), so the tree is built a segment at a time: a stack
+//! [`crate::capture`]), so the tree is built a segment at a time: a stack
 //! whose parent is already in the tree costs one segment, and a chain of
 //! tasks `n` deep costs `n` segments in all, where resolving each stack in
 //! full would cost `n * n / 2`. Each distinct segment is resolved to frames
 //! once, however many stacks share it.
 
 use crate::aggregate::{Aggregate, Costs};
-use crate::stack::{self, FastMap, FrameKey};
-use crate::stack::{ResolvedFrame, StackId};
+use crate::capture::{self, FastMap, FrameKey, StackId};
+use crate::resolution::{self, ResolvedFrame};
 use crate::task_record::Outcome;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -39,7 +39,7 @@ fn add_tasks(tree: &mut ProfileTree, resolver: &mut TreeResolver, aggregate: &Ag
     entries.sort_by_key(|&(stack, outcome, _)| (stack, outcome as u8));
     for (stack, outcome, costs) in entries {
         let node = resolver.node(tree, stack);
-        match stack::task_of_await(stack) {
+        match capture::task_of_await(stack) {
             Some(task) => {
                 let leaf = resolver.node(tree, task);
                 tree.add_waits(node, leaf, outcome, costs);
@@ -100,7 +100,7 @@ impl TreeResolver {
             if let Some(&node) = self.nodes.get(&cur) {
                 break node;
             }
-            match stack::segment(cur) {
+            match capture::segment(cur) {
                 Some(segment) => {
                     let parent = segment.parent;
                     pending.push((cur, segment));
@@ -114,7 +114,7 @@ impl TreeResolver {
             let frames = self
                 .segments
                 .entry(segment.keys)
-                .or_insert_with_key(|keys| stack::resolve_segment(keys, cwd));
+                .or_insert_with_key(|keys| resolution::resolve_segment(keys, cwd));
             for frame in frames.iter() {
                 node = tree.child(node, frame);
             }

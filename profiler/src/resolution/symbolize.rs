@@ -5,7 +5,7 @@
 //! asks the debug info about them. A machine frame can stand for several
 //! source frames (inlined calls), so an address gives a list.
 
-use super::intern::FastMap;
+use crate::capture::intern::FastMap;
 use std::ffi::c_void;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 

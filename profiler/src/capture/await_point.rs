@@ -352,14 +352,14 @@ fn unwind_point(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stack::enter_poll;
+    use crate::capture::enter_poll;
 
     /// Stands in for a task's poll: a boundary, then a call chain.
     #[inline(never)]
     fn poll_like(depth: usize, out: &mut Vec<StackId>) {
         let marker = 0u8;
         let boundary = std::hint::black_box(&marker) as *const u8 as usize;
-        let task = crate::stack::spawn_stack(std::panic::Location::caller(), "app::a_or_b");
+        let task = crate::capture::spawn_stack(std::panic::Location::caller(), "app::a_or_b");
         // SAFETY: `marker` is a local of this frame, which outlives the scope.
         let _scope = unsafe { enter_poll(task, boundary) };
         // Two different chains, each registered twice: `a` and `b` may
@@ -417,7 +417,7 @@ mod tests {
     fn what_is_awaited_is_part_of_the_point() {
         let marker = 0u8;
         let boundary = std::hint::black_box(&marker) as *const u8 as usize;
-        let task = crate::stack::spawn_stack(std::panic::Location::caller(), "app::named");
+        let task = crate::capture::spawn_stack(std::panic::Location::caller(), "app::named");
         // SAFETY: `marker` is a local of this frame, which outlives the scope.
         let _scope = unsafe { enter_poll(task, boundary) };
         let mut ids = Vec::new();

@@ -6,7 +6,7 @@
 //! stack, then the frames of that poll down to the marked future, then a
 //! leaf naming it (`[frame] app::db_query`, `[request] GET /users/{id}`).
 //! That is a spawn's stack with the marked future's first poll standing
-//! for the spawn call, so it is captured the same way ([`super::capture`])
+//! for the spawn call, so it is captured the same way ([`super::spawn`])
 //! and ends in the same kind of leaf: its await points, and the tasks and
 //! frames it starts, hang below it as they do below a task.
 
@@ -33,7 +33,7 @@ pub fn frame_stack(at: &'static Location<'static>, kind: FrameKind, name: &'stat
         frame: Some(kind),
         at: Some(at),
     };
-    super::capture::spawn_stack(at, leaf)
+    super::spawn::spawn_stack(at, leaf)
 }
 
 /// `name` as a string that lives as long as the program, the same one for
