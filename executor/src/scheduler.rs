@@ -78,7 +78,7 @@ pub use async_task::{FallibleTask, Task};
 pub use local::LocalExecutor;
 
 use crate::census::RuntimeSlot;
-use active::ReleaseOnDrop;
+use active::{ReleaseOnDrop, Released};
 use async_task::{Builder, WithInfo};
 use run::Run;
 use state::State;
@@ -286,10 +286,7 @@ impl<'a> Executor<'a> {
                 active: state.active.clone(),
                 index,
             };
-            let future = async move {
-                let _release = release;
-                future.await
-            };
+            let future = Released::new(future, release);
             let schedule_state = state.clone();
             let schedule = move |runnable, info| runner::schedule(&schedule_state, runnable, info);
             // SAFETY: a future that is not `Send` is run and dropped only on
