@@ -9,10 +9,15 @@
 # instructions divided by the difference in N is the cost of one spawn
 # (with its single poll and completion), one poll, or one hop, start-up and
 # shutdown cancelling out. One runner thread, as bench/instructions.sh.
+# The clock's one-time calibration (quanta::Clock::new, profiling on only)
+# is taken out of each count: it reads the clock until enough time has
+# passed, so its instructions move with the machine's load and would not
+# cancel out.
 #
 # Usage: bench/smol-instructions.sh [RUNTIME...]
 #   RUNTIME: async-executor theseus-off theseus-on (default: all three).
-#   SMALL and LARGE set the two N (10000, 110000).
+#   SMALL and LARGE set the two N (10000, 110000); BENCH_BIN, a
+#   theseus-bench binary to count instead of building this checkout's.
 #
 # Needs: valgrind (callgrind), cargo.
 set -euo pipefail
@@ -27,7 +32,7 @@ runtimes=("$@")
 if [ ${#runtimes[@]} -eq 0 ]; then
     runtimes=(async-executor theseus-off theseus-on)
 fi
-for tool in valgrind cargo awk; do
+for tool in valgrind callgrind_annotate cargo awk; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "smol-instructions.sh needs $tool, which is not on PATH" >&2
         exit 1
@@ -35,16 +40,26 @@ for tool in valgrind cargo awk; do
 done
 
 cd "$(dirname "$0")/.."
-cargo build --release -p theseus-bench >&2
-target_dir=$(cargo metadata --format-version 1 --no-deps |
-    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-bin="$target_dir/release/theseus-bench"
+if [ -n "${BENCH_BIN:-}" ]; then
+    bin=$BENCH_BIN
+else
+    cargo build --release -p theseus-bench >&2
+    target_dir=$(cargo metadata --format-version 1 --no-deps |
+        sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+    bin="$target_dir/release/theseus-bench"
+fi
+if [ ! -x "$bin" ]; then
+    echo "smol-instructions.sh: no binary at $bin" >&2
+    exit 1
+fi
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+out=$(mktemp)
+trap 'rm -f "$log" "$out"' EXIT
 
-# count RUNTIME WORKLOAD N: instructions of the whole run, all threads.
+# count RUNTIME WORKLOAD N: instructions of the whole run, all threads,
+# less the clock's calibration.
 count() {
-    if ! valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+    if ! valgrind --tool=callgrind --callgrind-out-file="$out" \
         "$bin" --smol --count "$3" --runtime "$1" --workload "$2" >"$log" 2>&1; then
         echo "smol-instructions.sh: $1 $2 $3 failed:" >&2
         cat "$log" >&2
@@ -57,7 +72,10 @@ count() {
         cat "$log" >&2
         exit 1
     fi
-    echo "$n"
+    local calibration
+    calibration=$(callgrind_annotate --inclusive=yes --auto=no --threshold=100 "$out" |
+        awk '/:quanta::Clock::new \[/ { gsub(",", "", $1); print $1; exit }')
+    echo "$((n - ${calibration:-0}))"
 }
 
 per() { # WORKLOAD RUNTIME: instructions per unit
