@@ -395,7 +395,7 @@ mod tests {
         assert_eq!(during[0].polls, 0, "the first poll is still running");
         assert!(during[0].busy_ns >= 20_000_000, "{during:?}");
         go_on.send(()).unwrap();
-        while !live_records().first().is_some_and(|r| r.polls == 1) {
+        while live_records().first().is_none_or(|r| r.polls != 1) {
             std::thread::yield_now();
         }
         // A record read as a poll ends may miss that poll for the instant
