@@ -15,6 +15,9 @@ pub enum Workload {
     /// From inside one task, await N `#[theseus::profiled]` fns that are
     /// done at once (N frames, each polled once).
     Frame,
+    /// Two tasks passing a message back and forth N times: each hop a
+    /// pending poll that registers a waker, a wake, and a poll.
+    Hop,
     /// N runs of http_fast (5,000 requests each).
     Http,
     /// N runs of http_fast with a layer that adds nothing on its route.
@@ -29,20 +32,28 @@ impl Workload {
             "spawn" => Ok(Workload::Spawn),
             "poll" => Ok(Workload::Poll),
             "frame" => Ok(Workload::Frame),
+            "hop" => Ok(Workload::Hop),
             "http" => Ok(Workload::Http),
             "http-identity" => Ok(Workload::HttpIdentity),
             "http-layered" => Ok(Workload::HttpLayered),
             other => Err(format!(
-                "unknown workload {other}: accepted are spawn, poll, frame, http, \
+                "unknown workload {other}: accepted are spawn, poll, frame, hop, http, \
                  http-identity, http-layered"
             )),
         }
     }
 }
 
-struct Count {
+pub struct Count {
     workload: Workload,
     n: usize,
+}
+
+impl Count {
+    /// `n` of `workload`.
+    pub fn new(workload: Workload, n: usize) -> Count {
+        Count { workload, n }
+    }
 }
 
 impl OnRuntime for Count {
@@ -53,6 +64,7 @@ impl OnRuntime for Count {
             Workload::Spawn => runtime.block_on(workloads::spawn_tasks(spawner, self.n)),
             Workload::Poll => runtime.block_on(workloads::yield_tasks(spawner, 1, self.n)),
             Workload::Frame => runtime.block_on(workloads::frame_calls(spawner, self.n)),
+            Workload::Hop => runtime.block_on(workloads::hops(spawner, self.n)),
             Workload::Http | Workload::HttpIdentity | Workload::HttpLayered => {
                 let layer = match self.workload {
                     Workload::HttpIdentity => RouteLayer::Identity,

@@ -158,6 +158,11 @@ enum Mode {
     Smol {
         rounds: usize,
     },
+    SmolCount {
+        n: usize,
+        kind: Kind,
+        workload: count::Workload,
+    },
     Pulls {
         rounds: usize,
     },
@@ -176,6 +181,7 @@ const USAGE: &str = "usage:
   theseus-bench --count N --runtime RUNTIME --workload spawn|poll|frame|http|http-identity|http-layered [--workers N]
   theseus-bench --stall [--rounds N]
   theseus-bench --smol [--rounds N] [--workers N]
+  theseus-bench --smol --count N --runtime async-executor|theseus-off|theseus-on --workload spawn|poll|hop [--workers N]
   theseus-bench --pulls [--rounds N] [--workers N]
   theseus-bench --layer [--rounds N] [--workers N]
 RUNTIME is one of tokio, async-executor, theseus-off, theseus-on, theseus-full,
@@ -223,7 +229,7 @@ fn parse_options() -> Result<(Mode, usize), String> {
             "--runtime" => runtime = Some(Kind::parse(&value("a runtime")?)?),
             "--workload" => {
                 workload = Some(count::Workload::parse(&value(
-                    "spawn, poll, frame, http or http-layered",
+                    "spawn, poll, frame, hop, http or http-layered",
                 )?)?)
             }
             "--stall" => stall = true,
@@ -239,6 +245,12 @@ fn parse_options() -> Result<(Mode, usize), String> {
     }
     let mode = if layer {
         Mode::Layer { rounds }
+    } else if let (true, Some(n)) = (smol, count) {
+        Mode::SmolCount {
+            n,
+            kind: runtime.ok_or("--count needs --runtime")?,
+            workload: workload.ok_or("--count needs --workload")?,
+        }
     } else if smol {
         Mode::Smol { rounds }
     } else if pulls {
@@ -279,7 +291,7 @@ fn parse_options() -> Result<(Mode, usize), String> {
     // sibling, the same schedule on every run.
     let workers = match (&mode, workers) {
         (_, Some(workers)) => workers,
-        (Mode::Count { .. }, None) => 1,
+        (Mode::Count { .. } | Mode::SmolCount { .. }, None) => 1,
         _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     if rounds == 0 || workers == 0 || count_intervals == 0 || tasks == Some(0) {
@@ -328,6 +340,7 @@ fn main() {
             smol::table(rounds, workers);
             Ok(())
         }
+        Mode::SmolCount { n, kind, workload } => smol::count(kind, workload, n, workers),
     };
     if let Err(error) = result {
         eprintln!("theseus-bench: {error}");

@@ -7,11 +7,17 @@
 //! cargo run --release -p theseus-bench -- --smol [--rounds N] [--workers N]
 //! ```
 //!
+//! With `--count N --runtime async-executor|theseus-off|theseus-on --workload
+//! spawn|poll|hop`, one of the three runs exactly N of one shape and
+//! nothing else, for counting instructions under valgrind
+//! (`bench/smol-instructions.sh`).
+//!
 //! Each executor has `workers` threads running it under `async_io::block_on`
 //! (which drives the async-io reactor while they are idle); the benchmark's
 //! main future is blocked on by the calling thread, as in the main table.
 
-use crate::runtimes::{BenchRuntime, Detaching, Profiling, Spawner};
+use crate::count::{Count, Workload};
+use crate::runtimes::{BenchRuntime, Detaching, Kind, OnRuntime, Profiling, Spawner};
 use crate::{format_time, median, workloads};
 use std::future::Future;
 use std::sync::Arc;
@@ -220,4 +226,33 @@ pub fn table(rounds: usize, workers: usize) {
         "\nthe profiled column recorded {} tasks",
         tracer.aggregate().total().tasks
     );
+}
+
+/// `n` of `workload` on the pool of `kind` (async-executor, or
+/// `theseus::Executor` with profiling off or on), and nothing else.
+pub fn count(kind: Kind, workload: Workload, n: usize, workers: usize) -> Result<(), String> {
+    if !matches!(workload, Workload::Spawn | Workload::Poll | Workload::Hop) {
+        return Err(format!(
+            "--smol --count runs the workloads spawn, poll and hop, not {workload:?}"
+        ));
+    }
+    // The profiled run installs its own tracer (see `table`).
+    std::env::set_var("THESEUS", "0");
+    let bench = Count::new(workload, n);
+    match kind {
+        Kind::AsyncExecutor => bench.run(&Pool::<async_executor::Executor<'static>>::new(workers)),
+        Kind::TheseusOff | Kind::TheseusOn => {
+            let pool = Pool::<theseus::Executor<'static>>::new(workers);
+            let tracer = Tracer::new();
+            let _profiling = kind.profiling().start(&tracer);
+            bench.run(&pool);
+        }
+        other => {
+            return Err(format!(
+                "--smol --count runs on async-executor, theseus-off or theseus-on, not {}",
+                other.arg()
+            ))
+        }
+    }
+    Ok(())
 }

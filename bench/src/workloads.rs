@@ -59,6 +59,28 @@ pub async fn yield_tasks<S: Spawner>(spawner: S, tasks: usize, yields: usize) {
     }
 }
 
+/// Two tasks passing one message back and forth `hops` times in all, over
+/// runtime-independent channels: each hop wakes the task waiting for it.
+pub async fn hops<S: Spawner>(spawner: S, hops: usize) {
+    let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let echo = spawner.spawn(async move {
+        while ping_rx.recv().await.is_some() {
+            if pong_tx.send(()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let first = spawner.spawn(async move {
+        for _ in 0..hops / 2 {
+            ping_tx.send(()).await.unwrap();
+            pong_rx.recv().await.unwrap();
+        }
+    });
+    first.await;
+    echo.await;
+}
+
 /// A `#[theseus::profiled]` fn that does nothing: what a frame costs.
 #[theseus::profiled]
 async fn empty_frame() {}

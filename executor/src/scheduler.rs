@@ -78,7 +78,8 @@ pub use async_task::{FallibleTask, Task};
 pub use local::LocalExecutor;
 
 use crate::census::RuntimeSlot;
-use active::ReleaseOnDrop;
+use crate::timed::Timed;
+use active::{ReleaseOnDrop, Released};
 use async_task::{Builder, WithInfo};
 use run::Run;
 use state::State;
@@ -265,30 +266,30 @@ impl<'a> Executor<'a> {
         F::Output: 'a,
     {
         if theseus_profiler::is_active() {
-            let (_, timed) = crate::spawn::timed(future, location, RuntimeSlot::NOT_TOKIO);
+            let stack = crate::spawn::stack_of::<F>(location);
+            let timed = move || Timed::new(stack, future, RuntimeSlot::NOT_TOKIO);
             // SAFETY: the caller's contract, passed on.
             unsafe { self.spawn_task(timed) }
         } else {
             // SAFETY: the caller's contract, passed on.
-            unsafe { self.spawn_task(future) }
+            unsafe { self.spawn_task(move || future) }
         }
     }
 
-    /// Creates the task of `future`, counts it among the unfinished ones,
-    /// and schedules it. Same contract as `spawn_inner`.
-    unsafe fn spawn_task<F: Future + 'a>(&self, future: F) -> Task<F::Output>
+    /// Creates the task of the future `make` makes, counts it among the
+    /// unfinished ones, and schedules it. Same contract as `spawn_inner`.
+    /// The future is made where async-task puts it, not moved there: a
+    /// timed one is some words bigger than the user's, and every move of
+    /// it was a `memcpy`.
+    unsafe fn spawn_task<W: Future + 'a>(&self, make: impl FnOnce() -> W) -> Task<W::Output>
     where
-        F::Output: 'a,
+        W::Output: 'a,
     {
         let state = self.state();
         let (runnable, task) = state.active.insert(|index| {
             let release = ReleaseOnDrop {
                 active: state.active.clone(),
                 index,
-            };
-            let future = async move {
-                let _release = release;
-                future.await
             };
             let schedule_state = state.clone();
             let schedule = move |runnable, info| runner::schedule(&schedule_state, runnable, info);
@@ -301,7 +302,7 @@ impl<'a> Executor<'a> {
             let (runnable, task) = unsafe {
                 Builder::new()
                     .propagate_panic(true)
-                    .spawn_unchecked(|()| future, WithInfo(schedule))
+                    .spawn_unchecked(|()| Released::new(make(), release), WithInfo(schedule))
             };
             (runnable.waker(), (runnable, task))
         });

@@ -48,8 +48,15 @@ pub(crate) fn timed<F: Future>(
     location: &'static Location<'static>,
     runtime: RuntimeSlot,
 ) -> (StackId, Timed<F>) {
-    let stack = theseus_profiler::spawn_stack(location, std::any::type_name::<F>());
+    let stack = stack_of::<F>(location);
     (stack, Timed::new(stack, future, runtime))
+}
+
+/// The logical stack of a task of future type `F` spawned at `location`:
+/// the first half of [`timed`], for a spawner that makes the [`Timed`]
+/// where the task will live rather than move it there.
+pub(crate) fn stack_of<F>(location: &'static Location<'static>) -> StackId {
+    theseus_profiler::spawn_stack(location, std::any::type_name::<F>())
 }
 
 /// [`timed`] for a `spawn_blocking` closure.

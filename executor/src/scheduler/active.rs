@@ -2,8 +2,10 @@
 //! and what dropping the executor wakes so that every task's future is
 //! dropped before the executor (its futures may borrow for `'a`).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 
 /// Slots of wakers, reused through a free list.
 #[derive(Default)]
@@ -76,5 +78,36 @@ pub(crate) struct ReleaseOnDrop {
 impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
         self.active.release(self.index);
+    }
+}
+
+/// A task's future and its slot, released when both drop: when async-task
+/// drops the future, at its completion or unfinished. A struct rather than
+/// an `async` block, which would hold the future twice over (before its
+/// first poll and while awaited) and so be moved by `memcpy` at the spawn.
+pub(crate) struct Released<F> {
+    /// Declared first: dropped before the slot is released, as the task's
+    /// record is written before (`timed`).
+    future: F,
+    _release: ReleaseOnDrop,
+}
+
+impl<F> Released<F> {
+    pub(crate) fn new(future: F, release: ReleaseOnDrop) -> Released<F> {
+        Released {
+            future,
+            _release: release,
+        }
+    }
+}
+
+impl<F: Future> Future for Released<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `future` is structurally pinned: never moved out of
+        // `self` nor given out unpinned; `_release` is not pinned, and
+        // nothing else projects `self`.
+        unsafe { self.map_unchecked_mut(|released| &mut released.future) }.poll(cx)
     }
 }
