@@ -111,9 +111,11 @@ async fn blocker() {
 }
 
 async fn late_riser(
+    begun_at: std::sync::Arc<Mutex<Option<Instant>>>,
     woken_at: std::sync::Arc<Mutex<Option<Instant>>>,
     wake: tokio::sync::oneshot::Receiver<()>,
 ) {
+    *begun_at.lock().unwrap() = Some(Instant::now());
     wake.await.unwrap();
     *woken_at.lock().unwrap() = Some(Instant::now());
 }
@@ -122,9 +124,13 @@ async fn late_riser(
 fn a_wake_while_every_worker_is_blocked_shows_as_scheduling_delay() {
     let polled_at = std::sync::Arc::new(Mutex::new(None));
     let sent_at = std::sync::Arc::new(Mutex::new(None));
+    let begun_at = std::sync::Arc::new(Mutex::new(None));
     let started = Instant::now();
     let polled = polled_at.clone();
     let sent = sent_at.clone();
+    let begun = begun_at.clone();
+    let spawned_at = std::sync::Arc::new(Mutex::new(None));
+    let spawned = spawned_at.clone();
     let profile = profile("sched", 1, async move {
         // The wake comes from a plain thread, at ~10 ms, while the only
         // worker is blocked. (A tokio timer would not do: its expiry is
@@ -132,7 +138,8 @@ fn a_wake_while_every_worker_is_blocked_shows_as_scheduling_delay() {
         // blocked the wake itself comes late, and the wait is idle time, as
         // tokio-metrics counts it too.)
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let late = theseus::spawn(late_riser(polled, rx));
+        *spawned.lock().unwrap() = Some(Instant::now());
+        let late = theseus::spawn(late_riser(begun, polled, rx));
         // Let `late_riser` wait on the channel before the worker is blocked.
         tokio::time::sleep(Duration::from_millis(2)).await;
         std::thread::spawn(move || {
@@ -161,11 +168,15 @@ fn a_wake_while_every_worker_is_blocked_shows_as_scheduling_delay() {
     // before the task read the clock: the delay between is the scheduling
     // delay, whenever a loaded machine let the thread send (about 92 ms
     // when it sends at 10 ms), give or take the difference between
-    // theseus's clock and `Instant` (5%, and a millisecond). Waiting
-    // counted as idle would leave ~0.
+    // theseus's clock and `Instant` (5%, and a millisecond). The spawn is
+    // a schedule too: its delay, at most from before the spawn to the
+    // task's first reading of the clock, is added (a loaded machine may
+    // start the worker's thread late). Waiting counted as idle would leave
+    // ~0.
     let (before_send, after_send) = sent_at.lock().unwrap().unwrap();
     let polled = polled_at.lock().unwrap().unwrap();
-    let longest = (polled - before_send).as_nanos() as u64 * 21 / 20 + MS;
+    let to_first_poll = begun_at.lock().unwrap().unwrap() - spawned_at.lock().unwrap().unwrap();
+    let longest = (polled - before_send + to_first_poll).as_nanos() as u64 * 21 / 20 + MS;
     let shortest = polled.saturating_duration_since(after_send).as_nanos() as u64;
     assert!(
         shortest >= 20 * MS,
