@@ -105,17 +105,19 @@ fn spinning_tasks_show_their_spin_as_busy_time() {
     assert!(busy >= 200 * MS, "BusyNs of 4 tasks spinning 50 ms: {busy}");
 }
 
-async fn blocker() {
-    // Holds the only worker without yielding.
+/// Says it holds the only worker, then holds it without yielding.
+async fn blocker(blocking: std::sync::mpsc::Sender<()>) {
+    blocking.send(()).unwrap();
     std::thread::sleep(Duration::from_millis(100));
 }
 
+/// Says when it begins, then waits for `wake`.
 async fn late_riser(
-    begun_at: std::sync::Arc<Mutex<Option<Instant>>>,
+    begun: tokio::sync::oneshot::Sender<Instant>,
     woken_at: std::sync::Arc<Mutex<Option<Instant>>>,
     wake: tokio::sync::oneshot::Receiver<()>,
 ) {
-    *begun_at.lock().unwrap() = Some(Instant::now());
+    begun.send(Instant::now()).unwrap();
     wake.await.unwrap();
     *woken_at.lock().unwrap() = Some(Instant::now());
 }
@@ -124,36 +126,40 @@ async fn late_riser(
 fn a_wake_while_every_worker_is_blocked_shows_as_scheduling_delay() {
     let polled_at = std::sync::Arc::new(Mutex::new(None));
     let sent_at = std::sync::Arc::new(Mutex::new(None));
-    let begun_at = std::sync::Arc::new(Mutex::new(None));
+    let first_poll = std::sync::Arc::new(Mutex::new(Duration::ZERO));
     let started = Instant::now();
     let polled = polled_at.clone();
     let sent = sent_at.clone();
-    let begun = begun_at.clone();
-    let spawned_at = std::sync::Arc::new(Mutex::new(None));
-    let spawned = spawned_at.clone();
+    let to_first_poll = first_poll.clone();
     let profile = profile("sched", 1, async move {
-        // The wake comes from a plain thread, at ~10 ms, while the only
-        // worker is blocked. (A tokio timer would not do: its expiry is
-        // noticed by a worker turning the timer wheel, so with every worker
-        // blocked the wake itself comes late, and the wait is idle time, as
+        // The wake comes from a plain thread, ~8 ms after the only worker
+        // is blocked. (A tokio timer would not do: its expiry is noticed by
+        // a worker turning the timer wheel, so with every worker blocked
+        // the wake itself comes late, and the wait is idle time, as
         // tokio-metrics counts it too.)
         let (tx, rx) = tokio::sync::oneshot::channel();
-        *spawned.lock().unwrap() = Some(Instant::now());
+        let (begun, begins) = tokio::sync::oneshot::channel();
+        let spawned = Instant::now();
         let late = theseus::spawn(late_riser(begun, polled, rx));
-        // Let `late_riser` wait on the channel before the worker is blocked.
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        // `late_riser` is in its first poll, which ends at the channel
+        // before the only worker can run `blocker`: a loaded machine may
+        // start the worker late, so this is waited for, as the blocking is.
+        *to_first_poll.lock().unwrap() = begins.await.unwrap() - spawned;
+        let (blocking, blocks) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            blocks.recv().unwrap();
             std::thread::sleep(Duration::from_millis(8));
             let before = Instant::now();
             tx.send(()).unwrap();
             *sent.lock().unwrap() = Some((before, Instant::now()));
         });
-        let block = theseus::spawn(blocker());
+        let block = theseus::spawn(blocker(blocking));
         late.await.unwrap();
         block.await.unwrap();
     });
     let leaf = "[task] ground_truth::late_riser";
-    // The timer fires at ~10 ms; the worker is free again at ~102 ms.
+    // The wake comes ~8 ms into the block; the worker is free again at
+    // ~100 ms.
     let polled_after = polled_at.lock().unwrap().unwrap() - started;
     assert!(
         polled_after >= Duration::from_millis(100),
@@ -167,7 +173,7 @@ fn a_wake_while_every_worker_is_blocked_shows_as_scheduling_delay() {
     // The wake was noted while the send ran, and the poll it caused began
     // before the task read the clock: the delay between is the scheduling
     // delay, whenever a loaded machine let the thread send (about 92 ms
-    // when it sends at 10 ms), give or take the difference between
+    // when it sends 8 ms into the block), give or take the difference between
     // theseus's clock and `Instant` (5%, and a millisecond). The spawn is
     // a schedule too: its delay, at most from before the spawn to the
     // task's first reading of the clock, is added (a loaded machine may
@@ -175,7 +181,7 @@ fn a_wake_while_every_worker_is_blocked_shows_as_scheduling_delay() {
     // ~0.
     let (before_send, after_send) = sent_at.lock().unwrap().unwrap();
     let polled = polled_at.lock().unwrap().unwrap();
-    let to_first_poll = begun_at.lock().unwrap().unwrap() - spawned_at.lock().unwrap().unwrap();
+    let to_first_poll = *first_poll.lock().unwrap();
     let longest = (polled - before_send + to_first_poll).as_nanos() as u64 * 21 / 20 + MS;
     let shortest = polled.saturating_duration_since(after_send).as_nanos() as u64;
     assert!(

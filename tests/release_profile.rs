@@ -87,7 +87,10 @@ fn the_service_example_profiled_in_release() {
     // the 5% line against the time tasks measure themselves.
     let checksums = "[task] service::checksum";
     let checksum_busy = profile.self_of(checksums, "BusyNs");
-    assert!(checksum_busy >= 40 * MS, "2 x 20 ms of CPU: {checksum_busy}");
+    assert!(
+        checksum_busy >= 40 * MS,
+        "2 x 20 ms of CPU: {checksum_busy}"
+    );
     assert_eq!(profile.self_of(checksums, "Polls"), 2);
     let checksum_wall = profile.inclusive_of(checksums, "WallNs");
     assert!(
