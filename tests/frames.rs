@@ -38,6 +38,7 @@ static TASK_BURN_NS: AtomicU64 = AtomicU64::new(0);
 /// What the workload measured of itself, taken (and reset) after a run.
 struct Measured {
     queried: u64,
+    inside: u64,
     frame_burn: u64,
     task_burn: u64,
 }
@@ -45,6 +46,7 @@ struct Measured {
 fn measured() -> Measured {
     Measured {
         queried: QUERIED_NS.swap(0, Relaxed),
+        inside: INSIDE_NS.swap(0, Relaxed),
         frame_burn: FRAME_BURN_NS.swap(0, Relaxed),
         task_burn: TASK_BURN_NS.swap(0, Relaxed),
     }
@@ -71,8 +73,10 @@ fn warm_profile<F: std::future::Future<Output = ()>>(
 
 #[theseus::profiled]
 async fn db_query(id: u64) -> Result<u64, String> {
+    let start = Instant::now();
     tokio::time::sleep(Duration::from_millis(20)).await;
     burn(2, &FRAME_BURN_NS);
+    INSIDE_NS.fetch_add(start.elapsed().as_nanos() as u64, Relaxed);
     if id == u64::MAX {
         return Err("no such row".to_string());
     }
@@ -82,6 +86,10 @@ async fn db_query(id: u64) -> Result<u64, String> {
 /// The wall time the callers of `db_query` saw, summed: what the frames'
 /// `WallNs` must show, lateness included.
 static QUERIED_NS: AtomicU64 = AtomicU64::new(0);
+
+/// The wall time `db_query`'s body saw of itself, summed: what the frames'
+/// `WallNs` must hold at least.
+static INSIDE_NS: AtomicU64 = AtomicU64::new(0);
 
 /// `db_query(id)`, timed by its caller.
 async fn timed_query(id: u64) -> Result<u64, String> {
@@ -174,11 +182,16 @@ fn assert_query_frames(profile: &Profile, calls: u64, measured: &Measured) {
     let queried = measured.queried;
     assert_eq!(profile.self_of(DB_QUERY, "Frames"), calls);
     let frame = |event| profile.inclusive_of(DB_QUERY, event);
-    assert_within(
-        "frame WallNs against its callers' clocks",
+    // Between what the body saw of itself and what its callers saw: a
+    // thread preempted between a caller's clock and the frame's start or
+    // end (4 ms of a single 27 ms call was seen on a loaded machine) puts
+    // time outside the frame that its caller still sees.
+    assert_between(
+        "frame WallNs against its body's and its callers' clocks",
         frame("WallNs"),
-        queried,
+        measured.inside,
         0.05,
+        queried.saturating_sub(measured.inside),
     );
     let busy = frame("BusyNs");
     assert!(measured.frame_burn >= calls * 2 * MS);

@@ -40,6 +40,11 @@ mod programs {
         std::future::pending::<()>().await;
     }
 
+    pub async fn wait_forever_started(started: tokio::sync::mpsc::Sender<()>) {
+        let _ = started.send(()).await;
+        std::future::pending::<()>().await;
+    }
+
     pub async fn wait_forever_once_started(started: tokio::sync::oneshot::Sender<()>) {
         let _ = started.send(());
         std::future::pending::<()>().await;
@@ -121,8 +126,14 @@ mod programs {
         #[theseus::main(worker_threads = 2)]
         pub async fn main() {
             theseus::spawn(super::nap()).await.unwrap();
+            // A task is live from its first poll, which a loaded machine
+            // may delay: "ready" once all four have begun to wait.
+            let (started, mut running) = tokio::sync::mpsc::channel(4);
             for _ in 0..4 {
-                theseus::spawn(super::wait_forever());
+                theseus::spawn(super::wait_forever_started(started.clone()));
+            }
+            for _ in 0..4 {
+                running.recv().await.unwrap();
             }
             println!("ready");
             super::wait_forever().await;
@@ -339,12 +350,12 @@ fn ctrl_c_writes_a_complete_profile_and_ends_the_program() {
         1
     );
     let waiting = profile.self_of(
-        "[task] profile_output::programs::wait_forever (unfinished)",
+        "[task] profile_output::programs::wait_forever_started (unfinished)",
         "Tasks",
     );
     assert_eq!(waiting, 4);
     let wall = profile.self_of(
-        "[task] profile_output::programs::wait_forever (unfinished)",
+        "[task] profile_output::programs::wait_forever_started (unfinished)",
         "WallNs",
     );
     assert!(

@@ -102,13 +102,22 @@ fn run_child(mode: &str, sig: libc::c_int) -> (std::process::ExitStatus, String,
     let dir = Scratch::new(&format!("signal-{mode}-{sig}"));
     let out = dir.join("profile.callgrind");
     let mut command = Command::new(std::env::current_exe().unwrap());
-    if mode == "ignoring" {
+    // The child's SIGINT is ignored in `ignoring` mode, and otherwise at its
+    // default, as from a terminal, whatever this test inherited: run as a
+    // background job of a script, it inherits SIGINT ignored, and theseus
+    // rightly keeps an inherited ignored SIGINT ignored.
+    let sigint = if mode == "ignoring" {
+        libc::SIG_IGN
+    } else {
+        libc::SIG_DFL
+    };
+    {
         use std::os::unix::process::CommandExt;
         // SAFETY: between fork and exec only async-signal-safe calls are
         // allowed, and `signal` is one; it sets what the child inherits.
         unsafe {
-            command.pre_exec(|| {
-                libc::signal(libc::SIGINT, libc::SIG_IGN);
+            command.pre_exec(move || {
+                libc::signal(libc::SIGINT, sigint);
                 Ok(())
             });
         }

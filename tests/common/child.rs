@@ -23,6 +23,21 @@ pub fn command(program: &str, env: &[(&str, &str)]) -> Command {
     for (key, value) in env {
         command.env(key, value);
     }
+    // SIGINT at its default, as from a terminal, whatever the tests
+    // inherited: run as a background job of a script they inherit it
+    // ignored, which theseus rightly keeps ignored, and a Ctrl-C test would
+    // wait for a death that never comes.
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec only async-signal-safe calls are
+        // allowed, and signal(2) is one; it sets what the child inherits.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+    }
     command
 }
 
