@@ -140,6 +140,15 @@ impl TaskCell {
         }
     }
 
+    /// Takes the task out of the registry, if it is still in: done as its
+    /// last poll returns, before its end is timed, so that a profile
+    /// written meanwhile (while its future drops, say) never shows the task
+    /// live for longer than its record will: each interval's share of a
+    /// task is what it added since the last, and never goes below zero.
+    pub(crate) fn unlist(&self) {
+        live_tasks().remove(self);
+    }
+
     /// Takes the task out of the registry and records its end: in that
     /// order, so a profile written meanwhile never counts the task both as
     /// live and as ended.
@@ -366,6 +375,60 @@ mod tests {
         let mut records = Vec::new();
         live_tasks().for_each_live(&mut |record| records.push(record));
         records
+    }
+
+    /// A future that is ready at once and takes `50 ms` to drop, saying
+    /// so on `dropping` when it starts.
+    struct SlowToDrop(std::sync::mpsc::Sender<()>);
+
+    impl std::future::Future for SlowToDrop {
+        type Output = ();
+        fn poll(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            std::task::Poll::Ready(())
+        }
+    }
+
+    impl Drop for SlowToDrop {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn a_task_ending_is_never_live_past_its_end() {
+        let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        let tracer = theseus_profiler::Tracer::new();
+        tracer.install();
+        let runtime = Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let (dropping, dropped) = std::sync::mpsc::channel();
+        let task = runtime.spawn(SlowToDrop(dropping));
+        dropped.recv().unwrap();
+        // The task has ended and its future is being dropped: a profile
+        // written now must not show it live longer than its record will.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let live = live_records();
+        runtime.block_on(task).unwrap();
+        drop(runtime);
+        tracer.uninstall();
+        let (stack, _, ended) = tracer
+            .aggregate()
+            .iter()
+            .find(|(_, _, costs)| costs.tasks == 1)
+            .expect("the task's record");
+        // Out of the live tasks already, or live no longer than it lived.
+        for record in live.iter().filter(|r| r.stack == stack) {
+            assert!(
+                record.wall_ns <= ended.wall_ns && record.busy_ns <= ended.busy_ns,
+                "live {record:?}, ended {ended:?}"
+            );
+        }
     }
 
     #[test]

@@ -111,6 +111,9 @@ fn first_poll<F: Future>(timed: &mut Timed<F>, tokio: &Waker) -> Poll<F::Output>
             state.polling(tokio, || poll_inner(stack, inner, waker))
         })
     }));
+    if !matches!(polled, Ok(Poll::Pending)) {
+        state.unlist();
+    }
     // The header may have moved into a cell during the poll.
     let end = state.header().on_poll_end(start);
     let outcome = match polled {
@@ -146,6 +149,9 @@ fn poll_timed<F: Future>(
     let polled = catch_unwind(AssertUnwindSafe(|| {
         cell.polling(|| poll_inner(header.stack, inner, waker))
     }));
+    if !matches!(polled, Ok(Poll::Pending)) {
+        cell.unlist();
+    }
     let end = header.on_poll_end(start);
     let outcome = match polled {
         Ok(Poll::Pending) => return Poll::Pending,
@@ -182,6 +188,9 @@ impl<F> Drop for Timed<F> {
     fn drop(&mut self) {
         // Dropped before it ended: aborted, or cancelled at shutdown.
         if self.inner.is_some() {
+            if let Some(cell) = &self.cell {
+                cell.unlist();
+            }
             let now = crate::clock::now();
             let spawn = self.spawn;
             let cell = self.cell.take();

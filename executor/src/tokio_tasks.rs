@@ -241,6 +241,10 @@ mod hooks {
 
     fn on_terminate(meta: &TaskMeta<'_>) {
         let cell = shard(meta.id()).remove(&meta.id());
+        // Out of the live tasks before its end is timed (`TaskCell::unlist`).
+        if let Some(cell) = &cell {
+            cell.unlist();
+        }
         // A task that completes (or is cancelled by its worker after an
         // abort) terminates inside its last poll, before the hook after the
         // poll runs: that poll ends here, or the record would lack it.

@@ -139,6 +139,11 @@ impl TaskState {
         cell
     }
 
+    /// Takes the task out of the registry: see [`TaskCell::unlist`].
+    pub(crate) fn unlist(&self) {
+        live_tasks().remove(self);
+    }
+
     /// Takes the task out of the registry and records its end: in that
     /// order, as [`TaskCell::finish`].
     pub(crate) fn finish(&self, outcome: Outcome, now: u64) {
