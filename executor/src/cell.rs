@@ -340,12 +340,7 @@ mod tests {
     #[test]
     fn tasks_leave_the_registry_however_they_end() {
         let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-        let tracer = theseus_profiler::Tracer::new();
-        tracer.install();
-        let runtime = Builder::new_multi_thread()
-            .worker_threads(2)
-            .build()
-            .unwrap();
+        let (tracer, runtime) = traced_runtime();
         runtime.block_on(async {
             let handles: Vec<_> = (0..1000).map(|i| crate::spawn(async move { i })).collect();
             for handle in handles {
@@ -368,6 +363,17 @@ mod tests {
         drop(runtime);
         assert_eq!(live_tasks().len(), 0, "shutdown left tasks behind");
         tracer.uninstall();
+    }
+
+    /// A tracer installed, and a two-worker runtime to profile.
+    fn traced_runtime() -> (theseus_profiler::Tracer, crate::Runtime) {
+        let tracer = theseus_profiler::Tracer::new();
+        tracer.install();
+        let runtime = Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        (tracer, runtime)
     }
 
     /// The live records of every task in the registry now.
@@ -401,12 +407,7 @@ mod tests {
     #[test]
     fn a_task_ending_is_never_live_past_its_end() {
         let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-        let tracer = theseus_profiler::Tracer::new();
-        tracer.install();
-        let runtime = Builder::new_multi_thread()
-            .worker_threads(2)
-            .build()
-            .unwrap();
+        let (tracer, runtime) = traced_runtime();
         let (dropping, dropped) = std::sync::mpsc::channel();
         let task = runtime.spawn(SlowToDrop(dropping));
         dropped.recv().unwrap();
@@ -434,12 +435,7 @@ mod tests {
     #[test]
     fn a_task_is_live_in_its_first_poll_and_once_its_header_moved() {
         let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-        let tracer = theseus_profiler::Tracer::new();
-        tracer.install();
-        let runtime = Builder::new_multi_thread()
-            .worker_threads(2)
-            .build()
-            .unwrap();
+        let (tracer, runtime) = traced_runtime();
         let (in_poll, first_poll) = std::sync::mpsc::channel();
         let (go_on, resume) = std::sync::mpsc::channel::<()>();
         let (wake, woken) = tokio::sync::oneshot::channel::<()>();
