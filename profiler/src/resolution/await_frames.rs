@@ -78,13 +78,12 @@ fn append_frames(
     // itself, the awaited thing is the API of its crate that was entered
     // there: the chain ends above it.
     let own = innermost_own(frames);
-    let mut innermost_kept = own.or_else(|| frames.iter().rposition(|f| in_chain(f)));
+    let innermost_kept = own.or_else(|| frames.iter().rposition(|f| in_chain(f)));
     let mut inside = innermost_kept.map_or(0, |i| i + 1);
     let mut entry = frames[inside..].iter().find(|f| is_entry_point(f));
     if let (None, None, Some(innermost)) = (own, entry, innermost_kept) {
         let first = crate_entered_at(frames, innermost);
         entry = Some(&frames[first]);
-        innermost_kept = frames[..first].iter().rposition(|f| in_chain(f));
         inside = first;
     }
     let name = match awaited {
