@@ -10,6 +10,7 @@ mod common;
 
 use common::callgrind::Profile;
 use common::ground::{assert_between, assert_within, profile};
+use common::polled::Polled;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -35,27 +36,8 @@ fn burn(ms: u64, burned: &AtomicU64) {
 static FRAME_BURN_NS: AtomicU64 = AtomicU64::new(0);
 static TASK_BURN_NS: AtomicU64 = AtomicU64::new(0);
 
-/// The polls of the futures [`Polled`] wraps, timed from outside them.
+/// The polls of the futures [`Polled`] wraps here, timed from outside them.
 static POLLED_NS: AtomicU64 = AtomicU64::new(0);
-
-/// A future whose polls are timed from outside into [`POLLED_NS`]: the time
-/// the task that polls it can have been busy in it, however a loaded machine
-/// preempted those polls.
-struct Polled<F>(std::pin::Pin<Box<F>>);
-
-impl<F: std::future::Future> std::future::Future for Polled<F> {
-    type Output = F::Output;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        let start = Instant::now();
-        let poll = self.0.as_mut().poll(cx);
-        POLLED_NS.fetch_add(start.elapsed().as_nanos() as u64, Relaxed);
-        poll
-    }
-}
 
 /// What the workload measured of itself, taken (and reset) after a run.
 struct Measured {
@@ -151,11 +133,13 @@ fn a_frame_in_a_task_is_timed_below_its_leaf_and_leaves_the_task_its_own() {
     let wall = AtomicU64::new(0);
     let (profile, measured) = warm_profile("frames-in-a-task", || async {
         let start = Instant::now();
-        theseus::spawn(Polled(Box::pin(handler()))).await.unwrap();
+        theseus::spawn(Polled::timed(handler(), &POLLED_NS))
+            .await
+            .unwrap();
         wall.store(start.elapsed().as_nanos() as u64, Relaxed);
     });
     let wall = wall.load(Relaxed);
-    let task = "[task] frames::Polled<frames::handler>";
+    let task = "[task] frames::common::polled::Polled<frames::handler>";
     assert_eq!(profile.self_of(task, "Tasks"), 1);
     assert_eq!(profile.self_of(task, "Frames"), 0);
     assert_eq!(profile.self_of(DB_QUERY, "Frames"), CALLS);
@@ -163,7 +147,7 @@ fn a_frame_in_a_task_is_timed_below_its_leaf_and_leaves_the_task_its_own() {
     assert_eq!(profile.totals[profile.event("Frames")], CALLS);
     assert_eq!(profile.totals[profile.event("Tasks")], 1);
     // The frame hangs below the task's leaf, through the fn that awaits it.
-    let polled = "<frames::Polled<F> as core::future::future::Future>::poll";
+    let polled = "<frames::common::polled::Polled<F> as core::future::future::Future>::poll";
     assert!(
         !profile.edges(task, polled).is_empty()
             && !profile.edges(polled, "frames::handler").is_empty(),

@@ -15,6 +15,7 @@ use axum::routing::get;
 use common::callgrind::{parse, Profile as Callgrind};
 use common::ground::{assert_between, assert_within, SERIAL};
 use common::http_client::get_once;
+use common::polled::Polled;
 use common::readers::{check_with_real_readers, folded_lines, pprof_raw};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -50,7 +51,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = PollTimed<S::Future>;
+    type Future = Polled<S::Future>;
 
     fn poll_ready(
         &mut self,
@@ -59,39 +60,18 @@ where
         self.0.poll_ready(cx)
     }
 
-    fn call(&mut self, request: axum::extract::Request) -> PollTimed<S::Future> {
+    fn call(&mut self, request: axum::extract::Request) -> Polled<S::Future> {
         let counted = request.uri().path().starts_with("/users/");
         let start = Instant::now();
         let future = self.0.call(request);
         if counted {
             POLLED_NS.fetch_add(start.elapsed().as_nanos() as u64, Relaxed);
         }
-        PollTimed {
-            future: Box::pin(future),
-            counted,
+        if counted {
+            Polled::timed(future, &POLLED_NS)
+        } else {
+            Polled::untimed(future)
         }
-    }
-}
-
-/// A response future, its polls timed by [`PollTimer`].
-struct PollTimed<F> {
-    future: std::pin::Pin<Box<F>>,
-    counted: bool,
-}
-
-impl<F: std::future::Future> std::future::Future for PollTimed<F> {
-    type Output = F::Output;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        let start = Instant::now();
-        let poll = self.future.as_mut().poll(cx);
-        if self.counted {
-            POLLED_NS.fetch_add(start.elapsed().as_nanos() as u64, Relaxed);
-        }
-        poll
     }
 }
 

@@ -5,6 +5,7 @@ pub mod callgrind;
 pub mod child;
 pub mod ground;
 pub mod http_client;
+pub mod polled;
 pub mod profiled;
 pub mod readers;
 mod scratch;
