@@ -56,7 +56,7 @@ pub use context::{current_stack, enter_poll, poll_boundary, PollScope};
 pub use frame::{frame_stack, intern_name, FrameKind};
 pub use spawn::{capture_mode, set_capture_mode, CaptureMode};
 
-pub(crate) use context::request_thread_setup;
+pub(crate) use context::{request_thread_setup, running_stack_cell};
 pub(crate) use intern::{intern, segment, task_of_await, FastMap, FrameKey};
 pub(crate) use spawn::TOKIO_SPAWN;
 

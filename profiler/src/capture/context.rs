@@ -207,3 +207,12 @@ pub fn current_stack() -> StackId {
 pub fn poll_boundary() -> usize {
     POLL.with(|p| p.boundary.load(Relaxed))
 }
+
+/// Where this thread keeps the running task's stack, for a sampler that
+/// reads it from another thread while this one is switched out (an atomic,
+/// so such a read is well defined). The address is valid until the thread
+/// exits: the thread-local has no destructor, so its storage lives as long
+/// as the thread does.
+pub(crate) fn running_stack_cell() -> *const AtomicU32 {
+    POLL.with(|p| &p.stack as *const AtomicU32)
+}

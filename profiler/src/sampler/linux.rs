@@ -19,6 +19,7 @@ use std::ptr;
 use std::sync::atomic::{compiler_fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// The last generation handed out; generations are never 0.
 static LAST_GENERATION: AtomicU32 = AtomicU32::new(0);
@@ -53,6 +54,11 @@ struct Timer(libc::timer_t);
 // SAFETY: a `timer_t` is an id for the kernel, valid from any thread.
 unsafe impl Send for Timer {}
 
+// SAFETY: `running_stack` points to an atomic, read only while the thread
+// that owns it lives (`alive`, under the `MEMBERS` lock); the rest is owned
+// data and ids.
+unsafe impl Send for Member {}
+
 impl Timer {
     fn delete(self) {
         // SAFETY: the id came from `timer_create` and is deleted once: the
@@ -68,7 +74,20 @@ struct Member {
     /// or the sampler stopping. Deleting twice could delete someone else's
     /// timer that reused the id.
     timer: Option<Timer>,
-    period_ns: u64,
+    /// The thread's CPU-time clock, readable from any thread while it lives
+    /// (`alive`, under the `MEMBERS` lock it takes to leave).
+    clock: libc::clockid_t,
+    /// The thread's id, to send it a sample ([`catch_up`]).
+    tid: libc::pid_t,
+    /// The thread's running-task stack (`capture::running_stack_cell`),
+    /// read while the thread is switched out ([`catch_up`]).
+    running_stack: *const AtomicU32,
+    /// The stack of the thread's last sample drained: where its CPU time
+    /// after that sample goes when no later sample comes.
+    last_stack: Option<StackId>,
+    /// CPU time since the last sample, taken when the thread left or the
+    /// sampler stopped, for the next drain to give to `last_stack`.
+    tail_ns: u64,
     /// Cleared when the thread leaves; the member is forgotten once drained.
     alive: bool,
 }
@@ -106,6 +125,7 @@ impl Drop for Membership {
             if let Some(timer) = m.timer.take() {
                 timer.delete();
             }
+            take_tail(m);
             m.alive = false;
         }
     }
@@ -168,9 +188,10 @@ pub(super) fn start(hz: u32) -> io::Result<u32> {
     let stop = Arc::new((Mutex::new(false), Condvar::new()));
     let drainer = {
         let stop = stop.clone();
+        let period_ns = period_ns(hz);
         std::thread::Builder::new()
             .name("theseus-sampler".to_string())
-            .spawn(move || drain_until_stopped(&stop))
+            .spawn(move || drain_until_stopped(&stop, signal, period_ns))
     };
     let drainer = match drainer {
         Ok(handle) => handle,
@@ -222,6 +243,11 @@ pub(super) fn stop(generation: u32) {
     }
     if let Some(drainer) = running.drainer.take() {
         let _ = drainer.join();
+    }
+    // The CPU time each thread used since its last sample: without it, a
+    // thread whose timer last fired long before the end loses the rest.
+    for member in lock(&MEMBERS).iter_mut().filter(|m| m.alive) {
+        take_tail(member);
     }
     drain();
     lock(&MEMBERS).clear();
@@ -344,7 +370,14 @@ fn join_this_thread(generation: u32) -> u32 {
 /// Creates this thread's ring and CPU timer and registers them. The ring is
 /// published to the handler before the timer can fire.
 fn create_membership(running: &Running) -> io::Result<Membership> {
-    let ring = Arc::new(Ring::new());
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: `pthread_self` is this live thread; `clock` is written on success.
+    let found = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) };
+    if found != 0 {
+        return Err(io::Error::from_raw_os_error(found));
+    }
+    let cpu_now = handler::cpu_time_ns(clock).ok_or_else(io::Error::last_os_error)?;
+    let ring = Arc::new(Ring::new(cpu_now));
     handler::publish_ring(Arc::as_ptr(&ring));
     let timer = match thread_cpu_timer(running.signal, running.period_ns) {
         Ok(timer) => timer,
@@ -356,7 +389,12 @@ fn create_membership(running: &Running) -> io::Result<Membership> {
     lock(&MEMBERS).push(Member {
         ring: ring.clone(),
         timer: Some(timer),
-        period_ns: running.period_ns,
+        clock,
+        // SAFETY: `gettid` has no preconditions.
+        tid: unsafe { libc::gettid() },
+        running_stack: capture::running_stack_cell(),
+        last_stack: None,
+        tail_ns: 0,
         alive: true,
     });
     Ok(Membership { ring })
@@ -395,7 +433,7 @@ fn thread_cpu_timer(signal: c_int, period_ns: u64) -> io::Result<Timer> {
     Ok(timer)
 }
 
-fn drain_until_stopped(stop: &(Mutex<bool>, Condvar)) {
+fn drain_until_stopped(stop: &(Mutex<bool>, Condvar), signal: c_int, period_ns: u64) {
     let (flag, wake) = stop;
     let mut stopped = lock(flag);
     while !*stopped {
@@ -406,7 +444,74 @@ fn drain_until_stopped(stop: &(Mutex<bool>, Condvar)) {
             .0;
         drop(stopped);
         drain();
+        catch_up(signal, period_ns);
         stopped = lock(flag);
+    }
+}
+
+/// Catches up with every sampled thread that has used two periods or more
+/// of CPU time since its last sample.
+///
+/// The kernel checks a CPU timer only at a scheduler tick that finds its
+/// thread running. A thread that shares its CPU with others can be switched
+/// out between ticks for much of its CPU time (a 300 ms spin reading its
+/// CPU clock in its loop, at 997 Hz beside three busy threads on its CPU,
+/// got 3 to 9 signals, and none in its last 150 ms), which would leave that
+/// time to whatever it runs at its next sample. So, every
+/// [`DRAIN_INTERVAL`]: a thread on a CPU now gets a sample now (its
+/// signal, sent to it); a thread switched out gets its CPU time given to
+/// the task it was switched out of, with no machine frames (a signal would
+/// only be handled when it runs again, at wherever it was switched out, a
+/// spot that says nothing of where its time went).
+fn catch_up(signal: c_int, period_ns: u64) {
+    let mut switched_out = Vec::new();
+    {
+        let members = lock(&MEMBERS);
+        for member in members.iter().filter(|m| m.alive && m.timer.is_some()) {
+            let Some(before) = handler::cpu_time_ns(member.clock) else {
+                continue;
+            };
+            if before.saturating_sub(member.ring.taken_until()) < 2 * period_ns {
+                continue;
+            }
+            // A thread's CPU clock read from another thread includes the
+            // slice it is running now: it moves only while it runs.
+            let settle = Instant::now();
+            while settle.elapsed() < Duration::from_micros(20) {
+                std::hint::spin_loop();
+            }
+            let Some(after) = handler::cpu_time_ns(member.clock) else {
+                continue;
+            };
+            if after > before {
+                // SAFETY: `tgkill` sends `signal`, whose handler is ours, to
+                // a thread of this process that lives (`alive`, under the
+                // lock).
+                unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), member.tid, signal) };
+            } else {
+                // SAFETY: the thread lives (as above), so its poll context
+                // does too.
+                let stack = unsafe { (*member.running_stack).load(Ordering::Relaxed) };
+                let cpu_ns = member.ring.take_cpu_until(after);
+                if cpu_ns > 0 {
+                    switched_out.push((StackId(stack), cpu_ns));
+                }
+            }
+        }
+    }
+    for (stack, cpu_ns) in switched_out {
+        crate::tracer::record_cpu(stack, cpu_ns);
+    }
+}
+
+/// Takes the CPU time `member` used since its last sample, for the next
+/// drain to give to the stack of that sample. The caller holds the
+/// `MEMBERS` lock, so a thread still `alive` has not exited.
+fn take_tail(member: &mut Member) {
+    if let Some(cpu_now) = handler::cpu_time_ns(member.clock) {
+        member.tail_ns = member
+            .tail_ns
+            .saturating_add(member.ring.take_cpu_until(cpu_now));
     }
 }
 
@@ -420,8 +525,8 @@ fn drain() {
         static INNERMOST: Mutex<Option<Innermost>> = Mutex::new(None);
         let mut innermost = lock(&INNERMOST);
         let innermost = innermost.get_or_insert_with(Innermost::default);
-        for member in members.iter() {
-            let period_ns = member.period_ns;
+        for member in members.iter_mut() {
+            let mut last_stack = member.last_stack;
             // SAFETY: the only reader: drains run under the `MEMBERS` lock.
             unsafe {
                 member.ring.drain(|sample| {
@@ -432,15 +537,20 @@ fn drain() {
                         ips[0] = innermost.key(ips[0], EXACT_LIMIT);
                     }
                     let id = sample_stack(StackId(sample.stack), &ips[..len]);
-                    let ns = u64::from(sample.weight).saturating_mul(period_ns);
                     let total = by_stack.entry(id).or_default();
-                    *total = total.saturating_add(ns);
+                    *total = total.saturating_add(sample.cpu_ns);
+                    last_stack = Some(id);
                 })
             };
-        }
-        for member in members.iter() {
-            let lost = member.ring.take_lost().saturating_mul(member.period_ns);
-            LOST_NS.fetch_add(lost, Ordering::Relaxed);
+            member.last_stack = last_stack;
+            if member.tail_ns > 0 {
+                // A thread never sampled used its CPU time outside any
+                // sample's view: under the root, as time outside a task.
+                let stack = last_stack.unwrap_or(StackId::ROOT);
+                let total = by_stack.entry(stack).or_default();
+                *total = total.saturating_add(std::mem::take(&mut member.tail_ns));
+            }
+            LOST_NS.fetch_add(member.ring.take_lost(), Ordering::Relaxed);
         }
         // Threads that left have nothing more to say.
         members.retain(|m| m.alive);

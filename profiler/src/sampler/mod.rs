@@ -30,11 +30,19 @@
 //!   which registered its drain with it), interning each sample's stack in
 //!   the stack trie (task stack + frames) and adding its CPU time to the
 //!   installed [`crate::Tracer`].
-//! - **Weights.** Each sample stands for one timer period of CPU time, plus
-//!   the periods the kernel reports as overrun (CPU timers are checked at
-//!   scheduler ticks, so at high rates one signal may cover several
-//!   periods). `CpuNs` is the sum of periods times the period in
-//!   nanoseconds.
+//! - **Weights, measured.** Each sample stands for the CPU time its thread
+//!   used since its previous sample, read from the thread's CPU clock in
+//!   the handler, not counted in timer periods: the kernel checks CPU
+//!   timers only at scheduler ticks that find the thread running, and a
+//!   thread sharing its CPU with others can run between ticks for many
+//!   periods no signal reports. `CpuNs` adds these up, so it sums to the
+//!   CPU time the sampled threads used while sampled.
+//! - **Catching up.** Every [`DRAIN_INTERVAL`] the background thread looks
+//!   for threads that used two periods or more since their last sample: one
+//!   on a CPU gets a sample sent to it; one switched out gets its time given
+//!   to the task it was switched out of, with no machine frames (in the
+//!   task's own cost in the profile). When a thread leaves or the sampler
+//!   stops, the time since its last sample goes to that sample's stack.
 //!
 //! # Unwinding safely in a signal handler
 //!
@@ -143,7 +151,9 @@ impl Sampler {
         self.hz
     }
 
-    /// The CPU time one sample stands for.
+    /// The CPU time between two of a thread's timer signals. A sample stands
+    /// for the CPU time its thread used since its previous sample, which is
+    /// about one period when the timer fires on time.
     pub fn period(&self) -> Duration {
         Duration::from_nanos(period_ns(self.hz))
     }

@@ -1,10 +1,11 @@
 //! The sampler's signal handler, and what makes it safe to run there.
 //!
 //! The handler takes one sample of the thread it interrupts: the running
-//! task's stack, the machine frames below the poll boundary, and the timer
-//! periods the sample stands for, written into the ring this thread got
-//! beforehand ([`publish_ring`]). It must be async-signal-safe: it reads
-//! thread-locals, walks the stack with the system unwinder only where that
+//! task's stack, the machine frames below the poll boundary, and the CPU
+//! time the thread used since its previous sample (read from its own CPU
+//! clock), written into the ring this thread got beforehand
+//! ([`publish_ring`]). It must be async-signal-safe: it reads
+//! thread-locals and its CPU clock, walks the stack with the system unwinder only where that
 //! cannot deadlock (not when the interrupted code is the unwinder or the
 //! dynamic loader: [`prepare`] finds their code before the first signal),
 //! and stores integers.
@@ -53,7 +54,7 @@ pub(super) fn address() -> libc::sighandler_t {
 /// under the conditions of [`unwind::walk_poll`] (checked in
 /// [`sample_frames`]), and stores into this thread's preallocated ring. No
 /// allocation, no lock, and `errno` is left as the interrupted code had it.
-extern "C" fn on_sample(_signal: c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
+extern "C" fn on_sample(_signal: c_int, _info: *mut libc::siginfo_t, context: *mut c_void) {
     let errno = errno_location();
     // SAFETY: `errno_location` is this thread's errno slot.
     let saved = unsafe { *errno };
@@ -63,7 +64,11 @@ extern "C" fn on_sample(_signal: c_int, info: *mut libc::siginfo_t, context: *mu
         // and cleared (on this very thread) before its `Arc` is released, so
         // it points to a live ring whenever this handler sees it.
         let ring = unsafe { &*ring };
-        let weight = 1u32.saturating_add(overrun(info));
+        // Measured, not counted in timer periods: the kernel checks CPU
+        // timers at scheduler ticks only, and a thread that shares its CPU
+        // may run between them for many periods that no signal reports.
+        let cpu_ns =
+            cpu_time_ns(libc::CLOCK_THREAD_CPUTIME_ID).map_or(0, |now| ring.take_cpu_until(now));
         let stack = crate::capture::current_stack();
         let boundary = crate::capture::poll_boundary();
         let pc = interrupted_pc(context);
@@ -71,7 +76,7 @@ extern "C" fn on_sample(_signal: c_int, info: *mut libc::siginfo_t, context: *mu
         // to this thread, and the handler cannot interrupt itself (its
         // signal is blocked while it runs).
         unsafe {
-            ring.push(weight, |slot| {
+            ring.push(cpu_ns, |slot| {
                 slot.stack = stack.0;
                 slot.len = sample_frames(pc, boundary, &mut slot.ips) as u32;
             })
@@ -104,31 +109,21 @@ fn sample_frames(pc: usize, boundary: usize, out: &mut [usize; SAMPLE_FRAMES]) -
     n
 }
 
-/// The overrun count of a timer signal: periods that expired while the
-/// signal was pending. Linux's `siginfo_t` for timers starts with three
-/// ints, aligned to the union that follows, then the timer id and the
-/// overrun count.
-fn overrun(info: *mut libc::siginfo_t) -> u32 {
-    #[repr(C)]
-    struct TimerInfo {
-        signo: c_int,
-        errno: c_int,
-        code: c_int,
-        #[cfg(target_pointer_width = "64")]
-        _pad: c_int,
-        timer: c_int,
-        overrun: c_int,
+/// The CPU time `clock` (a thread's CPU-time clock) reads, in
+/// nanoseconds; `None` when it cannot be read (a thread that has exited).
+/// `clock_gettime` is async-signal-safe, so the handler reads its own.
+pub(super) fn cpu_time_ns(clock: libc::clockid_t) -> Option<u64> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec to write to.
+    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+        return None;
     }
-    if info.is_null() {
-        return 0;
-    }
-    // SAFETY: the kernel passes a full `siginfo_t` (128 bytes), larger than
-    // `TimerInfo`, whose layout is the timer member of its union.
-    let info = unsafe { &*(info as *const TimerInfo) };
-    if info.code != libc::SI_TIMER {
-        return 0;
-    }
-    u32::try_from(info.overrun).unwrap_or(0)
+    let secs = u64::try_from(now.tv_sec).ok()?;
+    let nanos = u64::try_from(now.tv_nsec).ok()?;
+    Some(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
 }
 
 /// The instruction the signal interrupted.
