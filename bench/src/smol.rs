@@ -10,7 +10,7 @@
 //! With `--count N --runtime async-executor|theseus-off|theseus-on --workload
 //! spawn|poll|hop`, one of the three runs exactly N of one shape and
 //! nothing else, for counting instructions under valgrind
-//! (`bench/smol-instructions.sh`).
+//! (`bench/instructions.sh --smol`).
 //!
 //! Each executor has `workers` threads running it under `async_io::block_on`
 //! (which drives the async-io reactor while they are idle); the benchmark's
