@@ -165,6 +165,7 @@ impl TaskCell {
     }
 
     /// The tokio waker of the task, once its first poll gave it.
+    #[inline]
     pub(crate) fn tokio_waker(&self) -> Option<&Waker> {
         self.tokio_waker.get()
     }
@@ -300,6 +301,7 @@ pub(crate) struct PollingGuard {
 }
 
 impl Drop for PollingGuard {
+    #[inline]
     fn drop(&mut self) {
         POLLING.with(|p| p.set(self.outer));
     }
