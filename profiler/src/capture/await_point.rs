@@ -198,6 +198,15 @@ pub fn await_point_after(last: &LastAwait) -> Option<StackId> {
 /// [`await_point_after`]). Any thread may hold and pass it: what it holds
 /// is checked in full against the stack before it is used, so a stale or
 /// another task's point is only a miss.
+///
+/// ```
+/// use theseus_profiler::LastAwait;
+///
+/// // One per task, beside its header: a pointer, null until the task's
+/// // waker is first cloned at an await point.
+/// let last = LastAwait::default();
+/// # let _ = last;
+/// ```
 pub struct LastAwait(AtomicPtr<Candidate>);
 
 impl LastAwait {
