@@ -23,7 +23,7 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::Waker;
-use theseus_profiler::{LiveTasks, Outcome, RecordKind, StackId, TaskRecord};
+use theseus_profiler::{LastAwait, LiveTasks, Outcome, RecordKind, StackId, TaskRecord};
 
 mod state;
 
@@ -40,6 +40,11 @@ pub(crate) struct TaskCell {
     tokio_waker: SetOnce<Waker>,
     /// Set for a frame (see `frame`): what wakes it, and what it is inside.
     frame: Option<Box<FrameLinks>>,
+    /// The await point this task registered last: most tasks wait at the
+    /// same one poll after poll, and it is checked first ([`await_tag`]).
+    ///
+    /// [`await_tag`]: TaskCell::await_tag
+    last_await: LastAwait,
 }
 
 /// What a frame's cell has that a task's has not.
@@ -68,6 +73,7 @@ impl TaskCell {
             slot: LiveSlot::new(),
             tokio_waker: SetOnce::new(),
             frame: None,
+            last_await: LastAwait::new(),
         })
     }
 
@@ -88,6 +94,7 @@ impl TaskCell {
                 owner,
                 kind,
             })),
+            last_await: LastAwait::new(),
         })
     }
 
@@ -158,6 +165,7 @@ impl TaskCell {
     }
 
     /// The tokio waker of the task, once its first poll gave it.
+    #[inline]
     pub(crate) fn tokio_waker(&self) -> Option<&Waker> {
         self.tokio_waker.get()
     }
@@ -189,7 +197,7 @@ impl TaskCell {
     /// poll on this thread; 0 when there is none to tell.
     #[inline]
     pub(crate) fn await_tag(&self) -> u8 {
-        match theseus_profiler::await_point() {
+        match theseus_profiler::await_point_after(&self.last_await) {
             Some(stack) => self.header.register_await(stack),
             None => 0,
         }
@@ -293,6 +301,7 @@ pub(crate) struct PollingGuard {
 }
 
 impl Drop for PollingGuard {
+    #[inline]
     fn drop(&mut self) {
         POLLING.with(|p| p.set(self.outer));
     }

@@ -135,9 +135,18 @@ unsafe fn clone_waker(data: *const ()) -> RawWaker {
 }
 
 unsafe fn wake(data: *const ()) {
-    // SAFETY: the waker is consumed: its strong count is dropped right after.
+    let (cell, tag) = split(data);
+    // SAFETY: the waker is consumed: its strong count is dropped right
+    // after. A cell's waker with a tag (most wakes: a clone that an await
+    // point kept) names its await point already, and is woken here without
+    // the call; any other goes through `wake_by_ref`, so that a capture
+    // made there sees the same frames as always.
     unsafe {
-        wake_by_ref(data);
+        if tag != 0 && data.addr() & LENT == 0 {
+            (*cell).wake(tag);
+        } else {
+            wake_by_ref(data);
+        }
         drop_waker(data);
     }
 }

@@ -50,7 +50,8 @@ mod spawn;
 pub(crate) mod unwind;
 
 pub use await_point::{
-    await_mode, await_point, awaiting, awaiting_task, set_await_mode, AwaitMode, AwaitScope,
+    await_mode, await_point, await_point_after, awaiting, awaiting_task, set_await_mode, AwaitMode,
+    AwaitScope, LastAwait,
 };
 pub use context::{current_stack, enter_poll, poll_boundary, PollScope};
 pub use frame::{frame_stack, intern_name, FrameKind};

@@ -154,7 +154,8 @@ pub use tracer::{is_active, record, Tracer, Window};
 pub use tree::{CpuStack, NodeId, ProfileStack, ProfileTree};
 
 pub use capture::{
-    await_mode, await_point, awaiting, awaiting_task, set_await_mode, AwaitMode, AwaitScope,
+    await_mode, await_point, await_point_after, awaiting, awaiting_task, set_await_mode, AwaitMode,
+    AwaitScope, LastAwait,
 };
 pub use capture::{capture_mode, interned_nodes, poll_boundary, set_capture_mode};
 pub use capture::{

@@ -34,7 +34,10 @@
 //!   global one (a point seen on one worker is not unwound again on each).
 //!   In front of the thread-local map, a small direct-mapped table holds
 //!   the points the thread found last: a capture is mostly of a point seen
-//!   a moment ago, by this task or one like it.
+//!   a moment ago, by this task or one like it. In front of that, each
+//!   task keeps the point it registered last ([`LastAwait`]): a task that
+//!   waits at the same await point poll after poll checks that one point's
+//!   key and signature, and nothing else.
 //!
 //! [`AwaitMode::Full`] unwinds at every capture (to check the default
 //! against), and [`AwaitMode::Off`] captures nothing: idle time then stays
@@ -47,8 +50,9 @@ use super::StackId;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering::Relaxed};
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 thread_local! {
     /// What the code being polled on this thread says it awaits.
@@ -164,13 +168,70 @@ pub fn await_mode() -> AwaitMode {
 /// mode, a point seen before costs a hash lookup and a load per frame.
 #[inline]
 pub fn await_point() -> Option<StackId> {
+    await_point_after(&LastAwait::new())
+}
+
+/// [`await_point`], for a task that keeps the await point it registered
+/// last in `last`: when the stack holds that point again, it is recognized
+/// by its key and signature alone, without a lookup. `last` holds the point
+/// found now, afterwards.
+///
+/// ```
+/// use theseus_profiler::{await_point_after, LastAwait};
+///
+/// let last = LastAwait::new();
+/// // No poll runs on this thread: no await point, and nothing kept.
+/// assert_eq!(await_point_after(&last), None);
+/// ```
+#[inline]
+pub fn await_point_after(last: &LastAwait) -> Option<StackId> {
     let mode = await_mode();
     let boundary = poll_boundary();
     if mode == AwaitMode::Off || boundary == 0 {
         return None;
     }
     let awaited = AWAITING.with(Cell::get);
-    Some(locate(current_stack(), awaited, boundary, mode))
+    Some(locate(current_stack(), awaited, boundary, mode, last))
+}
+
+/// The await point a task registered last, kept with the task (see
+/// [`await_point_after`]). Any thread may hold and pass it: what it holds
+/// is checked in full against the stack before it is used, so a stale or
+/// another task's point is only a miss.
+///
+/// ```
+/// use theseus_profiler::LastAwait;
+///
+/// // One per task, beside its header: a pointer, null until the task's
+/// // waker is first cloned at an await point.
+/// let last = LastAwait::default();
+/// # let _ = last;
+/// ```
+pub struct LastAwait(AtomicPtr<Candidate>);
+
+impl LastAwait {
+    /// Holding no point yet.
+    pub const fn new() -> LastAwait {
+        LastAwait(AtomicPtr::new(ptr::null_mut()))
+    }
+
+    #[inline]
+    fn get(&self) -> Option<&'static Candidate> {
+        // SAFETY: only `set` stores here, and only `'static` candidates
+        // (or the null it starts with).
+        unsafe { self.0.load(Relaxed).as_ref() }
+    }
+
+    #[inline]
+    fn set(&self, candidate: &'static Candidate) {
+        self.0.store(ptr::from_ref(candidate).cast_mut(), Relaxed);
+    }
+}
+
+impl Default for LastAwait {
+    fn default() -> LastAwait {
+        LastAwait::new()
+    }
 }
 
 /// Most signatures kept under one key. More than a few means a key that
@@ -182,25 +243,44 @@ const MAX_CANDIDATES: usize = 16;
 type Key = (StackId, usize, Awaited);
 
 /// One await point as it lies on the stack: each frame's return address
-/// and its slot, as an offset from the capturing function's local.
+/// and its slot, as an offset from the capturing function's local. Kept
+/// for the life of the process, as the interned stacks are: there are as
+/// many as distinct await points, each made once.
 struct Candidate {
+    key: Key,
     signature: Signature,
     id: StackId,
 }
 
 impl Candidate {
+    /// Whether this candidate is under `key`: compared field by field, a
+    /// named await by its address first (the name is nearly always the
+    /// same `&'static str`), then its text.
+    #[inline]
+    fn is_under(&self, key: &Key) -> bool {
+        let (task, depth, awaited) = key;
+        self.key.0 == *task
+            && self.key.1 == *depth
+            && match (self.key.2, *awaited) {
+                (Awaited::Named(a), Awaited::Named(b)) => ptr::eq(a, b) || a == b,
+                (a, b) => a == b,
+            }
+    }
+
     /// Whether the stack above `base` holds this candidate's chain now.
     #[inline]
     fn matches(&self, base: usize) -> bool {
-        // SAFETY: `base` is a local of `locate`, whose frame runs this, and
-        // every candidate under a key was made by `unwind_point` called from
-        // `locate`, with its base at the depth below the poll boundary that
-        // is part of the key, which is this capture's.
+        // SAFETY: `base` is a local of `locate`, whose frame runs this (or
+        // `search`, called from it), and every candidate was made by
+        // `unwind_point` called from `locate`'s `search` with `locate`'s
+        // local as its base, at the depth below the poll boundary that is
+        // part of its key; callers check that the key is this capture's
+        // (by the map they look in, or `is_under`).
         unsafe { self.signature.matches(base) }
     }
 }
 
-type Candidates = Vec<Arc<Candidate>>;
+type Candidates = Vec<&'static Candidate>;
 
 thread_local! {
     /// This thread's view of [`GLOBAL`]: hits need no lock.
@@ -212,8 +292,8 @@ thread_local! {
         const { RefCell::new([const { None }; RECENT_SLOTS]) };
 }
 
-/// A point found lately, with its key.
-type Recent = (Key, Arc<Candidate>);
+/// A point found lately (its key is in it).
+type Recent = &'static Candidate;
 
 /// Slots in [`RECENT`]: a power of two.
 const RECENT_SLOTS: usize = 64;
@@ -239,87 +319,110 @@ static GLOBAL: LazyLock<Mutex<FastMap<Key, Candidates>>> =
 ///
 /// Never inlined: `marker`, a local of this frame, is what the stack depth
 /// and the signatures' slots are measured from, so this frame must be laid
-/// out the same way at every call.
+/// out the same way at every call. The point `last` holds is checked here;
+/// the rest of the search is in [`search`], out of line, so that this
+/// frame stays small.
 #[inline(never)]
-fn locate(task: StackId, awaited: Awaited, boundary: usize, mode: AwaitMode) -> StackId {
+fn locate(
+    task: StackId,
+    awaited: Awaited,
+    boundary: usize,
+    mode: AwaitMode,
+    last: &LastAwait,
+) -> StackId {
     let marker = 0u8;
     let base = std::hint::black_box(&marker) as *const u8 as usize;
     if mode == AwaitMode::Full || base >= boundary {
         return unwind_point(task, awaited, boundary, base).0;
     }
     let key: Key = (task, boundary - base, awaited);
+    if let Some(candidate) = last.get() {
+        if candidate.is_under(&key) && candidate.matches(base) {
+            return candidate.id;
+        }
+    }
+    match search(key, boundary, base) {
+        Ok(candidate) => {
+            last.set(candidate);
+            candidate.id
+        }
+        Err(uncached) => uncached,
+    }
+}
+
+/// The await point under `key` that the stack above `base` holds: from
+/// this thread's [`RECENT`] points, its [`LOCAL`] map, [`GLOBAL`], or else
+/// unwound to `boundary`. `Err` with the point's stack when it is not to be
+/// cached (see [`shared_or_unwound`]). `base` is a local of [`locate`],
+/// which calls this.
+#[inline(never)]
+fn search(key: Key, boundary: usize, base: usize) -> Result<&'static Candidate, StackId> {
     let slot = recent_slot(&key);
     let recent = RECENT
-        .try_with(|r| match &r.borrow()[slot] {
-            Some((k, c)) if *k == key && c.matches(base) => Some(c.id),
-            _ => None,
-        })
+        .try_with(|r| r.borrow()[slot].filter(|c| c.is_under(&key) && c.matches(base)))
         .ok()
         .flatten();
-    if let Some(id) = recent {
-        return id;
+    if let Some(candidate) = recent {
+        return Ok(candidate);
     }
     let local = LOCAL
         .try_with(|l| {
             let l = l.borrow();
-            l.get(&key)?.iter().find(|c| c.matches(base)).cloned()
+            l.get(&key)?.iter().find(|c| c.matches(base)).copied()
         })
         .ok()
         .flatten();
     if let Some(candidate) = local {
-        let id = candidate.id;
-        remember_recent(slot, key, candidate);
-        return id;
+        remember_recent(slot, candidate);
+        return Ok(candidate);
     }
+    let (task, _, awaited) = key;
     let unwind = || unwind_point(task, awaited, boundary, base);
-    let candidate = match shared_or_unwound(key, base, unwind) {
-        Ok(candidate) => candidate,
-        Err(uncached) => return uncached,
-    };
-    let id = candidate.id;
+    let candidate = shared_or_unwound(key, base, unwind)?;
     let _ = LOCAL.try_with(|l| {
         let mut l = l.borrow_mut();
         let all = l.entry(key).or_default();
         if all.len() < MAX_CANDIDATES {
-            all.push(candidate.clone());
+            all.push(candidate);
         }
     });
-    remember_recent(slot, key, candidate);
-    id
+    remember_recent(slot, candidate);
+    Ok(candidate)
 }
 
 /// Keeps `candidate` in this thread's [`RECENT`] slot `slot`.
 #[inline(always)]
-fn remember_recent(slot: usize, key: Key, candidate: Arc<Candidate>) {
-    let _ = RECENT.try_with(|r| r.borrow_mut()[slot] = Some((key, candidate)));
+fn remember_recent(slot: usize, candidate: &'static Candidate) {
+    let _ = RECENT.try_with(|r| r.borrow_mut()[slot] = Some(candidate));
 }
 
 /// The await point under `key` that the stack above `base` holds, from
-/// [`GLOBAL`], or else from `unwind`, kept in [`GLOBAL`] then. `Err` with
-/// the point's stack when it is not to be cached: no signature, or too many
-/// under this key.
+/// [`GLOBAL`], or else from `unwind`, kept in [`GLOBAL`] then (and for the
+/// life of the process). `Err` with the point's stack when it is not to be
+/// cached: no signature, or too many under this key.
 #[inline(always)]
 fn shared_or_unwound(
     key: Key,
     base: usize,
-    unwind: impl FnOnce() -> (StackId, Option<Candidate>),
-) -> Result<Arc<Candidate>, StackId> {
-    let shared: Option<Arc<Candidate>> = GLOBAL
+    unwind: impl FnOnce() -> (StackId, Option<Signature>),
+) -> Result<&'static Candidate, StackId> {
+    let shared: Option<&'static Candidate> = GLOBAL
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .get(&key)
-        .and_then(|all| all.iter().find(|c| c.matches(base)).cloned());
+        .and_then(|all| all.iter().find(|c| c.matches(base)).copied());
     if let Some(candidate) = shared {
         return Ok(candidate);
     }
-    let (id, candidate) = unwind();
-    let candidate = Arc::new(candidate.ok_or(id)?);
+    let (id, signature) = unwind();
+    let signature = signature.ok_or(id)?;
     let mut global = GLOBAL.lock().unwrap_or_else(PoisonError::into_inner);
     let all = global.entry(key).or_default();
     if all.len() >= MAX_CANDIDATES {
         return Err(id);
     }
-    all.push(candidate.clone());
+    let candidate: &'static Candidate = Box::leak(Box::new(Candidate { key, signature, id }));
+    all.push(candidate);
     Ok(candidate)
 }
 
@@ -333,7 +436,7 @@ fn unwind_point(
     awaited: Awaited,
     boundary: usize,
     base: usize,
-) -> (StackId, Option<Candidate>) {
+) -> (StackId, Option<Signature>) {
     let (ips, signature) = walk_chain(base, boundary);
     let mut keys = Vec::with_capacity(ips.len() + 1);
     keys.extend(ips.into_iter().map(FrameKey::Ip));
@@ -345,8 +448,7 @@ fn unwind_point(
         other => other,
     };
     keys.push(FrameKey::Await(awaited));
-    let id = intern(task, &keys);
-    (id, signature.map(|signature| Candidate { signature, id }))
+    (intern(task, &keys), signature)
 }
 
 #[cfg(test)]
@@ -406,6 +508,54 @@ mod tests {
         poll_like(4, &mut ids);
         assert_ne!(ids[0], a1);
         assert_eq!(ids[0], ids[2]);
+    }
+
+    /// As [`poll_like`], the chains registered as one task does, keeping
+    /// its last point: `a`, `a` again (found from the point kept), then
+    /// `b` at the same depth (the point kept is `a`'s: checked, and passed
+    /// over), `b` again, and `a`.
+    #[inline(never)]
+    fn task_like(depth: usize, out: &mut Vec<StackId>) {
+        let marker = 0u8;
+        let boundary = std::hint::black_box(&marker) as *const u8 as usize;
+        let task = crate::capture::spawn_stack(std::panic::Location::caller(), "app::task_like");
+        // SAFETY: `marker` is a local of this frame, which outlives the scope.
+        let _scope = unsafe { enter_poll(task, boundary) };
+        let last = LastAwait::new();
+        for chain in [a_after, a_after, b_after, b_after, a_after] {
+            out.push(std::hint::black_box(chain(depth, &last)));
+        }
+    }
+
+    #[inline(never)]
+    fn a_after(depth: usize, last: &LastAwait) -> StackId {
+        if depth > 0 {
+            return std::hint::black_box(a_after(depth - 1, last));
+        }
+        await_point_after(last).unwrap()
+    }
+
+    #[inline(never)]
+    fn b_after(depth: usize, last: &LastAwait) -> StackId {
+        if depth > 0 {
+            return std::hint::black_box(b_after(depth - 1, last));
+        }
+        await_point_after(last).unwrap()
+    }
+
+    #[test]
+    fn the_point_a_task_kept_names_only_its_own_chain() {
+        let mut kept = Vec::new();
+        task_like(3, &mut kept);
+        assert_eq!(kept[0], kept[1], "one chain, one await point");
+        assert_ne!(kept[1], kept[2], "another chain at the same depth");
+        assert_eq!((kept[2], kept[4]), (kept[3], kept[0]));
+        // What unwinding gives, every time.
+        let mut unwound = Vec::new();
+        set_await_mode(AwaitMode::Full);
+        task_like(3, &mut unwound);
+        set_await_mode(AwaitMode::Cached);
+        assert_eq!(kept, unwound);
     }
 
     #[inline(never)]
