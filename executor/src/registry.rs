@@ -83,10 +83,12 @@ impl LiveRegistry {
         }
     }
 
+    #[inline]
     fn shard(&self, index: usize) -> MutexGuard<'_, Shard> {
         self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    #[inline]
     fn home_shard(&self) -> usize {
         HOME_SHARD.with(|home| {
             if home.get() == usize::MAX {
