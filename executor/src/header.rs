@@ -484,7 +484,7 @@ impl TaskHeader {
     /// progress or a wait in a queue, to `record`, and returns the wait
     /// going on now that no await point holds yet, if any: (tag, idle ns,
     /// wakes).
-    #[inline]
+    #[inline(always)]
     fn pending_now(&self, record: &mut TaskRecord, now: u64) -> Option<(u8, u64, u64)> {
         // A live task may be mid-poll or waiting in a queue: count that too.
         let poll_started = self.poll_started.load(Acquire);
