@@ -102,7 +102,7 @@ impl TaskState {
         if !self.slot.is_registered() {
             // SAFETY: the state is pinned, so it stays where it is until
             // dropped, and its `Drop` takes it out of the registry first.
-            unsafe { live_tasks().insert(self.get_ref()) };
+            unsafe { live_tasks().insert_brief(self.get_ref()) };
         }
     }
 
