@@ -160,8 +160,12 @@ impl TaskCell {
     /// order, so a profile written meanwhile never counts the task both as
     /// live and as ended.
     pub(crate) fn finish(&self, outcome: Outcome, now: u64) {
-        live_tasks().remove(self);
-        theseus_profiler::record(&self.header.to_record(outcome, now));
+        // Mostly out already (`unlist`): then not even the registry is
+        // looked up.
+        if self.slot.is_registered() {
+            live_tasks().remove(self);
+        }
+        self.header.record_end(outcome, now);
     }
 
     /// The tokio waker of the task, once its first poll gave it.

@@ -58,6 +58,7 @@ thread_local! {
     static ROW: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
+#[inline]
 fn own_counter(runtime: RuntimeSlot) -> &'static AtomicIsize {
     let mut index = ROW.get();
     if index == usize::MAX {

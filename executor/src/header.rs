@@ -409,75 +409,109 @@ impl TaskHeader {
     /// shows a poll ended, `poll_ended` is its end (the poller's release
     /// stores of all three, the acquire loads here).
     pub(crate) fn to_record(&self, outcome: Outcome, now: u64) -> TaskRecord {
+        let mut record = self.blank_record(outcome, now);
+        self.fill_record(&mut record, now);
+        record
+    }
+
+    /// Hands the profiler this task's record as of `now` (its end): as
+    /// [`TaskHeader::to_record`] makes it, but filled where it is handed
+    /// over. A record is a few hundred bytes, and copying it out of a
+    /// function cost more than filling it.
+    pub(crate) fn record_end(&self, outcome: Outcome, now: u64) {
+        let mut record = self.blank_record(outcome, now);
+        self.fill_record(&mut record, now);
+        theseus_profiler::record(&record);
+    }
+
+    /// The record of this task with what never changes (its id, stack and
+    /// wall time to `now`), and nothing yet of its polls and waits.
+    #[inline(always)]
+    fn blank_record(&self, outcome: Outcome, now: u64) -> TaskRecord {
+        TaskRecord {
+            id: self.id,
+            stack: self.stack,
+            wall_ns: clock::nanos_between(self.spawned_at, now),
+            busy_ns: 0,
+            sched_ns: 0,
+            polls: 0,
+            wakes: 0,
+            outcome,
+            awaits: AwaitCosts::NONE,
+            kind: RecordKind::Task,
+        }
+    }
+
+    /// Fills `record`, a [`TaskHeader::blank_record`], with this task's
+    /// polls and waits as of `now`: see [`TaskHeader::to_record`].
+    #[inline(always)]
+    fn fill_record(&self, record: &mut TaskRecord, now: u64) {
         // The await points first: a wait added to one (after the poll start
         // took its schedule) is then no longer pending below.
-        let mut awaits = AwaitCosts::NONE;
-        let slots = self.awaits.get().map_or(&[][..], |slots| &slots[..]);
-        for slot in slots {
-            let stack = slot.stack.load(Relaxed);
-            if stack == 0 {
-                break;
-            }
-            awaits.push(AwaitCost {
-                stack: StackId(stack),
-                idle_ns: slot.idle_ns.load(Acquire),
-                wakes: slot.wakes.load(Relaxed),
-                waiting: false,
-            });
-        }
-        // The wait going on now, if any, not yet added to its await point:
-        // (tag, idle ns, wakes).
-        let mut open = None;
-        let mut busy_ns = self.busy_ns.load(Acquire);
-        let mut sched_ns = self.sched_ns.load(Acquire);
-        // A live task may be mid-poll or waiting in a queue: count that too.
-        let poll_started = self.poll_started.load(Acquire);
-        if poll_started != 0 {
-            busy_ns += clock::nanos_between(poll_started, now);
-        } else {
-            // A task dropped while queued (cancelled at shutdown) waited
-            // for a worker until then.
-            let ended = self.poll_ended.load(Relaxed);
-            let ready = match self.scheduled_at.load(Relaxed) {
-                NOT_SCHEDULED => NOT_SCHEDULED,
-                at => ready_at(at, ended),
-            };
-            // (Not when scheduled at the end of a first poll still running.)
-            if ready != NOT_SCHEDULED {
-                sched_ns += clock::nanos_between(ready, now);
-                if ended != 0 {
-                    let waited = clock::nanos_between(ended, ready);
-                    open = Some((self.woken_by.load(Relaxed), waited, 1));
+        if let Some(slots) = self.awaits.get() {
+            for slot in slots.iter() {
+                let stack = slot.stack.load(Relaxed);
+                if stack == 0 {
+                    break;
                 }
-            } else if ended != 0 {
-                // Still waiting: nothing woke it, so no waker says where.
-                let waited = clock::nanos_between(ended, now);
-                open = Some((self.pending.load(Relaxed), waited, 0));
+                record.awaits.push(AwaitCost {
+                    stack: StackId(stack),
+                    idle_ns: slot.idle_ns.load(Acquire),
+                    wakes: slot.wakes.load(Relaxed),
+                    waiting: false,
+                });
             }
         }
-        if let Some((tag, idle_ns, wakes)) = open {
+        record.busy_ns = self.busy_ns.load(Acquire);
+        record.sched_ns = self.sched_ns.load(Acquire);
+        // The wait going on now, if any, not yet added to its await point.
+        if let Some((tag, idle_ns, wakes)) = self.pending_now(record, now) {
             let open_slot = usize::from(tag).checked_sub(1);
-            if let Some(wait) = open_slot.and_then(|i| awaits.iter_mut().nth(i)) {
+            if let Some(wait) = open_slot.and_then(|i| record.awaits.iter_mut().nth(i)) {
                 wait.idle_ns += idle_ns;
                 wait.wakes += wakes;
                 // Not yet woken: a wait of its own, which no wake counts.
                 wait.waiting = wakes == 0;
             }
         }
-        let mut record = TaskRecord {
-            id: self.id,
-            stack: self.stack,
-            wall_ns: clock::nanos_between(self.spawned_at, now),
-            busy_ns,
-            sched_ns,
-            polls: self.polls.load(Relaxed),
-            wakes: self.wakes.load(Relaxed),
-            outcome,
-            awaits,
-            kind: RecordKind::Task,
+        record.polls = self.polls.load(Relaxed);
+        record.wakes = self.wakes.load(Relaxed);
+        self.less_held(record);
+    }
+
+    /// For [`TaskHeader::to_record`], after it read `busy_ns` and
+    /// `sched_ns` into `record`: adds what is going on now, a poll in
+    /// progress or a wait in a queue, to `record`, and returns the wait
+    /// going on now that no await point holds yet, if any: (tag, idle ns,
+    /// wakes).
+    #[inline(always)]
+    fn pending_now(&self, record: &mut TaskRecord, now: u64) -> Option<(u8, u64, u64)> {
+        // A live task may be mid-poll or waiting in a queue: count that too.
+        let poll_started = self.poll_started.load(Acquire);
+        if poll_started != 0 {
+            record.busy_ns += clock::nanos_between(poll_started, now);
+            return None;
+        }
+        // A task dropped while queued (cancelled at shutdown) waited
+        // for a worker until then.
+        let ended = self.poll_ended.load(Relaxed);
+        let ready = match self.scheduled_at.load(Relaxed) {
+            NOT_SCHEDULED => NOT_SCHEDULED,
+            at => ready_at(at, ended),
         };
-        self.less_held(&mut record);
-        record
+        // (Not when scheduled at the end of a first poll still running.)
+        if ready != NOT_SCHEDULED {
+            record.sched_ns += clock::nanos_between(ready, now);
+            if ended != 0 {
+                let waited = clock::nanos_between(ended, ready);
+                return Some((self.woken_by.load(Relaxed), waited, 1));
+            }
+        } else if ended != 0 {
+            // Still waiting: nothing woke it, so no waker says where.
+            let waited = clock::nanos_between(ended, now);
+            return Some((self.pending.load(Relaxed), waited, 0));
+        }
+        None
     }
 
     /// Takes what this task's frames held ([`TaskHeader::hold`]) off

@@ -10,6 +10,13 @@
 //! thread so that workers rarely touch the same lock; an entry remembers its
 //! shard, so removal from another thread finds it directly.
 //!
+//! Each shard also has one place of its own, kept for a task in its first
+//! poll ([`LiveRegistry::insert_brief`]): most tasks end there, and taking
+//! and giving back that place is a store under the lock, where an entry of
+//! the list costs its free list too. A task that outlives the poll moves
+//! into the list ([`LiveRegistry::replace`]), so the place is free for the
+//! next first poll on the thread.
+//!
 //! It holds entries by address, not by reference count: an entry takes
 //! itself out before it goes (its owner's end, or its `Drop`), under the
 //! shard's lock, which every reader holds while it reads. So a task that
@@ -32,8 +39,9 @@ pub(crate) trait LiveEntry: Send + Sync + 'static {
     fn live_record(&self, now: u64) -> TaskRecord;
 }
 
-/// Where an entry sits in the registry: `shard << 32 | index`, or
-/// `u64::MAX` while it is not in it.
+/// Where an entry sits in the registry: `shard << 32 | index` (index
+/// [`BRIEF`]: the shard's place for a first poll), or `u64::MAX` while it
+/// is not in it.
 pub(crate) struct LiveSlot(AtomicU64);
 
 impl LiveSlot {
@@ -61,8 +69,39 @@ struct Entry(NonNull<dyn LiveEntry>);
 unsafe impl Send for Entry {}
 
 struct Shard {
+    /// A task in its first poll on a thread of this shard, if any.
+    brief: Option<Entry>,
     entries: Vec<Option<Entry>>,
     free: Vec<u32>,
+}
+
+/// The index of a shard's [`Shard::brief`] place in a [`LiveSlot`].
+const BRIEF: u32 = u32::MAX;
+
+impl Shard {
+    /// Puts `held` in the list; returns its index there.
+    fn list(&mut self, held: Entry) -> u32 {
+        match self.free.pop() {
+            Some(index) => {
+                self.entries[index as usize] = Some(held);
+                index
+            }
+            None => {
+                self.entries.push(Some(held));
+                (self.entries.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Takes out what is at `index`.
+    fn take(&mut self, index: u32) {
+        if index == BRIEF {
+            self.brief = None;
+        } else {
+            self.entries[index as usize] = None;
+            self.free.push(index);
+        }
+    }
 }
 
 thread_local! {
@@ -75,6 +114,7 @@ impl LiveRegistry {
         LiveRegistry {
             shards: std::array::from_fn(|_| {
                 Mutex::new(Shard {
+                    brief: None,
                     entries: Vec::new(),
                     free: Vec::new(),
                 })
@@ -83,10 +123,12 @@ impl LiveRegistry {
         }
     }
 
+    #[inline]
     fn shard(&self, index: usize) -> MutexGuard<'_, Shard> {
         self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    #[inline]
     fn home_shard(&self) -> usize {
         HOME_SHARD.with(|home| {
             if home.get() == usize::MAX {
@@ -105,21 +147,38 @@ impl LiveRegistry {
     pub(crate) unsafe fn insert<T: LiveEntry>(&self, entry: &T) {
         let shard_index = self.home_shard();
         let mut shard = self.shard(shard_index);
-        let held = Some(Entry(NonNull::from(entry as &dyn LiveEntry)));
-        let index = match shard.free.pop() {
-            Some(index) => {
-                shard.entries[index as usize] = held;
-                index as usize
-            }
+        let index = shard.list(Entry(NonNull::from(entry as &dyn LiveEntry)));
+        entry
+            .live_slot()
+            .0
+            .store(((shard_index as u64) << 32) | u64::from(index), Relaxed);
+    }
+
+    /// [`LiveRegistry::insert`] for an entry that is mostly removed soon,
+    /// by this thread (a task in its first poll): in its shard's own place
+    /// when that is free.
+    ///
+    /// # Safety
+    ///
+    /// As [`LiveRegistry::insert`]'s.
+    #[inline]
+    pub(crate) unsafe fn insert_brief<T: LiveEntry>(&self, entry: &T) {
+        let shard_index = self.home_shard();
+        let mut shard = self.shard(shard_index);
+        let held = Entry(NonNull::from(entry as &dyn LiveEntry));
+        let index = match shard.brief {
             None => {
-                shard.entries.push(held);
-                shard.entries.len() - 1
+                shard.brief = Some(held);
+                BRIEF
             }
+            // Another first poll in progress on this shard (nested, or a
+            // thread that shares the shard).
+            Some(_) => shard.list(held),
         };
         entry
             .live_slot()
             .0
-            .store(((shard_index as u64) << 32) | index as u64, Relaxed);
+            .store(((shard_index as u64) << 32) | u64::from(index), Relaxed);
     }
 
     /// Puts `new` where `old` is, if it is in, in one step: a reader sees
@@ -133,10 +192,20 @@ impl LiveRegistry {
         if slot == u64::MAX {
             return;
         }
-        let (shard_index, index) = ((slot >> 32) as usize, slot as u32 as usize);
+        let (shard_index, index) = ((slot >> 32) as usize, slot as u32);
         let mut shard = self.shard(shard_index);
-        shard.entries[index] = Some(Entry(NonNull::from(new as &dyn LiveEntry)));
-        new.live_slot().0.store(slot, Relaxed);
+        let held = Entry(NonNull::from(new as &dyn LiveEntry));
+        // Out of the shard's first-poll place, which is for the next one.
+        let index = if index == BRIEF {
+            shard.brief = None;
+            shard.list(held)
+        } else {
+            shard.entries[index as usize] = Some(held);
+            index
+        };
+        new.live_slot()
+            .0
+            .store(((shard_index as u64) << 32) | u64::from(index), Relaxed);
         old.live_slot().0.store(u64::MAX, Relaxed);
     }
 
@@ -151,17 +220,18 @@ impl LiveRegistry {
         if slot == u64::MAX {
             return;
         }
-        let (shard_index, index) = ((slot >> 32) as usize, slot as u32 as usize);
-        let mut shard = self.shard(shard_index);
-        shard.entries[index] = None;
-        shard.free.push(index as u32);
+        let (shard_index, index) = ((slot >> 32) as usize, slot as u32);
+        self.shard(shard_index).take(index);
     }
 
     /// How many entries are in.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         (0..SHARDS)
-            .map(|i| self.shard(i).entries.iter().flatten().count())
+            .map(|i| {
+                let shard = self.shard(i);
+                shard.entries.iter().flatten().count() + usize::from(shard.brief.is_some())
+            })
             .sum()
     }
 }
@@ -171,7 +241,7 @@ impl LiveTasks for LiveRegistry {
         let now = clock::now();
         for index in 0..SHARDS {
             let shard = self.shard(index);
-            for entry in shard.entries.iter().flatten() {
+            for entry in shard.brief.iter().chain(shard.entries.iter().flatten()) {
                 // SAFETY: the entry is in, and the shard's lock is held: it
                 // cannot be removed, so it is alive where it was entered
                 // (`insert`'s contract).
@@ -224,6 +294,35 @@ mod tests {
         registry.for_each_live(&mut |record| stacks.push(record.stack.0));
         stacks.sort_unstable();
         stacks
+    }
+
+    #[test]
+    fn first_polls_are_listed_in_their_place_and_move_out_of_it() {
+        let registry = LiveRegistry::new();
+        let (first, nested, kept, next) = (entry(1), entry(2), entry(3), entry(4));
+        // SAFETY: each entry outlives the registry's use of it: it is
+        // removed, or the registry is dropped, first.
+        unsafe { registry.insert_brief(&*first) };
+        // The place is taken: a second first poll goes in the list.
+        // SAFETY: as above.
+        unsafe { registry.insert_brief(&*nested) };
+        assert_eq!(live_stacks(&registry), [1, 2]);
+        // The first outlives its poll: its cell takes its place, in one step.
+        // SAFETY: as above.
+        unsafe { registry.replace(&*first, &*kept) };
+        assert!(!first.slot.is_registered() && kept.slot.is_registered());
+        assert_eq!(live_stacks(&registry), [2, 3]);
+        // The place is free again for the next first poll.
+        // SAFETY: as above.
+        unsafe { registry.insert_brief(&*next) };
+        assert_eq!(registry.len(), 3);
+        assert_eq!(live_stacks(&registry), [2, 3, 4]);
+        for gone in [&next, &nested, &kept] {
+            registry.remove(&**gone);
+            assert!(!gone.slot.is_registered());
+        }
+        assert_eq!(registry.len(), 0);
+        assert_eq!(live_stacks(&registry), Vec::<u32>::new());
     }
 
     #[test]

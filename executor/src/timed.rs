@@ -197,9 +197,7 @@ impl<F> Drop for Timed<F> {
             finish(&mut self.inner, self.runtime, || match cell {
                 Some(cell) => cell.finish(Outcome::Cancelled, now),
                 // Never polled: its header is as it was at the spawn.
-                None => theseus_profiler::record(
-                    &TaskHeader::spawned(spawn).to_record(Outcome::Cancelled, now),
-                ),
+                None => TaskHeader::spawned(spawn).record_end(Outcome::Cancelled, now),
             });
         }
     }

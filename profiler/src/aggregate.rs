@@ -164,7 +164,14 @@ impl Costs {
 /// records of the same stack and outcome leaves one entry.
 #[derive(Clone, Debug, Default)]
 pub struct Aggregate {
-    entries: HashMap<u64, Costs, BuildHasherDefault<KeyHasher>>,
+    /// Each key's costs, in the order the keys were first added.
+    entries: Vec<(u64, Costs)>,
+    /// Where each key is in `entries`.
+    index: HashMap<u64, usize, BuildHasherDefault<KeyHasher>>,
+    /// The entry added to last: tasks end in runs of one stack (a loop
+    /// that spawns, a pool of one kind of worker), so the next add is
+    /// mostly to it, and then no key is hashed or looked up.
+    last: usize,
 }
 
 impl Aggregate {
@@ -175,7 +182,13 @@ impl Aggregate {
 
     /// Adds one task's record under its stack and outcome, and its waits
     /// at await points under theirs (see [`Costs::split`]).
+    #[inline]
     pub fn add_record(&mut self, rec: &TaskRecord) {
+        // Most tasks never wait: nothing to split, and nothing but the
+        // add itself on the way of every task's end.
+        if rec.awaits.is_empty() {
+            return self.add(rec.stack, rec.outcome, &Costs::from_record(rec));
+        }
         self.add_split(rec.stack, rec.outcome, Costs::from_record(rec), &rec.awaits);
     }
 
@@ -189,16 +202,39 @@ impl Aggregate {
         costs: Costs,
         waits: &AwaitCosts,
     ) {
+        // Most tasks never wait: nothing to split.
+        if waits.is_empty() {
+            return self.add(stack, outcome, &costs);
+        }
         let own = costs.split_awaits(waits, |at, waited| self.add(at, outcome, waited));
         self.add(stack, outcome, &own);
     }
 
     /// Adds `costs` under `(stack, outcome)`.
+    #[inline]
     pub fn add(&mut self, stack: StackId, outcome: Outcome, costs: &Costs) {
-        self.entries
-            .entry(pack(stack, outcome))
-            .or_default()
-            .add(costs);
+        let key = pack(stack, outcome);
+        if let Some((last, entry)) = self.entries.get_mut(self.last) {
+            if *last == key {
+                return entry.add(costs);
+            }
+        }
+        self.add_elsewhere(key, costs);
+    }
+
+    /// [`Aggregate::add`] to another key than the last one added to.
+    fn add_elsewhere(&mut self, key: u64, costs: &Costs) {
+        match self.index.get(&key) {
+            Some(&at) => {
+                self.entries[at].1.add(costs);
+                self.last = at;
+            }
+            None => {
+                self.last = self.entries.len();
+                self.index.insert(key, self.last);
+                self.entries.push((key, *costs));
+            }
+        }
     }
 
     /// Adds every entry of `other` to `self`.
@@ -220,12 +256,13 @@ impl Aggregate {
 
     /// The summed costs of `(stack, outcome)`, if any task had them.
     pub fn get(&self, stack: StackId, outcome: Outcome) -> Option<Costs> {
-        self.entries.get(&pack(stack, outcome)).copied()
+        let at = *self.index.get(&pack(stack, outcome))?;
+        Some(self.entries[at].1)
     }
 
     /// Every entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (StackId, Outcome, Costs)> + '_ {
-        self.entries.iter().map(|(&key, &costs)| {
+        self.entries.iter().map(|&(key, costs)| {
             let (stack, outcome) = unpack(key);
             (stack, outcome, costs)
         })
@@ -234,7 +271,7 @@ impl Aggregate {
     /// The sum of all entries.
     pub fn total(&self) -> Costs {
         let mut total = Costs::default();
-        for costs in self.entries.values() {
+        for (_, costs) in &self.entries {
             total.add(costs);
         }
         total

@@ -102,7 +102,7 @@ impl TaskState {
         if !self.slot.is_registered() {
             // SAFETY: the state is pinned, so it stays where it is until
             // dropped, and its `Drop` takes it out of the registry first.
-            unsafe { live_tasks().insert(self.get_ref()) };
+            unsafe { live_tasks().insert_brief(self.get_ref()) };
         }
     }
 
@@ -147,8 +147,12 @@ impl TaskState {
     /// Takes the task out of the registry and records its end: in that
     /// order, as [`TaskCell::finish`].
     pub(crate) fn finish(&self, outcome: Outcome, now: u64) {
-        live_tasks().remove(self);
-        theseus_profiler::record(&self.header().to_record(outcome, now));
+        // Mostly out already (`unlist`): then not even the registry is
+        // looked up.
+        if self.slot.is_registered() {
+            live_tasks().remove(self);
+        }
+        self.header().record_end(outcome, now);
     }
 }
 

@@ -7,11 +7,11 @@ use super::intern::{intern_task, FastMap, FrameKey, FrameKind, Leaf};
 use super::signature::{walk_chain, Signature};
 use super::unwind::{sampler_signals_blocked, sp_is_callee_cfa, walk_poll};
 use super::StackId;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::panic::Location;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 /// How much of the machine stack is captured at each spawn (`THESEUS_STACKS`).
 ///
@@ -122,7 +122,9 @@ type CacheKey = (StackId, usize, usize, usize, u8, usize);
 /// A stack of the cache, with the signature of the chain of calls that
 /// spawned it: a key holds one stack per distinct chain (a helper that
 /// spawns, called from two functions, makes two). `None`: the key alone
-/// tells (no poll boundary, or the location mode).
+/// tells (no poll boundary, or the location mode). The caches never let
+/// go of one, so they hold it by a `'static` reference: a thread's slot
+/// for it is plain data, read with no borrow flag or count.
 struct Cached {
     signature: Option<Signature>,
     id: StackId,
@@ -132,7 +134,7 @@ struct Cached {
 /// unwound each time (exact, only slower).
 const MAX_CHAINS: usize = 16;
 
-type Chains = Vec<Arc<Cached>>;
+type Chains = Vec<&'static Cached>;
 
 thread_local! {
     /// This thread's view of [`GLOBAL_CACHE`]: hits need no lock at all.
@@ -141,12 +143,14 @@ thread_local! {
     /// The stacks this thread found last, by a hash of their keys: a spawn
     /// is mostly from a site seen a moment ago, and a slot is cheaper to
     /// check than a hash map (no hashing of the whole key, no probing).
-    static RECENT: RefCell<[Option<Recent>; RECENT_SLOTS]> =
-        const { RefCell::new([const { None }; RECENT_SLOTS]) };
+    /// Plain data without a destructor, so reading a slot is a load from
+    /// the thread's block, with no check that the thread is alive.
+    static RECENT: [Cell<Option<Recent>>; RECENT_SLOTS] =
+        const { [const { Cell::new(None) }; RECENT_SLOTS] };
 }
 
 /// A stack found lately, with its key.
-type Recent = (CacheKey, Arc<Cached>);
+type Recent = (CacheKey, &'static Cached);
 
 /// Slots in [`RECENT`]: a power of two.
 const RECENT_SLOTS: usize = 64;
@@ -171,7 +175,9 @@ static GLOBAL_CACHE: LazyLock<Mutex<FastMap<CacheKey, Chains>>> =
 /// location mode goes through here too, without the unwinding.
 ///
 /// Never inlined: `marker`, a local of this frame, is what the depth and
-/// the signatures' slots are measured from.
+/// the signatures' slots are measured from. Only the hit in this thread's
+/// [`RECENT`] slot is here; everything else is in [`missed`], so that the
+/// common spawn pays for a small frame.
 #[inline(never)]
 fn cached(
     mode: CaptureMode,
@@ -194,14 +200,47 @@ fn cached(
         if signed { boundary - base } else { 0 },
     );
     let slot = recent_slot(&key);
-    if let Some(id) = this_threads(key, slot, base) {
-        return id;
+    // `try_with`: a thread whose locals are gone has no recent slots.
+    let recent = RECENT.try_with(|r| r[slot].get()).ok().flatten();
+    if let Some((k, hit)) = recent {
+        if k == key && holds(hit, base) {
+            return hit.id;
+        }
+    }
+    missed(mode, location, leaf, key, slot, base, boundary)
+}
+
+/// [`cached`] when this thread's [`RECENT`] slot `slot` does not hold the
+/// stack of `key`: this thread's map, then the global one (one lock), and
+/// only a chain never seen before is unwound (`boundary`: the poll's). Runs
+/// in `cached`'s frame's stead: `base` is that frame's local.
+#[cold]
+#[inline(never)]
+fn missed(
+    mode: CaptureMode,
+    location: &'static Location<'static>,
+    leaf: Leaf,
+    key: CacheKey,
+    slot: usize,
+    base: usize,
+    boundary: usize,
+) -> StackId {
+    let (parent, signed) = (key.0, key.5 != 0);
+    // `try_with`: during thread teardown the local caches may be gone; the
+    // global one still works.
+    let local = LOCAL_CACHE
+        .try_with(|c| find(c.borrow().get(&key)?, base))
+        .ok()
+        .flatten();
+    if let Some(hit) = local {
+        let _ = RECENT.try_with(|r| r[slot].set(Some((key, hit))));
+        return hit.id;
     }
     let global = GLOBAL_CACHE
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .get(&key)
-        .and_then(|all| find(all, base).cloned());
+        .and_then(|all| find(all, base));
     let hit = match global {
         Some(hit) => hit,
         None => {
@@ -229,46 +268,19 @@ fn cached(
         let mut c = c.borrow_mut();
         let chains = c.entry(key).or_default();
         if chains.len() < MAX_CHAINS {
-            chains.push(hit.clone());
+            chains.push(hit);
         }
     });
-    let id = hit.id;
-    let _ = RECENT.try_with(|r| r.borrow_mut()[slot] = Some((key, hit)));
-    id
-}
-
-/// The stack under `key` that this thread found before and the stack above
-/// `base` holds: from its [`RECENT`] slot `slot`, else from its map (then
-/// kept in the slot). `base` as for [`find`]: this runs in `cached`'s frame.
-#[inline(always)]
-fn this_threads(key: CacheKey, slot: usize, base: usize) -> Option<StackId> {
-    // `try_with`: during thread teardown the local caches may be gone; the
-    // global one still works.
-    let recent = RECENT
-        .try_with(|r| match &r.borrow()[slot] {
-            Some((k, hit)) if *k == key && holds(hit, base) => Some(hit.id),
-            _ => None,
-        })
-        .ok()
-        .flatten();
-    if recent.is_some() {
-        return recent;
-    }
-    let hit = LOCAL_CACHE
-        .try_with(|c| find(c.borrow().get(&key)?, base).cloned())
-        .ok()
-        .flatten()?;
-    let id = hit.id;
-    let _ = RECENT.try_with(|r| r.borrow_mut()[slot] = Some((key, hit)));
-    Some(id)
+    let _ = RECENT.try_with(|r| r[slot].set(Some((key, hit))));
+    hit.id
 }
 
 /// The stack of `chains` whose chain of calls the stack above `base` holds.
 /// `base` must be the local of [`cached`] that the key's depth was measured
-/// from, in the frame running now.
+/// from, in a frame running now.
 #[inline(always)]
-fn find(chains: &Chains, base: usize) -> Option<&Arc<Cached>> {
-    chains.iter().find(|c| holds(c, base))
+fn find(chains: &Chains, base: usize) -> Option<&'static Cached> {
+    chains.iter().copied().find(|c| holds(c, base))
 }
 
 /// Whether the stack above `base` holds the chain of calls of `cached`, a
@@ -276,35 +288,38 @@ fn find(chains: &Chains, base: usize) -> Option<&Arc<Cached>> {
 #[inline(always)]
 fn holds(cached: &Cached, base: usize) -> bool {
     cached.signature.as_ref().is_none_or(|signature| {
-        // SAFETY: `base` is a local of `cached`, whose frame runs this, and
-        // every signature under the key was made by `capture_signed` called
-        // from `cached`, with its base at the depth below the boundary that
-        // is part of the key, which is this spawn's.
+        // SAFETY: `base` is a local of `cached`, whose frame runs this (or
+        // the `missed` it called), and every signature under the key was
+        // made by `capture_signed` called from there, with its base at the
+        // depth below the boundary that is part of the key, which is this
+        // spawn's.
         unsafe { signature.matches(base) }
     })
 }
 
 /// A stack just captured by `capture` (unwinding without holding the
-/// lock), kept in [`GLOBAL_CACHE`] under `key`; `Err` with the stack when it
-/// is not to be kept: no signature where one was sought, or too many chains
-/// under this key already. If two threads race on the same chain, both
-/// keep a valid stack.
+/// lock), kept in [`GLOBAL_CACHE`] under `key`, for the rest of the
+/// process; `Err` with the stack when it is not to be kept: no signature
+/// where one was sought, or too many chains under this key already. If two
+/// threads race on the same chain, both keep a valid stack.
 fn captured(
     key: CacheKey,
     signed: bool,
     capture: impl FnOnce() -> (StackId, Option<Signature>),
-) -> Result<Arc<Cached>, StackId> {
+) -> Result<&'static Cached, StackId> {
     let (id, signature) = capture();
     if signed && signature.is_none() {
         return Err(id);
     }
-    let hit = Arc::new(Cached { signature, id });
     let mut global = GLOBAL_CACHE.lock().unwrap_or_else(PoisonError::into_inner);
     let chains = global.entry(key).or_default();
     if chains.len() >= MAX_CHAINS {
         return Err(id);
     }
-    chains.push(hit.clone());
+    // Never freed: the global cache keeps every entry for good, and
+    // threads' caches hold it by reference.
+    let hit: &'static Cached = Box::leak(Box::new(Cached { signature, id }));
+    chains.push(hit);
     Ok(hit)
 }
 
