@@ -115,11 +115,20 @@ fn a_polling_threads_cpu_time_lands_on_the_running_stack_with_its_frames() {
         .sum();
     let error = (on_task as f64 - spent as f64).abs() / spent as f64;
     assert!(
-        error <= 0.2,
+        error <= 0.05,
         "burned {spent} ns, sampled {on_task} ns on {leaf}: {cpu:#?}"
     );
-    // Most of it below the task node, in the burning function, called from
-    // the poll's body.
+    // Of the samples with machine frames (a thread switched out when the
+    // sampler caught up with it has none: its time is the task's), most
+    // below the task node, in the burning function, called from the poll's
+    // body.
+    let framed: u64 = cpu
+        .iter()
+        .filter(|s| s.frames.last().is_some_and(|f| f.function != leaf))
+        .filter(|s| s.frames.iter().any(|f| f.function == leaf))
+        .map(|s| s.cpu_ns)
+        .sum();
+    assert!(framed > 0, "no sample of {leaf} has frames: {cpu:#?}");
     let in_burn: u64 = cpu
         .iter()
         .filter(|s| {
@@ -133,8 +142,8 @@ fn a_polling_threads_cpu_time_lands_on_the_running_stack_with_its_frames() {
         .map(|s| s.cpu_ns)
         .sum();
     assert!(
-        in_burn >= on_task * 8 / 10,
-        "only {in_burn} of {on_task} ns in burn_cpu below the task: {cpu:#?}"
+        in_burn >= framed * 8 / 10,
+        "only {in_burn} of {framed} ns with frames in burn_cpu below the task: {cpu:#?}"
     );
     // And the profile carries it as the `CpuNs` event.
     let mut text = Vec::new();
