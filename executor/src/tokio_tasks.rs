@@ -133,6 +133,7 @@ mod hooks {
     use std::cell::{Cell, RefCell};
     use std::collections::HashMap;
     use std::hash::BuildHasherDefault;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex, MutexGuard};
     use theseus_profiler::{Outcome, PollScope};
     use tokio::runtime::TaskMeta;
@@ -175,6 +176,14 @@ mod hooks {
     static TASKS: [Mutex<Tasks>; SHARDS] =
         [const { Mutex::new(HashMap::with_hasher(BuildHasherDefault::new())) }; SHARDS];
 
+    /// How many tasks are in [`TASKS`]. The hooks run for theseus's own
+    /// tasks too, on every poll; while no other task is timed (a program
+    /// that spawns only with `theseus::spawn`), they return without taking
+    /// a lock. A task is counted in its spawn hook, which runs before tokio
+    /// schedules it, so its first poll sees the count through the handoff
+    /// to the worker that polls it.
+    static TIMED: AtomicUsize = AtomicUsize::new(0);
+
     fn shard(id: Id) -> MutexGuard<'static, Tasks> {
         TASKS[id_number(&id) as usize % SHARDS]
             .lock()
@@ -198,11 +207,13 @@ mod hooks {
         // spawned: its leaf is named after that.
         let stack = theseus_profiler::tokio_spawn_stack(meta.spawned_at());
         let cell = TaskCell::register(stack);
-        shard(meta.id()).insert(meta.id(), cell);
+        if shard(meta.id()).insert(meta.id(), cell).is_none() {
+            TIMED.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn before_poll(meta: &TaskMeta<'_>) {
-        if !theseus_profiler::is_active() {
+        if TIMED.load(Ordering::Relaxed) == 0 || !theseus_profiler::is_active() {
             return;
         }
         let Some(cell) = shard(meta.id()).get(&meta.id()).cloned() else {
@@ -240,7 +251,15 @@ mod hooks {
     }
 
     fn on_terminate(meta: &TaskMeta<'_>) {
+        // A timed task terminating is still counted: none is, none of
+        // theseus's own tasks needs the lookup.
+        if TIMED.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let cell = shard(meta.id()).remove(&meta.id());
+        if cell.is_some() {
+            TIMED.fetch_sub(1, Ordering::Relaxed);
+        }
         // Out of the live tasks before its end is timed (`TaskCell::unlist`).
         if let Some(cell) = &cell {
             cell.unlist();
