@@ -40,8 +40,8 @@
 //! the call to it from the program's innermost frame.
 
 use super::filters::{crate_file, crate_of_file, impl_parts, is_internal, is_plumbing, is_startup};
-use super::names::{function_name, is_bare, mark_names_degraded};
-use super::spawn_frames::qualified_name;
+use super::names::function_name;
+use super::spawn_frames::named_frame;
 use super::symbolize::{symbolize, Symbol};
 use super::ResolvedFrame;
 use crate::capture::intern::Awaited;
@@ -100,20 +100,9 @@ fn append_frames(
         if !in_chain(f) {
             continue;
         }
-        let name = f.name.as_deref().unwrap_or("");
         // As a spawn stack names them: `{async_fn#0}` (debug info without
         // paths) qualified, so that chains read as the leaves do.
-        let raw = if is_bare(name) {
-            mark_names_degraded();
-            qualified_name(frames, i, None)
-        } else {
-            name.to_string()
-        };
-        let frame = ResolvedFrame {
-            function: function_name(&raw),
-            file: f.file.clone().unwrap_or_else(|| "???".to_string()),
-            line: f.line,
-        };
+        let (frame, _) = named_frame(frames, i, None);
         // An async fn's body and the fn read the same: keep one, at the
         // deeper position, which is the call made from it; unless that is
         // in another file, as the body of a `select!` is in tokio's macro

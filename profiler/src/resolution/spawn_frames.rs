@@ -175,17 +175,7 @@ fn kept_frames(frames: &[&Symbol], cwd: Option<&Path>) -> Vec<Kept> {
         if is_internal(name, file) || is_plumbing(name, file) || is_startup(name, file) {
             continue;
         }
-        let raw = if is_bare(name) {
-            mark_names_degraded();
-            qualified_name(frames, i, cwd)
-        } else {
-            name.to_string()
-        };
-        let frame = ResolvedFrame {
-            function: function_name(&raw),
-            file: f.file.clone().unwrap_or_else(|| "???".to_string()),
-            line: f.line,
-        };
+        let (frame, raw) = named_frame(frames, i, cwd);
         // `handler::{{closure}}` and `handler` both read `handler`: keep one,
         // with the deeper position (the call made from it).
         match kept.last_mut() {
@@ -201,10 +191,34 @@ fn kept_frames(frames: &[&Symbol], cwd: Option<&Path>) -> Vec<Kept> {
     kept
 }
 
+/// `frames[i]` as a stack shows it, with the name it was read by (a bare
+/// name qualified, see [`qualified_name`]): what a spawn stack and an
+/// await-point chain both keep of a symbol.
+pub(super) fn named_frame(
+    frames: &[&Symbol],
+    i: usize,
+    cwd: Option<&Path>,
+) -> (ResolvedFrame, String) {
+    let f = frames[i];
+    let name = f.name.as_deref().unwrap_or("");
+    let raw = if is_bare(name) {
+        mark_names_degraded();
+        qualified_name(frames, i, cwd)
+    } else {
+        name.to_string()
+    };
+    let frame = ResolvedFrame {
+        function: function_name(&raw),
+        file: f.file.clone().unwrap_or_else(|| "???".to_string()),
+        line: f.line,
+    };
+    (frame, raw)
+}
+
 /// The name of `frames[i]`, whose debug info gives a bare name: qualified
 /// by its caller's generic arguments where they tell, else by its file (and
 /// line, for a compiler-made name), so distinct bare names stay distinct.
-pub(super) fn qualified_name(frames: &[&Symbol], i: usize, cwd: Option<&Path>) -> String {
+fn qualified_name(frames: &[&Symbol], i: usize, cwd: Option<&Path>) -> String {
     let f = frames[i];
     let name = f.name.as_deref().unwrap_or("");
     let caller = i.checked_sub(1).and_then(|p| {
