@@ -440,7 +440,17 @@ fn a_spinning_task_sharing_its_cpu_with_busy_threads_gets_all_its_cpu_time() {
         );
         assert_ok(&output);
         let spun = stdout_value(&output, "cpu_ns");
-        check_spin_profile(&read_profile(&out), spun, 0.0);
+        // Not `check_spin_profile`: here most of the time comes from
+        // catching up, without frames, and the few framed samples each
+        // weigh milliseconds. A signal sent to a thread that is switched
+        // out is handled where it comes back, often at the return from
+        // burn_cpu's clock read, so one such sample can hold a fifth of
+        // them below burn_cpu rather than in it. What is checked is what
+        // the samples say of the task: all its CPU time, framed samples
+        // below burn_cpu.
+        let profile = read_profile(&out);
+        let (sampled, _) = check_spinner_cpu(&profile, spun);
+        check_sleepers(&profile, sampled, 0.0);
     }
 }
 
