@@ -265,6 +265,10 @@ impl<'a> Executor<'a> {
     where
         F::Output: 'a,
     {
+        // The executor's first use starts the session (`state`): before
+        // asking whether a tracer is installed, or a first spawn from a
+        // thread that runs nothing would go untimed.
+        self.state();
         if theseus_profiler::is_active() {
             let stack = crate::spawn::stack_of::<F>(location);
             let timed = move || Timed::new(stack, future, RuntimeSlot::NOT_TOKIO);

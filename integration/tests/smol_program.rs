@@ -27,6 +27,7 @@ fn child() {
         }
         // Serves on after its work, until a signal ends it.
         Some("echo-stays") => program::main(true),
+        Some("spawn-first") => program::spawn_first(),
         Some(other) => panic!("unknown program {other}"),
     }
 }
@@ -59,6 +60,29 @@ mod program {
                     drop(signal);
                 }))
             });
+    }
+
+    pub const SPAWNED_FIRST: u64 = 5;
+
+    /// Spawns before anything else uses the executor, from a thread that
+    /// runs no task, then runs the tasks.
+    pub fn spawn_first() {
+        let tasks: Vec<_> = (0..SPAWNED_FIRST)
+            .map(|i| EX.spawn(spawned_first(i)))
+            .collect();
+        let sum = future::block_on(EX.run(async {
+            let mut sum = 0;
+            for task in tasks {
+                sum += task.await;
+            }
+            sum
+        }));
+        assert_eq!(sum, SPAWNED_FIRST * (SPAWNED_FIRST - 1) / 2);
+    }
+
+    async fn spawned_first(i: u64) -> u64 {
+        future::yield_now().await;
+        i
     }
 
     async fn work() {
@@ -265,6 +289,16 @@ fn a_smol_program_writes_its_profile_on_sigterm() {
     assert_eq!(check_with_real_readers(&out), profile.totals);
     assert_tasks(&profile);
     assert_times(&profile, &printed, &out);
+}
+
+/// The executor starts the session at its first use, which may be a spawn
+/// from a thread that runs nothing: that task is timed like the others.
+#[test]
+fn tasks_spawned_before_the_executor_first_runs_are_in_the_profile() {
+    let (profile, _, _) = run_child("spawn-first", "smol-spawn-first");
+    let leaf = "[task] smol_program::program::spawned_first";
+    assert_eq!(profile.self_of(leaf, "Tasks"), program::SPAWNED_FIRST);
+    assert_eq!(profile.self_of(leaf, "Polls"), 2 * program::SPAWNED_FIRST);
 }
 
 #[test]
