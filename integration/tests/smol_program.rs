@@ -293,12 +293,21 @@ fn a_smol_program_writes_its_profile_on_sigterm() {
 
 /// The executor starts the session at its first use, which may be a spawn
 /// from a thread that runs nothing: that task is timed like the others.
+/// Its yield is an await point named after futures-lite's `yield_now`.
 #[test]
 fn tasks_spawned_before_the_executor_first_runs_are_in_the_profile() {
     let (profile, _, _) = run_child("spawn-first", "smol-spawn-first");
     let leaf = "[task] smol_program::program::spawned_first";
     assert_eq!(profile.self_of(leaf, "Tasks"), program::SPAWNED_FIRST);
     assert_eq!(profile.self_of(leaf, "Polls"), 2 * program::SPAWNED_FIRST);
+    // Each yielded once, at futures-lite's `yield_now`: the awaited thing,
+    // not the task's own fn, though it wakes the task itself.
+    let yielded = profile.call_cost(
+        "smol_program::program::spawned_first",
+        "[await] futures_lite::future::YieldNow",
+        "Wakes",
+    );
+    assert_eq!(yielded, program::SPAWNED_FIRST);
 }
 
 #[test]

@@ -39,7 +39,9 @@
 //! one file wherever it is awaited; the line of each await is the line of
 //! the call to it from the program's innermost frame.
 
-use super::filters::{crate_file, crate_of_file, impl_parts, is_internal, is_plumbing, is_startup};
+use super::filters::{
+    crate_file, crate_of_file, impl_parts, is_internal, is_plumbing, is_startup, is_waker_cell,
+};
 use super::names::function_name;
 use super::spawn_frames::named_frame;
 use super::symbolize::{symbolize, Symbol};
@@ -81,16 +83,24 @@ fn append_frames(
     let innermost_kept = own.or_else(|| frames.iter().rposition(|f| in_chain(f)));
     let mut inside = innermost_kept.map_or(0, |i| i + 1);
     let mut entry = frames[inside..].iter().find(|f| is_entry_point(f));
+    if let (Some(_), None) = (own, entry) {
+        // Only glue inside the program's code: a library future that keeps
+        // or wakes the waker itself, as futures-lite's `yield_now` does,
+        // is still what was awaited.
+        entry = frames[inside..].iter().find(|f| is_library_future(f));
+    }
     if let (None, None, Some(innermost)) = (own, entry, innermost_kept) {
         let first = crate_entered_at(frames, innermost);
         entry = Some(&frames[first]);
         inside = first;
     }
+    // With nothing inside the chain to name it, the chain's innermost
+    // frame kept the waker itself: it is what was awaited.
+    let awaited_code = entry.or_else(|| innermost_kept.map(|i| &frames[i]));
     let name = match awaited {
         Awaited::Task(task) => task_name(task),
         Awaited::Named(name) => name.to_string(),
-        Awaited::Frames => entry
-            .or_else(|| innermost_kept.map(|i| &frames[i]))
+        Awaited::Frames => awaited_code
             .and_then(|f| f.name.as_deref())
             .map_or_else(|| "(unknown)".to_string(), awaited_name),
     };
@@ -120,7 +130,7 @@ fn append_frames(
     // its entry point, as any function sits in its own. (On the line of
     // the await, a source annotation would count the wait twice there: as
     // the leaf's own cost and as the cost of the call to it.)
-    let (file, line) = entry
+    let (file, line) = awaited_code
         .and_then(|f| Some((f.file.clone()?, f.line)))
         .unwrap_or_else(|| ("???".to_string(), 0));
     out.extend(chain);
@@ -204,6 +214,17 @@ fn is_entry_point(f: &Symbol) -> bool {
     };
     let file = f.file.as_deref();
     !(is_internal(name, file) || is_plumbing(name, file))
+}
+
+/// Whether a frame is a registry crate's code that can be awaited: not
+/// std's, theseus's, or a cell that keeps a waker for another library.
+fn is_library_future(f: &Symbol) -> bool {
+    let (Some(name), Some(file)) = (f.name.as_deref(), f.file.as_deref()) else {
+        return false;
+    };
+    let library = crate_of_file(file)
+        .is_some_and(|krate| !["core", "std", "alloc", "theseus"].contains(&krate.as_str()));
+    library && !is_internal(name, Some(file)) && !is_waker_cell(name)
 }
 
 /// tokio's code, by name or, for unqualified names, by source file. A
@@ -399,6 +420,71 @@ mod tests {
         let names: Vec<&str> = out.iter().map(|f| f.function.as_str()).collect();
         assert_eq!(names[0], "app::serve", "{names:?}");
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    /// The leaf of the poll frames `poll` (outermost first), as
+    /// `(function, file)`.
+    fn leaf_of(poll: &[Symbol]) -> (String, String) {
+        let mut out = Vec::new();
+        append_frames(
+            &poll.iter().collect::<Vec<_>>(),
+            Awaited::Frames,
+            |_| unreachable!("no task awaited"),
+            &mut out,
+        );
+        let leaf = out.pop().expect("a leaf");
+        (leaf.function, leaf.file)
+    }
+
+    /// A future that wakes or keeps the waker itself, with nothing but
+    /// std's glue and theseus's waker inside it, is what was awaited, in
+    /// its own file: futures-lite's `yield_now`, whose module is otherwise
+    /// combinator glue, and a program's own future.
+    #[test]
+    fn a_future_that_keeps_the_waker_itself_is_what_was_awaited() {
+        let join = format!("{}join.rs", crate::resolution::filters::own_dirs()[1]);
+        let waker = format!("{}waker.rs", crate::resolution::filters::own_dirs()[1]);
+        let app = "/home/u/app/src/server.rs";
+        let lite = "/home/u/.cargo/registry/src/i/futures-lite-2.6.0/src/future.rs";
+        let wake = "/rustc/0123/library/core/src/task/wake.rs";
+        let boundary = sym(
+            "theseus_executor::boundary::poll_below_boundary",
+            &join,
+            111,
+        );
+        let yielded = [
+            boundary.clone(),
+            sym("app::yielder::{{closure}}", app, 12),
+            sym(
+                "<futures_lite::future::YieldNow as core::future::future::Future>::poll",
+                lite,
+                248,
+            ),
+            sym("core::task::wake::Waker::wake_by_ref", wake, 450),
+            sym("theseus_executor::waker::wake_by_ref", &waker, 154),
+        ];
+        assert_eq!(
+            leaf_of(&yielded),
+            (
+                "[await] futures_lite::future::YieldNow".to_string(),
+                lite.to_string()
+            )
+        );
+        let gated = [
+            boundary,
+            sym("app::serve::{{closure}}", app, 30),
+            sym("<app::Gate as core::future::future::Future>::poll", app, 80),
+            sym(
+                "<core::task::wake::Waker as core::clone::Clone>::clone",
+                wake,
+                500,
+            ),
+            sym("theseus_executor::waker::clone_waker", &waker, 120),
+        ];
+        assert_eq!(
+            leaf_of(&gated),
+            ("[await] app::Gate".to_string(), app.to_string())
+        );
     }
 
     #[test]

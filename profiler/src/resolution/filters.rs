@@ -28,6 +28,14 @@ pub(super) fn is_internal(name: &str, file: Option<&str>) -> bool {
     starts_with_any(name, INTERNAL) || starts_with_any(owner(name), INTERNAL)
 }
 
+/// A cell that keeps a waker for another library, which is what was
+/// awaited (hyper's request body keeps its waker in one): never named as
+/// the awaited thing.
+pub(super) fn is_waker_cell(name: &str) -> bool {
+    const CELLS: &[&str] = &["atomic_waker::", "diatomic_waker::"];
+    starts_with_any(name, CELLS) || starts_with_any(owner(name), CELLS)
+}
+
 /// Glue a reader never thinks of as a call: future and closure forwarding,
 /// panic catching, combinator plumbing, and the standard library in general
 /// (`.map(|x| spawn(x)).collect()` should read as the function that wrote
@@ -51,10 +59,6 @@ pub(super) fn is_plumbing(name: &str, file: Option<&str>) -> bool {
         "alloc::boxed::Box",
         "futures_lite::future::",
         "futures_core::",
-        // Cells that keep a waker for another library, which is what was
-        // awaited (hyper's request body keeps its waker in one).
-        "atomic_waker::",
-        "diatomic_waker::",
         "tokio::future::",
         "tokio::macros::support::",
         "tokio::runtime::coop::",
@@ -64,6 +68,9 @@ pub(super) fn is_plumbing(name: &str, file: Option<&str>) -> bool {
         return true;
     }
     if starts_with_any(name, PLUMBING) || starts_with_any(owner(name), PLUMBING) {
+        return true;
+    }
+    if is_waker_cell(name) {
         return true;
     }
     // `<&mut F as Future>::poll`, `<F as IntoFuture>::into_future`: a

@@ -10,7 +10,7 @@ use std::ffi::c_void;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 /// One source-level frame of a machine frame (inlined calls give several).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Symbol {
     /// Demangled, without hash; `None` when the address has no symbol.
     pub(super) name: Option<String>,
