@@ -70,14 +70,25 @@ mod program {
         let tasks: Vec<_> = (0..SPAWNED_FIRST)
             .map(|i| EX.spawn(spawned_first(i)))
             .collect();
+        // An async block handed to a helper that spawns it.
+        let block = spawn_on_ex(async { 7 });
+        println!("block_line={}", line!() - 1);
         let sum = future::block_on(EX.run(async {
-            let mut sum = 0;
+            let mut sum = block.await;
             for task in tasks {
                 sum += task.await;
             }
             sum
         }));
-        assert_eq!(sum, SPAWNED_FIRST * (SPAWNED_FIRST - 1) / 2);
+        assert_eq!(sum, 7 + SPAWNED_FIRST * (SPAWNED_FIRST - 1) / 2);
+    }
+
+    /// A helper that spawns what it is given, as programs wrap `spawn`.
+    #[inline(never)]
+    fn spawn_on_ex<T: Send + 'static>(
+        future: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> theseus::Task<T> {
+        EX.spawn(future)
     }
 
     async fn spawned_first(i: u64) -> u64 {
@@ -296,7 +307,18 @@ fn a_smol_program_writes_its_profile_on_sigterm() {
 /// Its yield is an await point named after futures-lite's `yield_now`.
 #[test]
 fn tasks_spawned_before_the_executor_first_runs_are_in_the_profile() {
-    let (profile, _, _) = run_child("spawn-first", "smol-spawn-first");
+    let (profile, stdout, _) = run_child("spawn-first", "smol-spawn-first");
+    // The block is named where it was written, not at the helper's spawn.
+    let block = format!(
+        "[task] async block in smol_program::program::spawn_first (integration/tests/smol_program.rs:{})",
+        printed(&stdout, "block_line")
+    );
+    assert_eq!(
+        profile.self_of(&block, "Tasks"),
+        1,
+        "{:#?}",
+        profile.calls.keys()
+    );
     let leaf = "[task] smol_program::program::spawned_first";
     assert_eq!(profile.self_of(leaf, "Tasks"), program::SPAWNED_FIRST);
     assert_eq!(profile.self_of(leaf, "Polls"), 2 * program::SPAWNED_FIRST);

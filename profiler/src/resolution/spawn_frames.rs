@@ -37,6 +37,11 @@ pub(super) struct SpawnSite {
     /// (bare names qualified), and as shown. `None` when no frame of the
     /// spawning poll was resolved.
     spawner: Option<(String, String)>,
+    /// The functions the spawning poll was in, outermost first: each one's
+    /// raw name (as `spawner`'s) and its frame's file and line. A plain fn
+    /// among them wrote any async block of its name
+    /// (`app::main::{{closure}}`) that the spawn was given.
+    callers: Vec<(String, String, u32)>,
 }
 
 impl SpawnSite {
@@ -46,15 +51,17 @@ impl SpawnSite {
             file: "???".to_string(),
             line: 0,
             spawner: None,
+            callers: Vec::new(),
         }
     }
 
     /// The spawn made from the kept frame `frame`.
-    fn in_frame((frame, raw): &Kept) -> SpawnSite {
+    fn in_frame((frame, raw): &Kept, callers: Vec<(String, String, u32)>) -> SpawnSite {
         SpawnSite {
             file: frame.file.clone(),
             line: frame.line,
             spawner: Some((raw.clone(), frame.function.clone())),
+            callers,
         }
     }
 }
@@ -239,13 +246,17 @@ fn qualified_name(frames: &[&Symbol], i: usize, cwd: Option<&Path>) -> String {
 /// `#[track_caller]` location is exact where a return address is only near
 /// the call. Without such a frame, the location stands for the caller.
 fn place_spawn_line(kept: &mut Vec<Kept>, (loc_file, loc_line): (&str, u32)) -> SpawnSite {
+    let callers: Vec<_> = kept
+        .iter()
+        .map(|(f, raw)| (raw.clone(), f.file.clone(), f.line))
+        .collect();
     if let Some(own) = kept
         .iter_mut()
         .rev()
         .find(|(f, _)| same_file(&f.file, loc_file))
     {
         own.0.line = loc_line;
-        return SpawnSite::in_frame(own);
+        return SpawnSite::in_frame(own, callers);
     }
     // No debug info for files: the innermost frame is the machine frame
     // the spawn call ran in, which need not be the function that wrote it
@@ -268,17 +279,18 @@ fn place_spawn_line(kept: &mut Vec<Kept>, (loc_file, loc_line): (&str, u32)) -> 
         file: loc_file.to_string(),
         line: loc_line,
         spawner,
+        callers,
     }
 }
 
 /// The frame of a spawned task: named after what was spawned (see
 /// [`task_name`]), at the spawn call.
 pub(super) fn leaf_frame(leaf: Leaf, site: Option<SpawnSite>, cwd: Option<&Path>) -> ResolvedFrame {
-    let (file, line, spawner) = match (site, leaf.at) {
-        (Some(site), _) => (site.file, site.line, site.spawner),
+    let (file, line, spawner, callers) = match (site, leaf.at) {
+        (Some(site), _) => (site.file, site.line, site.spawner, site.callers),
         // A frame: where it was marked.
-        (None, Some(at)) => (at.file().to_string(), at.line(), None),
-        (None, None) => ("???".to_string(), 0, None),
+        (None, Some(at)) => (at.file().to_string(), at.line(), None, Vec::new()),
+        (None, None) => ("???".to_string(), 0, None, Vec::new()),
     };
     if let Some(kind) = leaf.frame {
         if kind != FrameKind::Future {
@@ -290,8 +302,12 @@ pub(super) fn leaf_frame(leaf: Leaf, site: Option<SpawnSite>, cwd: Option<&Path>
         }
     }
     let at = (line != 0).then(|| format!("{}:{line}", shown_file(&file, cwd)));
+    let callers: Vec<(String, String)> = callers
+        .into_iter()
+        .map(|(raw, file, line)| (raw, format!("{}:{line}", shown_file(&file, cwd))))
+        .collect();
     ResolvedFrame {
-        function: task_name(leaf, at.as_deref(), spawner.as_ref()),
+        function: task_name(leaf, at.as_deref(), spawner.as_ref(), &callers),
         file,
         line,
     }
@@ -314,8 +330,14 @@ pub(super) fn leaf_frame(leaf: Leaf, site: Option<SpawnSite>, cwd: Option<&Path>
 ///   function: `[task] tokio::time::Timeout<app::serve>`.
 ///
 /// `at` is the spawn site (`file:line`), `spawner` the spawning function's
-/// name as debug info gives it and as shown.
-fn task_name(leaf: Leaf, at: Option<&str>, spawner: Option<&(String, String)>) -> String {
+/// name as debug info gives it and as shown, `callers` the functions the
+/// spawning poll was in (debug info's names) with where each made its call.
+fn task_name(
+    leaf: Leaf,
+    at: Option<&str>,
+    spawner: Option<&(String, String)>,
+    callers: &[(String, String)],
+) -> String {
     let kind = if leaf.frame.is_some() {
         "[frame]"
     } else if leaf.blocking {
@@ -347,13 +369,21 @@ fn task_name(leaf: Leaf, at: Option<&str>, spawner: Option<&(String, String)>) -
         };
     }
     // Two closure levels are a block inside an async fn or block. One is an
-    // async fn's body, unless the function that spawned it is the plain
-    // (not async) function of that name: then it is a block written there.
+    // async fn's body, unless the plain (not async) function of that name
+    // is on the spawning stack: then it is a block written there (an async
+    // fn's call returns its future before anything can spawn it). Written
+    // in a caller of a helper that spawns, it is placed at that caller's
+    // call, where the block is, not at the helper's spawn line.
     let in_plain_fn = spawner.is_some_and(|(raw, _)| *raw == path);
     if closures >= 2 || (closures == 1 && in_plain_fn) {
-        format!("{kind} async block in {path}{at}")
-    } else {
-        format!("{kind} {shown}")
+        return format!("{kind} async block in {path}{at}");
+    }
+    match callers
+        .iter()
+        .find(|(raw, _)| closures == 1 && *raw == path)
+    {
+        Some((_, called_at)) => format!("{kind} async block in {path} ({called_at})"),
+        None => format!("{kind} {shown}"),
     }
 }
 
@@ -696,7 +726,8 @@ mod tests {
             task_name(
                 future("mini_redis::server::Listener::run::{{closure}}"),
                 at,
-                Some(&run)
+                Some(&run),
+                &[]
             ),
             "[task] mini_redis::server::Listener::run"
         );
@@ -705,7 +736,8 @@ mod tests {
             task_name(
                 future("mini_redis::server::Listener::run::{{closure}}::{{closure}}"),
                 at,
-                Some(&run)
+                Some(&run),
+                &[]
             ),
             "[task] async block in mini_redis::server::Listener::run (src/server.rs:259)"
         );
@@ -714,16 +746,43 @@ mod tests {
             task_name(
                 future("app::start::{{closure}}"),
                 Some("src/lib.rs:9"),
-                Some(&spawner("app::start", "app::start"))
+                Some(&spawner("app::start", "app::start")),
+                &[]
             ),
             "[task] async block in app::start (src/lib.rs:9)"
+        );
+        // An async block in a plain function that gave it to a helper
+        // which spawns: where it was written, the call of the helper.
+        let callers = [
+            ("app::main".to_string(), "src/main.rs:30".to_string()),
+            ("app::Pool::spawn".to_string(), "src/pool.rs:12".to_string()),
+        ];
+        assert_eq!(
+            task_name(
+                future("app::main::{{closure}}"),
+                Some("src/pool.rs:12"),
+                Some(&spawner("app::Pool::spawn", "app::Pool::spawn")),
+                &callers
+            ),
+            "[task] async block in app::main (src/main.rs:30)"
+        );
+        // An async fn's future given to that helper is the function.
+        assert_eq!(
+            task_name(
+                future("app::handle::{{closure}}"),
+                Some("src/pool.rs:12"),
+                Some(&spawner("app::Pool::spawn", "app::Pool::spawn")),
+                &callers
+            ),
+            "[task] app::handle"
         );
         // Other types read as the type.
         assert_eq!(
             task_name(
                 future("tokio::time::timeout::Timeout<app::handler::{{closure}}>"),
                 at,
-                Some(&run)
+                Some(&run),
+                &[]
             ),
             "[task] tokio::time::timeout::Timeout<app::handler>"
         );
@@ -736,16 +795,31 @@ mod tests {
             "bore_cli::server::Server::listen",
         );
         assert_eq!(
-            task_name(future(TOKIO_SPAWN), Some("src/server.rs:64"), Some(&listen)),
+            task_name(
+                future(TOKIO_SPAWN),
+                Some("src/server.rs:64"),
+                Some(&listen),
+                &[]
+            ),
             "[task] tokio::spawn in bore_cli::server::Server::listen (src/server.rs:64)"
         );
         assert_ne!(
-            task_name(future(TOKIO_SPAWN), Some("src/server.rs:80"), Some(&listen)),
-            task_name(future(TOKIO_SPAWN), Some("src/server.rs:64"), Some(&listen)),
+            task_name(
+                future(TOKIO_SPAWN),
+                Some("src/server.rs:80"),
+                Some(&listen),
+                &[]
+            ),
+            task_name(
+                future(TOKIO_SPAWN),
+                Some("src/server.rs:64"),
+                Some(&listen),
+                &[]
+            ),
         );
         // No frame resolved (no debug info, or `THESEUS_STACKS=location`).
         assert_eq!(
-            task_name(future(TOKIO_SPAWN), Some("src/server.rs:64"), None),
+            task_name(future(TOKIO_SPAWN), Some("src/server.rs:64"), None, &[]),
             "[task] tokio::spawn (src/server.rs:64)"
         );
     }
@@ -757,12 +831,12 @@ mod tests {
         let main = spawner("service::main::{{closure}}", "service::main");
         let closure = Leaf::task("service::main::{{closure}}::{{closure}}", true);
         assert_eq!(
-            task_name(closure, Some("examples/service.rs:36"), Some(&main)),
+            task_name(closure, Some("examples/service.rs:36"), Some(&main), &[]),
             "[blocking] closure in service::main (examples/service.rs:36)"
         );
         let function = Leaf::task("service::burn", true);
         assert_eq!(
-            task_name(function, at, Some(&main)),
+            task_name(function, at, Some(&main), &[]),
             "[blocking] service::burn"
         );
         // A boxed future: its spawn site.
@@ -773,12 +847,13 @@ mod tests {
             task_name(
                 boxed,
                 Some("src/chain.rs:9"),
-                Some(&spawner("app::chain::{{closure}}", "app::chain"))
+                Some(&spawner("app::chain::{{closure}}", "app::chain")),
+                &[]
             ),
             "[task] boxed future spawned in app::chain (src/chain.rs:9)"
         );
         assert_eq!(
-            task_name(boxed, Some("src/chain.rs:9"), None),
+            task_name(boxed, Some("src/chain.rs:9"), None, &[]),
             "[task] boxed future (src/chain.rs:9)"
         );
     }
