@@ -751,6 +751,20 @@ mod tests {
             ),
             "[task] async block in app::start (src/lib.rs:9)"
         );
+        // Other types read as the type.
+        assert_eq!(
+            task_name(
+                future("tokio::time::timeout::Timeout<app::handler::{{closure}}>"),
+                at,
+                Some(&run),
+                &[]
+            ),
+            "[task] tokio::time::timeout::Timeout<app::handler>"
+        );
+    }
+
+    #[test]
+    fn an_async_block_handed_to_a_helper_that_spawns_reads_as_where_it_was_written() {
         // An async block in a plain function that gave it to a helper
         // which spawns: where it was written, the call of the helper.
         let callers = [
@@ -775,16 +789,6 @@ mod tests {
                 &callers
             ),
             "[task] app::handle"
-        );
-        // Other types read as the type.
-        assert_eq!(
-            task_name(
-                future("tokio::time::timeout::Timeout<app::handler::{{closure}}>"),
-                at,
-                Some(&run),
-                &[]
-            ),
-            "[task] tokio::time::timeout::Timeout<app::handler>"
         );
     }
 
