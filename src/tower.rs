@@ -10,9 +10,12 @@
 //! Names must come from a bounded set, since each distinct name is kept for
 //! the program's life: by default a request is named by its method and, with
 //! the `axum` feature, axum's route template (`MatchedPath`, present when the
-//! layer is added with `Router::route_layer`), never by its raw path; with
-//! no template, by its method alone. [`RequestLayer::named`] names requests
-//! otherwise.
+//! layer is added with `Router::route_layer`), never by its raw path; a gRPC
+//! call (tonic's, with the layer given to `Server::builder().layer`) by its
+//! method's path, `POST /hello.Greeter/SayHello` (see `grpc`); with neither,
+//! by its method alone. [`RequestLayer::named`] names requests otherwise.
+
+mod grpc;
 
 use std::panic::Location;
 use std::task::{Context, Poll};
@@ -111,8 +114,9 @@ impl<B, F: Fn(&http::Request<B>) -> String> NameRequest<B> for F {
 }
 
 /// The default naming: `METHOD ROUTE`, the route being axum's template
-/// (with the `axum` feature, when known), or `METHOD` alone. Methods other
-/// than the standard ones read `OTHER`, so that no request can add a name.
+/// (with the `axum` feature, when known) or a gRPC call's method path, or
+/// `METHOD` alone. Methods other than the standard ones read `OTHER`, so
+/// that no request can add a name.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RouteName;
 
@@ -121,7 +125,7 @@ impl<B> NameRequest<B> for RouteName {
         let method = standard_method(request.method());
         match route(request) {
             Some(route) => format!("{method} {route}"),
-            None => method.to_string(),
+            None => grpc::name(request).unwrap_or(method).to_string(),
         }
     }
 
@@ -132,7 +136,7 @@ impl<B> NameRequest<B> for RouteName {
         let method = standard_method(request.method());
         match route(request) {
             Some(route) => Named::find(method, route),
-            None => method,
+            None => grpc::name(request).unwrap_or(method),
         }
     }
 }

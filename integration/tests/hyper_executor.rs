@@ -77,11 +77,18 @@ fn plain_service() -> impl hyper::service::Service<
 /// Serves one HTTP/2 connection with the handler, and sends it `requests`
 /// requests at once from a client whose connection task hyper spawns.
 async fn serve(requests: u64) {
-    serve_with(plain_service(), "/", requests).await
+    serve_with(plain_service(), || get("/"), requests).await
 }
 
-/// [`serve`] with `service`, each request to `path`.
-async fn serve_with<S>(service: S, path: &'static str, requests: u64)
+/// A GET of `path`.
+fn get(path: &str) -> Request<String> {
+    Request::get(format!("http://test{path}"))
+        .body(String::new())
+        .unwrap()
+}
+
+/// [`serve`] with `service`, each request made by `request`.
+async fn serve_with<S>(service: S, request: fn() -> Request<String>, requests: u64)
 where
     S: hyper::service::Service<Request<Incoming>, Response = Response<axum::body::Body>>
         + Send
@@ -102,9 +109,7 @@ where
         .map(|_| {
             let mut sender = sender.clone();
             theseus::spawn(async move {
-                let uri = format!("http://test{path}");
-                let request = Request::get(uri).body(String::new()).unwrap();
-                let response = sender.send_request(request).await.unwrap();
+                let response = sender.send_request(request()).await.unwrap();
                 let body = response.into_body().collect().await.unwrap().to_bytes();
                 assert_eq!(&body[..], b"slept");
             })
@@ -277,7 +282,7 @@ fn an_axum_router_served_with_the_executor_has_its_requests_below_the_stream_tas
                 .worker_threads(2)
                 .build()
                 .unwrap();
-            runtime.block_on(serve_with(router(), "/users/7", requests));
+            runtime.block_on(serve_with(router(), || get("/users/7"), requests));
             drop(runtime);
             tracer.uninstall();
             tracer.to_profile()
@@ -299,5 +304,53 @@ fn an_axum_router_served_with_the_executor_has_its_requests_below_the_stream_tas
         }
         let asleep = idle_at_sleeps(&requests);
         assert_lengthened("the requests' sleeps", asleep, REQUESTS * 20 * MS, 0.05);
+    });
+}
+
+/// A gRPC service as tonic builds one (an axum router, the request layer
+/// given to the server, outside the routing, so no route template is known
+/// to it): each call is named by its method's path.
+#[test]
+fn grpc_calls_are_named_by_their_method() {
+    const SAY_HELLO: &str = "[request] POST /hello.Greeter/SayHello";
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    common::with_deadline(Duration::from_secs(120), || {
+        let router = || {
+            let app = axum::Router::new()
+                .route(
+                    "/hello.Greeter/SayHello",
+                    axum::routing::post(|| async {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        "slept"
+                    }),
+                )
+                .layer(theseus::tower::RequestLayer::new());
+            hyper_util::service::TowerToHyperService::new(app)
+        };
+        let call = || {
+            Request::post("http://test/hello.Greeter/SayHello")
+                .header("content-type", "application/grpc")
+                .body(String::new())
+                .unwrap()
+        };
+        let tracer = theseus::Tracer::new();
+        tracer.install();
+        let runtime = theseus::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        runtime.block_on(serve_with(router(), call, REQUESTS));
+        drop(runtime);
+        tracer.uninstall();
+        let profile = tracer.to_profile();
+        let samples = profile.samples();
+        let calls: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| at(s, SAY_HELLO).is_some())
+            .collect();
+        let frames: u64 = calls.iter().map(|s| s.value(Event::Frames)).sum();
+        assert_eq!(frames, REQUESTS);
+        let asleep = idle_at_sleeps(&calls);
+        assert_lengthened("the calls' sleeps", asleep, REQUESTS * 20 * MS, 0.05);
     });
 }
