@@ -125,13 +125,18 @@ where
 
 /// The profile of `serve(requests)` on a fresh two-worker runtime.
 fn profiled_run(requests: u64) -> Profile {
+    profiled(serve(requests))
+}
+
+/// The profile of running `future` on a fresh two-worker runtime.
+fn profiled(future: impl std::future::Future<Output = ()>) -> Profile {
     let tracer = theseus::Tracer::new();
     tracer.install();
     let runtime = theseus::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
         .unwrap();
-    runtime.block_on(serve(requests));
+    runtime.block_on(future);
     drop(runtime);
     tracer.uninstall();
     tracer.to_profile()
@@ -275,18 +280,7 @@ fn an_axum_router_served_with_the_executor_has_its_requests_below_the_stream_tas
                 .route_layer(theseus::tower::RequestLayer::new());
             hyper_util::service::TowerToHyperService::new(app)
         };
-        let run = |requests| {
-            let tracer = theseus::Tracer::new();
-            tracer.install();
-            let runtime = theseus::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .build()
-                .unwrap();
-            runtime.block_on(serve_with(router(), || get("/users/7"), requests));
-            drop(runtime);
-            tracer.uninstall();
-            tracer.to_profile()
-        };
+        let run = |requests| profiled(serve_with(router(), || get("/users/7"), requests));
         run(2);
         let profile = run(REQUESTS);
         let samples = profile.samples();
@@ -333,16 +327,7 @@ fn grpc_calls_are_named_by_their_method() {
                 .body(String::new())
                 .unwrap()
         };
-        let tracer = theseus::Tracer::new();
-        tracer.install();
-        let runtime = theseus::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .build()
-            .unwrap();
-        runtime.block_on(serve_with(router(), call, REQUESTS));
-        drop(runtime);
-        tracer.uninstall();
-        let profile = tracer.to_profile();
+        let profile = profiled(serve_with(router(), call, REQUESTS));
         let samples = profile.samples();
         let calls: Vec<&Sample> = samples
             .iter()

@@ -410,21 +410,14 @@ mod tests {
             sym("{async_fn#0}", app, 62),
             sym("poll", sleep, 450),
         ];
-        let mut out = Vec::new();
-        append_frames(
-            &poll.iter().collect::<Vec<_>>(),
-            Awaited::Frames,
-            |_| unreachable!("no task awaited"),
-            &mut out,
-        );
+        let out = resolved(&poll);
         let names: Vec<&str> = out.iter().map(|f| f.function.as_str()).collect();
         assert_eq!(names[0], "app::serve", "{names:?}");
         assert_eq!(names.len(), 2, "{names:?}");
     }
 
-    /// The leaf of the poll frames `poll` (outermost first), as
-    /// `(function, file)`.
-    fn leaf_of(poll: &[Symbol]) -> (String, String) {
+    /// The chain and leaf of the poll frames `poll` (outermost first).
+    fn resolved(poll: &[Symbol]) -> Vec<ResolvedFrame> {
         let mut out = Vec::new();
         append_frames(
             &poll.iter().collect::<Vec<_>>(),
@@ -432,7 +425,12 @@ mod tests {
             |_| unreachable!("no task awaited"),
             &mut out,
         );
-        let leaf = out.pop().expect("a leaf");
+        out
+    }
+
+    /// The leaf of the poll frames `poll`, as `(function, file)`.
+    fn leaf_of(poll: &[Symbol]) -> (String, String) {
+        let leaf = resolved(poll).pop().expect("a leaf");
         (leaf.function, leaf.file)
     }
 
