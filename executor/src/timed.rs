@@ -92,10 +92,7 @@ impl<F: Future> Future for Timed<F> {
 
 /// The first poll of `timed`'s future, `tokio` its waker: the header on
 /// this frame's stack, moved into a cell only if something shares it or
-/// the task is still pending at the end (see `cell::state`). Out of line:
-/// it runs once per task, and kept apart it leaves the frame of every
-/// later poll small.
-#[inline(never)]
+/// the task is still pending at the end (see `cell::state`).
 fn first_poll<F: Future>(timed: &mut Timed<F>, tokio: &Waker) -> Poll<F::Output> {
     let state = pin!(TaskState::new(TaskHeader::spawned(timed.spawn)));
     let state = state.as_ref();
