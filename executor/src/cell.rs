@@ -183,6 +183,8 @@ impl TaskCell {
     /// A wake through a waker tagged `tag` (see `waker`): passed on to
     /// tokio only when it schedules the task, so that each poll tokio makes
     /// after the first takes exactly one schedule (`TaskHeader::on_wake`).
+    /// Inlined into the waker's `wake`, which most wakes go through.
+    #[inline(always)]
     pub(crate) fn wake(&self, tag: u8) {
         if !self.header.on_wake(tag) {
             return;
@@ -199,11 +201,26 @@ impl TaskCell {
 
     /// The tag for the await point registering a waker now, in this task's
     /// poll on this thread; 0 when there is none to tell.
-    #[inline]
+    ///
+    /// The tag of the point kept in `last_await` is noted there: while the
+    /// task registers that point again, the header's table is not looked
+    /// up (the note is cleared whenever another point is found). Inlined
+    /// into the waker's clone.
+    #[inline(always)]
     pub(crate) fn await_tag(&self) -> u8 {
-        match theseus_profiler::await_point_after(&self.last_await) {
-            Some(stack) => self.header.register_await(stack),
-            None => 0,
+        let Some(stack) = theseus_profiler::await_point_after(&self.last_await) else {
+            return 0;
+        };
+        match self.last_await.note() {
+            0 => {
+                let tag = self.header.register_await(stack);
+                self.last_await.set_note(tag);
+                tag
+            }
+            tag => {
+                self.header.registered_again(tag);
+                tag
+            }
         }
     }
 

@@ -277,12 +277,20 @@ impl TaskHeader {
             } else if here != stack.0 {
                 continue;
             }
-            if self.pending.load(Relaxed) == 0 {
-                self.pending.store(tag, Relaxed);
-            }
+            self.registered_again(tag);
             return tag;
         }
         0
+    }
+
+    /// The poll running now registers a waker for the await point whose
+    /// tag [`TaskHeader::register_await`] gave already: `tag`, not 0.
+    /// Called on the poller's thread, during the poll.
+    #[inline]
+    pub(crate) fn registered_again(&self, tag: u8) {
+        if self.pending.load(Relaxed) == 0 {
+            self.pending.store(tag, Relaxed);
+        }
     }
 
     /// The task's waker was called. Returns whether this wake scheduled the
@@ -338,8 +346,9 @@ impl TaskHeader {
         }
     }
 
-    /// A poll is starting; returns its start time in ticks.
-    #[inline]
+    /// A poll is starting; returns its start time in ticks. Inlined into
+    /// the poll: a call of its own saved and restored six registers.
+    #[inline(always)]
     pub(crate) fn on_poll_start(&self) -> u64 {
         let now = clock::now();
         // A swap, not a load and a store: a wake racing with this poll's

@@ -131,7 +131,10 @@ fn first_poll<F: Future>(timed: &mut Timed<F>, tokio: &Waker) -> Poll<F::Output>
 }
 
 /// One timed poll of the future in `slot`, a task whose header is in
-/// `cell`, and the task's end if it ends.
+/// `cell`, and the task's end if it ends. Inlined into `Timed::poll`, the
+/// poll start with it: one frame for the bookkeeping of every poll after
+/// the first, rather than three.
+#[inline(always)]
 fn poll_timed<F: Future>(
     cell: &Arc<TaskCell>,
     slot: &mut Option<F>,
@@ -149,13 +152,28 @@ fn poll_timed<F: Future>(
     let polled = catch_unwind(AssertUnwindSafe(|| {
         cell.polling(|| poll_inner(header.stack, inner, waker))
     }));
-    if !matches!(polled, Ok(Poll::Pending)) {
-        cell.unlist();
+    if let Ok(Poll::Pending) = polled {
+        header.on_poll_end(start);
+        return Poll::Pending;
     }
-    let end = header.on_poll_end(start);
+    ended(cell, slot, runtime, start, polled)
+}
+
+/// The end of a task whose poll that began at `start` returned `polled`,
+/// ready or panicking: its last poll timed, its end recorded. Out of line,
+/// so that the pending polls before it keep a small frame.
+#[inline(never)]
+fn ended<F: Future>(
+    cell: &Arc<TaskCell>,
+    slot: &mut Option<F>,
+    runtime: RuntimeSlot,
+    start: u64,
+    polled: std::thread::Result<Poll<F::Output>>,
+) -> Poll<F::Output> {
+    cell.unlist();
+    let end = cell.header.on_poll_end(start);
     let outcome = match polled {
-        Ok(Poll::Pending) => return Poll::Pending,
-        Ok(Poll::Ready(_)) => Outcome::Completed,
+        Ok(_) => Outcome::Completed,
         Err(_) => Outcome::Panicked,
     };
     finish(slot, runtime, || cell.finish(outcome, end));

@@ -140,14 +140,19 @@ unsafe fn wake(data: *const ()) {
     // after. A cell's waker with a tag (most wakes: a clone that an await
     // point kept) names its await point already, and is woken here without
     // the call; any other goes through `wake_by_ref`, so that a capture
-    // made there sees the same frames as always.
+    // made there sees the same frames as always. A waker that is not lent
+    // owns a count (`drop_waker`), given back here.
     unsafe {
-        if tag != 0 && data.addr() & LENT == 0 {
+        if data.addr() & LENT != 0 {
+            wake_by_ref(data);
+            return;
+        }
+        if tag != 0 {
             (*cell).wake(tag);
         } else {
             wake_by_ref(data);
         }
-        drop_waker(data);
+        Arc::decrement_strong_count(cell);
     }
 }
 

@@ -133,7 +133,7 @@ impl fmt::Display for AwaitMode {
 /// 0 until set (the default), else `1 +` the mode's index.
 static MODE: AtomicU8 = AtomicU8::new(0);
 
-fn mode_code(mode: AwaitMode) -> u8 {
+const fn mode_code(mode: AwaitMode) -> u8 {
     match mode {
         AwaitMode::Cached => 1,
         AwaitMode::Full => 2,
@@ -185,13 +185,12 @@ pub fn await_point() -> Option<StackId> {
 /// ```
 #[inline]
 pub fn await_point_after(last: &LastAwait) -> Option<StackId> {
-    let mode = await_mode();
+    let mode = MODE.load(Relaxed);
     let boundary = poll_boundary();
-    if mode == AwaitMode::Off || boundary == 0 {
+    if mode == mode_code(AwaitMode::Off) || boundary == 0 {
         return None;
     }
-    let awaited = AWAITING.with(Cell::get);
-    Some(locate(current_stack(), awaited, boundary, mode, last))
+    Some(locate(boundary, mode == mode_code(AwaitMode::Full), last))
 }
 
 /// The await point a task registered last, kept with the task (see
@@ -207,24 +206,66 @@ pub fn await_point_after(last: &LastAwait) -> Option<StackId> {
 /// let last = LastAwait::default();
 /// # let _ = last;
 /// ```
-pub struct LastAwait(AtomicPtr<Candidate>);
+pub struct LastAwait {
+    point: AtomicPtr<Candidate>,
+    /// The holder's note on `point` (see [`LastAwait::note`]).
+    note: AtomicU8,
+}
 
 impl LastAwait {
     /// Holding no point yet.
     pub const fn new() -> LastAwait {
-        LastAwait(AtomicPtr::new(ptr::null_mut()))
+        LastAwait {
+            point: AtomicPtr::new(ptr::null_mut()),
+            note: AtomicU8::new(0),
+        }
+    }
+
+    /// The note the holder kept with the point held now (0: none), which
+    /// [`await_point_after`] clears whenever the point it finds is not the
+    /// one held before (and lets that one go): a note set after a capture
+    /// then stays true of every later capture that finds the same point,
+    /// until one finds another.
+    /// The executor notes the tag its task gave the point, and does not
+    /// look it up again while the task waits there.
+    ///
+    /// ```
+    /// use theseus_profiler::LastAwait;
+    ///
+    /// let last = LastAwait::new();
+    /// assert_eq!(last.note(), 0);
+    /// last.set_note(3);
+    /// assert_eq!(last.note(), 3);
+    /// ```
+    #[inline]
+    pub fn note(&self) -> u8 {
+        self.note.load(Relaxed)
+    }
+
+    /// Keeps `note` with the point held now: see [`LastAwait::note`].
+    #[inline]
+    pub fn set_note(&self, note: u8) {
+        self.note.store(note, Relaxed);
     }
 
     #[inline]
     fn get(&self) -> Option<&'static Candidate> {
         // SAFETY: only `set` stores here, and only `'static` candidates
         // (or the null it starts with).
-        unsafe { self.0.load(Relaxed).as_ref() }
+        unsafe { self.point.load(Relaxed).as_ref() }
+    }
+
+    /// Holds no point, and no note.
+    #[inline]
+    fn forget(&self) {
+        self.point.store(ptr::null_mut(), Relaxed);
+        self.note.store(0, Relaxed);
     }
 
     #[inline]
     fn set(&self, candidate: &'static Candidate) {
-        self.0.store(ptr::from_ref(candidate).cast_mut(), Relaxed);
+        self.point
+            .store(ptr::from_ref(candidate).cast_mut(), Relaxed);
     }
 }
 
@@ -271,9 +312,9 @@ impl Candidate {
     #[inline]
     fn matches(&self, base: usize) -> bool {
         // SAFETY: `base` is a local of `locate`, whose frame runs this (or
-        // `search`, called from it), and every candidate was made by
-        // `unwind_point` called from `locate`'s `search` with `locate`'s
-        // local as its base, at the depth below the poll boundary that is
+        // `search`, called from it through `locate_again`), and every
+        // candidate was made by `unwind_point` called from there with
+        // `locate`'s local as its base, at the depth below the poll boundary that is
         // part of its key; callers check that the key is this capture's
         // (by the map they look in, or `is_under`).
         unsafe { self.signature.matches(base) }
@@ -319,27 +360,46 @@ static GLOBAL: LazyLock<Mutex<FastMap<Key, Candidates>>> =
 ///
 /// Never inlined: `marker`, a local of this frame, is what the stack depth
 /// and the signatures' slots are measured from, so this frame must be laid
-/// out the same way at every call. The point `last` holds is checked here;
-/// the rest of the search is in [`search`], out of line, so that this
-/// frame stays small.
+/// out the same way at every call. Only the point `last` holds is checked
+/// here; the rest is in [`locate_again`], out of line, so that this frame
+/// stays small (it saves no registers).
 #[inline(never)]
-fn locate(
-    task: StackId,
-    awaited: Awaited,
-    boundary: usize,
-    mode: AwaitMode,
-    last: &LastAwait,
-) -> StackId {
+fn locate(boundary: usize, full: bool, last: &LastAwait) -> StackId {
     let marker = 0u8;
     let base = std::hint::black_box(&marker) as *const u8 as usize;
-    if mode == AwaitMode::Full || base >= boundary {
-        return unwind_point(task, awaited, boundary, base).0;
-    }
-    let key: Key = (task, boundary - base, awaited);
-    if let Some(candidate) = last.get() {
-        if candidate.is_under(&key) && candidate.matches(base) {
-            return candidate.id;
+    if !full {
+        if let Some(candidate) = last.get() {
+            if candidate.is_under(&key_here(boundary, base)) && candidate.matches(base) {
+                return candidate.id;
+            }
         }
+    }
+    locate_again(boundary, full, last, base)
+}
+
+/// The key of a capture whose [`locate`] frame's local is at `base`: the
+/// thread's task, the depth, what it awaits. The depth wraps when `base`
+/// is not below the boundary (a capture that is never cached), and then is
+/// under no candidate's key: theirs are all below it.
+#[inline(always)]
+fn key_here(boundary: usize, base: usize) -> Key {
+    (
+        current_stack(),
+        boundary.wrapping_sub(base),
+        AWAITING.with(Cell::get),
+    )
+}
+
+/// [`locate`], when the point `last` holds is not the one on the stack
+/// above `base` (a local of `locate`, which calls this): `last` lets it go
+/// (and its note, which was on it), and holds the point found, if cached.
+#[cold]
+#[inline(never)]
+fn locate_again(boundary: usize, full: bool, last: &LastAwait, base: usize) -> StackId {
+    last.forget();
+    let key = key_here(boundary, base);
+    if full || base >= boundary {
+        return unwind_point(key.0, key.2, boundary, base).0;
     }
     match search(key, boundary, base) {
         Ok(candidate) => {
@@ -354,7 +414,7 @@ fn locate(
 /// this thread's [`RECENT`] points, its [`LOCAL`] map, [`GLOBAL`], or else
 /// unwound to `boundary`. `Err` with the point's stack when it is not to be
 /// cached (see [`shared_or_unwound`]). `base` is a local of [`locate`],
-/// which calls this.
+/// whose [`locate_again`] calls this.
 #[inline(never)]
 fn search(key: Key, boundary: usize, base: usize) -> Result<&'static Candidate, StackId> {
     let slot = recent_slot(&key);
@@ -488,8 +548,13 @@ mod tests {
         await_point().unwrap()
     }
 
+    /// Held by the tests that set the process's await mode, and by those
+    /// whose results depend on it.
+    static MODE_SERIAL: Mutex<()> = Mutex::new(());
+
     #[test]
     fn the_same_chain_is_recognized_and_different_chains_are_told_apart() {
+        let _serial = MODE_SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
         assert_eq!(await_point(), None, "no poll runs here");
         let mut ids = Vec::new();
         poll_like(3, &mut ids);
@@ -545,6 +610,7 @@ mod tests {
 
     #[test]
     fn the_point_a_task_kept_names_only_its_own_chain() {
+        let _serial = MODE_SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
         let mut kept = Vec::new();
         task_like(3, &mut kept);
         assert_eq!(kept[0], kept[1], "one chain, one await point");
@@ -556,6 +622,49 @@ mod tests {
         task_like(3, &mut unwound);
         set_await_mode(AwaitMode::Cached);
         assert_eq!(kept, unwound);
+    }
+
+    /// As [`task_like`], with what the task noted after each capture: a
+    /// note set whenever the point found came without one, then, with
+    /// the point held, one capture in [`AwaitMode::Full`].
+    #[inline(never)]
+    fn noting_task_like(depth: usize, out: &mut Vec<(StackId, u8)>) {
+        let marker = 0u8;
+        let boundary = std::hint::black_box(&marker) as *const u8 as usize;
+        let task = crate::capture::spawn_stack(std::panic::Location::caller(), "app::noting");
+        // SAFETY: `marker` is a local of this frame, which outlives the scope.
+        let _scope = unsafe { enter_poll(task, boundary) };
+        let last = LastAwait::new();
+        let chains = [a_after, a_after, b_after, b_after, a_after, a_after];
+        for (note, chain) in (1u8..).zip(chains) {
+            let id = std::hint::black_box(chain(depth, &last));
+            out.push((id, last.note()));
+            if last.note() == 0 {
+                last.set_note(note);
+            }
+        }
+        set_await_mode(AwaitMode::Full);
+        let id = std::hint::black_box(a_after(depth, &last));
+        set_await_mode(AwaitMode::Cached);
+        out.push((id, last.note()));
+    }
+
+    #[test]
+    fn a_note_stays_with_its_point_only() {
+        let _serial = MODE_SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = Vec::new();
+        noting_task_like(3, &mut seen);
+        let notes: Vec<u8> = seen.iter().map(|&(_, note)| note).collect();
+        // The note made after the first `a` stays with `a` while `a` is
+        // found again, goes when `b` is found, and is not `b`'s: each
+        // point comes back without a note the first time.
+        assert_eq!(notes, [0, 1, 0, 3, 0, 5, 0], "{seen:?}");
+        let (a, b) = (seen[0].0, seen[2].0);
+        assert_ne!(a, b);
+        assert!(seen
+            .iter()
+            .enumerate()
+            .all(|(i, &(id, _))| id == if (2..4).contains(&i) { b } else { a }));
     }
 
     #[inline(never)]
