@@ -12,10 +12,11 @@
 //!
 //! Each shard also has one place of its own, kept for a task in its first
 //! poll ([`LiveRegistry::insert_brief`]): most tasks end there, and taking
-//! and giving back that place is a store under the lock, where an entry of
-//! the list costs its free list too. A task that outlives the poll moves
-//! into the list ([`LiveRegistry::replace`]), so the place is free for the
-//! next first poll on the thread.
+//! and giving back that place is one atomic each, without the shard's lock
+//! (`brief`: the readers still see every entry, and none after it is
+//! gone). A task that outlives the poll moves into the list
+//! ([`LiveRegistry::replace`]), so the place is free for the next first
+//! poll on the thread.
 //!
 //! It holds entries by address, not by reference count: an entry takes
 //! itself out before it goes (its owner's end, or its `Drop`), under the
@@ -23,7 +24,13 @@
 //! lives in its own future (`cell::TaskState`) can be listed too, and
 //! entering costs no count taken and given back.
 
+mod brief;
+#[cfg(all(test, theseus_loom))]
+mod loom_models;
+
 use crate::clock;
+use brief::BriefPlace;
+use std::cell::{Cell, UnsafeCell};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
@@ -41,23 +48,58 @@ pub(crate) trait LiveEntry: Send + Sync + 'static {
 
 /// Where an entry sits in the registry: `shard << 32 | index` (index
 /// [`BRIEF`]: the shard's place for a first poll), or `u64::MAX` while it
-/// is not in it.
-pub(crate) struct LiveSlot(AtomicU64);
+/// is not in it; and, for a reader that finds the slot in a first-poll
+/// place, the entry it belongs to.
+pub(crate) struct LiveSlot {
+    at: AtomicU64,
+    /// The entry whose slot this is: written by [`LiveRegistry::insert_brief`]
+    /// before the slot goes in a first-poll place, read by the readers
+    /// that find it there.
+    entry: UnsafeCell<Option<Entry>>,
+}
+
+// SAFETY: `entry` is written only by `insert_brief`, while the slot is in
+// no place (nothing reads it), and read only by readers that found the slot
+// in a first-poll place, which published that write (`BriefPlace::take`);
+// the rest is atomic.
+unsafe impl Sync for LiveSlot {}
 
 impl LiveSlot {
     pub(crate) const fn new() -> LiveSlot {
-        LiveSlot(AtomicU64::new(u64::MAX))
+        LiveSlot {
+            at: AtomicU64::new(u64::MAX),
+            entry: UnsafeCell::new(None),
+        }
     }
 
     pub(crate) fn is_registered(&self) -> bool {
-        self.0.load(Relaxed) != u64::MAX
+        self.at.load(Relaxed) != u64::MAX
+    }
+
+    /// The entry's record as of `now`, for a reader that found this slot
+    /// in a first-poll place.
+    fn read_record(&self, now: u64) -> Option<TaskRecord> {
+        // SAFETY: see the `Sync` impl: the place published the write, and
+        // the entry is alive while the slot is in it (`insert_brief`'s
+        // contract).
+        let entry = unsafe { (*self.entry.get()).as_ref()? };
+        // SAFETY: as above.
+        Some(unsafe { entry.0.as_ref() }.live_record(now))
     }
 }
 
 /// The live entries, in shards.
 pub(crate) struct LiveRegistry {
-    shards: [Mutex<Shard>; SHARDS],
+    shards: [Shard; SHARDS],
     next_shard: AtomicUsize,
+}
+
+/// One shard: its first-poll place, and the list of the rest.
+struct Shard {
+    /// A task in its first poll on a thread of this shard, if any: the
+    /// entry's slot. Read under `list`'s lock, which keeps readers in turn.
+    brief: BriefPlace<LiveSlot>,
+    list: Mutex<List>,
 }
 
 /// An entry, by address.
@@ -68,9 +110,7 @@ struct Entry(NonNull<dyn LiveEntry>);
 // `LiveRegistry::insert`).
 unsafe impl Send for Entry {}
 
-struct Shard {
-    /// A task in its first poll on a thread of this shard, if any.
-    brief: Option<Entry>,
+struct List {
     entries: Vec<Option<Entry>>,
     free: Vec<u32>,
 }
@@ -78,7 +118,7 @@ struct Shard {
 /// The index of a shard's [`Shard::brief`] place in a [`LiveSlot`].
 const BRIEF: u32 = u32::MAX;
 
-impl Shard {
+impl List {
     /// Puts `held` in the list; returns its index there.
     fn list(&mut self, held: Entry) -> u32 {
         match self.free.pop() {
@@ -95,47 +135,53 @@ impl Shard {
 
     /// Takes out what is at `index`.
     fn take(&mut self, index: u32) {
-        if index == BRIEF {
-            self.brief = None;
-        } else {
-            self.entries[index as usize] = None;
-            self.free.push(index);
-        }
+        self.entries[index as usize] = None;
+        self.free.push(index);
     }
 }
 
 thread_local! {
     /// The shard this thread inserts into; `usize::MAX` until chosen.
-    static HOME_SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    static HOME_SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
 impl LiveRegistry {
     pub(crate) fn new() -> LiveRegistry {
         LiveRegistry {
-            shards: std::array::from_fn(|_| {
-                Mutex::new(Shard {
-                    brief: None,
+            shards: std::array::from_fn(|_| Shard {
+                brief: BriefPlace::new(),
+                list: Mutex::new(List {
                     entries: Vec::new(),
                     free: Vec::new(),
-                })
+                }),
             }),
             next_shard: AtomicUsize::new(0),
         }
     }
 
     #[inline]
-    fn shard(&self, index: usize) -> MutexGuard<'_, Shard> {
-        self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
+    fn list(&self, index: usize) -> MutexGuard<'_, List> {
+        self.shards[index]
+            .list
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     #[inline]
     fn home_shard(&self) -> usize {
-        HOME_SHARD.with(|home| {
-            if home.get() == usize::MAX {
-                home.set(self.next_shard.fetch_add(1, Relaxed) % SHARDS);
-            }
-            home.get()
-        })
+        match HOME_SHARD.with(Cell::get) {
+            usize::MAX => self.choose_home_shard(),
+            home => home,
+        }
+    }
+
+    /// Chooses this thread's shard, once.
+    #[cold]
+    #[inline(never)]
+    fn choose_home_shard(&self) -> usize {
+        let home = self.next_shard.fetch_add(1, Relaxed) % SHARDS;
+        HOME_SHARD.with(|cell| cell.set(home));
+        home
     }
 
     /// Enters `entry`, by address.
@@ -145,13 +191,8 @@ impl LiveRegistry {
     /// `entry` must stay where it is, alive, until it is removed
     /// ([`LiveRegistry::remove`]): the registry reads it there meanwhile.
     pub(crate) unsafe fn insert<T: LiveEntry>(&self, entry: &T) {
-        let shard_index = self.home_shard();
-        let mut shard = self.shard(shard_index);
-        let index = shard.list(Entry(NonNull::from(entry as &dyn LiveEntry)));
-        entry
-            .live_slot()
-            .0
-            .store(((shard_index as u64) << 32) | u64::from(index), Relaxed);
+        // SAFETY: this function's contract.
+        unsafe { self.insert_listed(self.home_shard(), entry) };
     }
 
     /// [`LiveRegistry::insert`] for an entry that is mostly removed soon,
@@ -164,20 +205,37 @@ impl LiveRegistry {
     #[inline]
     pub(crate) unsafe fn insert_brief<T: LiveEntry>(&self, entry: &T) {
         let shard_index = self.home_shard();
-        let mut shard = self.shard(shard_index);
-        let held = Entry(NonNull::from(entry as &dyn LiveEntry));
-        let index = match shard.brief {
-            None => {
-                shard.brief = Some(held);
-                BRIEF
-            }
+        let slot = entry.live_slot();
+        // SAFETY: the slot is in no place yet, so no reader reads `entry`
+        // (see `LiveSlot`'s `Sync` impl).
+        unsafe { *slot.entry.get() = Some(Entry(NonNull::from(entry as &dyn LiveEntry))) };
+        // SAFETY: the slot lies in `entry`, which stays alive where it is
+        // until removed (this function's contract); removing it empties
+        // the place (`remove`, `replace`).
+        if unsafe { self.shards[shard_index].brief.take(slot) } {
+            slot.at
+                .store(((shard_index as u64) << 32) | u64::from(BRIEF), Relaxed);
+        } else {
             // Another first poll in progress on this shard (nested, or a
             // thread that shares the shard).
-            Some(_) => shard.list(held),
-        };
+            // SAFETY: this function's contract.
+            unsafe { self.insert_listed(shard_index, entry) };
+        }
+    }
+
+    /// [`LiveRegistry::insert`] into shard `shard_index`: out of the way
+    /// of [`LiveRegistry::insert_brief`], which mostly finds its place free.
+    ///
+    /// # Safety
+    ///
+    /// As [`LiveRegistry::insert`]'s.
+    #[cold]
+    #[inline(never)]
+    unsafe fn insert_listed(&self, shard_index: usize, entry: &dyn LiveEntry) {
+        let index = self.list(shard_index).list(Entry(NonNull::from(entry)));
         entry
             .live_slot()
-            .0
+            .at
             .store(((shard_index as u64) << 32) | u64::from(index), Relaxed);
     }
 
@@ -188,25 +246,27 @@ impl LiveRegistry {
     ///
     /// As [`LiveRegistry::insert`]'s, for `new`.
     pub(crate) unsafe fn replace<A: LiveEntry, B: LiveEntry>(&self, old: &A, new: &B) {
-        let slot = old.live_slot().0.load(Relaxed);
+        let slot = old.live_slot().at.load(Relaxed);
         if slot == u64::MAX {
             return;
         }
         let (shard_index, index) = ((slot >> 32) as usize, slot as u32);
-        let mut shard = self.shard(shard_index);
+        // Readers read the first-poll place under this lock too: they see
+        // the old entry or the new one, never both or neither.
+        let mut list = self.list(shard_index);
         let held = Entry(NonNull::from(new as &dyn LiveEntry));
         // Out of the shard's first-poll place, which is for the next one.
         let index = if index == BRIEF {
-            shard.brief = None;
-            shard.list(held)
+            self.shards[shard_index].brief.leave_unread();
+            list.list(held)
         } else {
-            shard.entries[index as usize] = Some(held);
+            list.entries[index as usize] = Some(held);
             index
         };
         new.live_slot()
-            .0
+            .at
             .store(((shard_index as u64) << 32) | u64::from(index), Relaxed);
-        old.live_slot().0.store(u64::MAX, Relaxed);
+        old.live_slot().at.store(u64::MAX, Relaxed);
     }
 
     /// Removes an entry, if it is in: once this returns, no reader of the
@@ -216,12 +276,24 @@ impl LiveRegistry {
         if !entry.live_slot().is_registered() {
             return;
         }
-        let slot = entry.live_slot().0.swap(u64::MAX, Relaxed);
+        let slot = entry.live_slot().at.swap(u64::MAX, Relaxed);
         if slot == u64::MAX {
             return;
         }
         let (shard_index, index) = ((slot >> 32) as usize, slot as u32);
-        self.shard(shard_index).take(index);
+        if index == BRIEF {
+            self.shards[shard_index].brief.leave();
+        } else {
+            self.remove_listed(shard_index, index);
+        }
+    }
+
+    /// [`LiveRegistry::remove`] of what is at `index` in shard
+    /// `shard_index`'s list: out of the way of a first poll's removal.
+    #[cold]
+    #[inline(never)]
+    fn remove_listed(&self, shard_index: usize, index: u32) {
+        self.list(shard_index).take(index);
     }
 
     /// How many entries are in.
@@ -229,8 +301,9 @@ impl LiveRegistry {
     pub(crate) fn len(&self) -> usize {
         (0..SHARDS)
             .map(|i| {
-                let shard = self.shard(i);
-                shard.entries.iter().flatten().count() + usize::from(shard.brief.is_some())
+                let list = self.list(i);
+                let brief = self.shards[i].brief.read(|_| ()).is_some();
+                list.entries.iter().flatten().count() + usize::from(brief)
             })
             .sum()
     }
@@ -240,8 +313,17 @@ impl LiveTasks for LiveRegistry {
     fn for_each_live(&self, f: &mut dyn FnMut(TaskRecord)) {
         let now = clock::now();
         for index in 0..SHARDS {
-            let shard = self.shard(index);
-            for entry in shard.brief.iter().chain(shard.entries.iter().flatten()) {
+            let list = self.list(index);
+            // Read inside the place's turn, handed on after it: its owner
+            // waits while the place is read.
+            if let Some(record) = self.shards[index]
+                .brief
+                .read(|slot| slot.read_record(now))
+                .flatten()
+            {
+                f(record);
+            }
+            for entry in list.entries.iter().flatten() {
                 // SAFETY: the entry is in, and the shard's lock is held: it
                 // cannot be removed, so it is alive where it was entered
                 // (`insert`'s contract).

@@ -1,4 +1,5 @@
-//! The atomics of the per-task protocol (`header`) and the lock and
+//! The atomics of the per-task protocol (`header`), of the registry's
+//! first-poll places (`registry::brief`), and the lock and
 //! atomics of the scheduler's parking (`scheduler::park`): std's, or loom's when
 //! the executor's loom models are built (`--cfg theseus_loom`, see
 //! `header::loom_models`), so that loom sees, and permutes, every access.
@@ -16,11 +17,11 @@ pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
 
 #[cfg(theseus_loom)]
 pub(crate) use loom::sync::{
-    atomic::{fence, AtomicBool, AtomicUsize},
+    atomic::{fence, AtomicBool, AtomicPtr, AtomicUsize},
     Mutex,
 };
 #[cfg(not(theseus_loom))]
 pub(crate) use std::sync::{
-    atomic::{fence, AtomicBool, AtomicUsize},
+    atomic::{fence, AtomicBool, AtomicPtr, AtomicUsize},
     Mutex,
 };

@@ -33,8 +33,9 @@ use crate::aggregate::Aggregate;
 use crate::capture::StackId;
 use crate::interval::{Cursor, Finished, Reported, Routing, Stretch};
 use crate::task_record::TaskRecord;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Instant, SystemTime};
@@ -152,6 +153,8 @@ struct Binding {
 
 impl Binding {
     fn unbind(&mut self) {
+        // First: `LEDGER` must not point at a ledger this binding lets go.
+        let _ = LEDGER.try_with(|fast| fast.set((0, ptr::null())));
         if let Some((collector, thread)) = self.bound.take() {
             collector.retire(&thread);
         }
@@ -168,6 +171,12 @@ thread_local! {
     static BINDING: RefCell<Binding> = const {
         RefCell::new(Binding { epoch: 0, bound: None })
     };
+    /// The ledger `BINDING` holds, and the epoch it was bound in: what
+    /// every record needs of the binding, as plain data without a
+    /// destructor, so that reading it is a load from the thread's block
+    /// (no borrow flag, no check that the thread is alive). Null while
+    /// unbound; cleared before the binding lets go of the ledger.
+    static LEDGER: Cell<(u64, *const ThreadLedger)> = const { Cell::new((0, ptr::null())) };
 }
 
 /// Whether a tracer is installed: the executor skips all timing when not.
@@ -189,10 +198,26 @@ fn active() -> Option<Arc<Collector>> {
 /// Costs a thread-local lookup, an uncontended lock and a hash update; the
 /// aggregate has one entry per distinct `(stack, outcome)`, whatever the
 /// number of tasks.
+#[inline]
 pub fn record(rec: &TaskRecord) {
     if !is_active() {
         return;
     }
+    let (epoch, thread) = LEDGER.with(Cell::get);
+    if !thread.is_null() && epoch == EPOCH.load(Ordering::Acquire) {
+        // SAFETY: `LEDGER` points at the ledger `BINDING` holds, which
+        // clears it before it lets go of that ledger (`Binding::unbind`),
+        // and only this thread reads it.
+        return lock(unsafe { &(*thread).finished }).add(rec);
+    }
+    record_binding(rec);
+}
+
+/// [`record`] when this thread's ledger is not bound, or bound to a tracer
+/// that may no longer be active: binds it to the active tracer's first.
+#[cold]
+#[inline(never)]
+fn record_binding(rec: &TaskRecord) {
     let recorded = BINDING
         .try_with(|cell| {
             let Ok(mut binding) = cell.try_borrow_mut() else {
@@ -278,6 +303,11 @@ fn rebind(binding: &mut Binding) {
         }
     }
     binding.epoch = epoch;
+    let thread = binding
+        .bound
+        .as_ref()
+        .map_or(ptr::null(), |(_, t)| Arc::as_ptr(t));
+    LEDGER.with(|fast| fast.set((epoch, thread)));
 }
 
 impl Collector {
